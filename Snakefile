@@ -1,0 +1,32 @@
+# emoflow: video -> audio + faces -> HDF5 shards -> audio/visual branches -> fusion -> report.
+# Run: snakemake --cores N  (own data: --configfile my.yaml; cluster: --profile workflow/profiles/slurm)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/audio.smk"
+include: "workflow/rules/faces.smk"
+include: "workflow/rules/split.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/fuse.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True
+
+
+rule features:
+    input:
+        feature_outputs(),

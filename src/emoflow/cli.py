@@ -1,0 +1,225 @@
+"""The ``emoflow`` command line: one subcommand per workflow stage.
+
+Every stage command takes ``--config`` (a YAML or JSON file, validated against the schema);
+the Snakemake rules pass the validated, merged config the workflow wrote to
+``<results>/<name>/config.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from emoflow.errors import ConfigError, EmoflowError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="emoflow: offline audio-visual emotion recognition, one stage per command.",
+)
+
+ConfigOpt = Annotated[
+    Path,
+    typer.Option("--config", "-c", help="config file (YAML/JSON), validated against the schema"),
+]
+LogOpt = Annotated[
+    Path | None, typer.Option("--log", help="also write this command's log to this file")
+]
+
+
+def _setup_logging(log_file: Path | None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+
+
+def _config(path: Path) -> dict:
+    from emoflow.config import load_config
+
+    return load_config(path)
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"emoflow: error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code=1)
+
+
+@app.command("validate-config")
+def validate_config_cmd(config: Annotated[Path, typer.Argument(help="config file")]) -> None:
+    """Validate a config file; unknown or mistyped keys are named."""
+    _config(config)
+    typer.echo(f"{config}: valid")
+
+
+@app.command("demo-corpus")
+def demo_corpus(
+    out_dir: Annotated[Path, typer.Argument(help="folder to write the clips into")],
+    clips: Annotated[
+        int, typer.Option(help="number of clips (8 actors x 4 emotions x 2 = 64)")
+    ] = 64,
+    seed: Annotated[int, typer.Option(help="random seed; same seed, same bytes")] = 0,
+    ffmpeg: Annotated[str, typer.Option(help="ffmpeg binary")] = "ffmpeg",
+) -> None:
+    """Write the deterministic demo corpus (RAVDESS-named mp4 clips with real face photos)."""
+    from emoflow.demo import make_demo_corpus
+
+    paths = make_demo_corpus(out_dir, clips=clips, seed=seed, ffmpeg=ffmpeg)
+    typer.echo(f"{len(paths)} demo clips in {out_dir}")
+
+
+@app.command()
+def scan(config: ConfigOpt, log: LogOpt = None) -> None:
+    """Scan the dataset: clip table, shard lists and scan failures (rewritten only on change)."""
+    _setup_logging(log)
+    from emoflow.manifest import refresh
+
+    s = refresh(_config(config))
+    typer.echo(
+        f"{s.clips} clips, {s.failures} rejected, {s.hashed} hashed, "
+        f"shard lists rewritten: {s.shards_written or 'none'}"
+    )
+
+
+def _extract(stage: str, config: Path, shard: int, workers: int | None, log: Path | None) -> None:
+    _setup_logging(log)
+    from emoflow.extract import run_shard
+
+    s = run_shard(_config(config), stage, shard, workers)
+    typer.echo(
+        f"{stage} shard {shard}: {s['with_features']} of {s['clips']} clips with features "
+        f"({len(s['computed'])} computed, {len(s['cached'])} from cache, "
+        f"{len(s['failures'])} failed)"
+    )
+
+
+ShardOpt = Annotated[int, typer.Option("--shard", help="shard index k")]
+WorkersOpt = Annotated[int | None, typer.Option(help="parallel clips (default: available CPUs)")]
+
+
+@app.command("extract-audio")
+def extract_audio(
+    config: ConfigOpt, shard: ShardOpt, workers: WorkersOpt = None, log: LogOpt = None
+) -> None:
+    """Audio stage of one shard: 16 kHz mono -> 3 s windows -> log-mel + MFCC -> audio/<k>.h5."""
+    _extract("audio", config, shard, workers, log)
+
+
+@app.command("extract-faces")
+def extract_faces(
+    config: ConfigOpt, shard: ShardOpt, workers: WorkersOpt = None, log: LogOpt = None
+) -> None:
+    """Face stage of one shard: sampled frames -> detected, aligned faces -> faces/<k>.h5."""
+    _extract("faces", config, shard, workers, log)
+
+
+@app.command()
+def failures(config: ConfigOpt, log: LogOpt = None) -> None:
+    """Collect scan and stage failures into failures.parquet; with strict: true, fail on any."""
+    _setup_logging(log)
+    from emoflow.failures import collect_failures
+
+    cfg = _config(config)
+    rows = collect_failures(cfg)
+    typer.echo(f"{len(rows)} failures")
+    if cfg["strict"] and rows:
+        listing = "\n".join(
+            f"  {r['stage']}/{r['kind']}: {r['clip_id']}: {r['message']}" for r in rows
+        )
+        _fail(f"strict: true and {len(rows)} clips failed:\n{listing}")
+
+
+@app.command()
+def split(config: ConfigOpt, log: LogOpt = None) -> None:
+    """Speaker-independent folds (or the official split) -> folds.parquet; checks leakage."""
+    _setup_logging(log)
+    from emoflow.stages import run_split
+
+    n = run_split(_config(config))
+    typer.echo(f"{n} folds written")
+
+
+@app.command()
+def train(
+    config: ConfigOpt,
+    branch: Annotated[str, typer.Option(help="audio or visual")],
+    fold: Annotated[int, typer.Option(help="fold index")],
+    seed: Annotated[int, typer.Option(help="training seed")],
+    log: LogOpt = None,
+) -> None:
+    """Train one branch on one fold with one seed (resumes from its checkpoint)."""
+    _setup_logging(log)
+    if branch not in ("audio", "visual"):
+        _fail(f"--branch must be audio or visual, not {branch!r}")
+    from emoflow.stages import run_train
+
+    out = run_train(_config(config), branch, fold, seed)
+    typer.echo(f"model and predictions in {out}")
+
+
+@app.command()
+def fuse(
+    config: ConfigOpt,
+    fold: Annotated[int, typer.Option(help="fold index")],
+    seed: Annotated[int, typer.Option(help="training seed")],
+    log: LogOpt = None,
+) -> None:
+    """Fuse the branches of one (fold, seed): late, stacking and feature-level fusion."""
+    _setup_logging(log)
+    from emoflow.stages import run_fuse
+
+    run_fuse(_config(config), fold, seed)
+
+
+@app.command()
+def evaluate(config: ConfigOpt, log: LogOpt = None) -> None:
+    """Result tables (csv/md/tex), figures and provenance from the stored predictions."""
+    _setup_logging(log)
+    from emoflow.stages import run_report
+
+    table = run_report(_config(config))
+    typer.echo(table)
+
+
+@app.command()
+def bundle(config: ConfigOpt, log: LogOpt = None) -> None:
+    """Package the fold-0 models and fusion weights for `emoflow predict`."""
+    _setup_logging(log)
+    from emoflow.stages import run_bundle
+
+    out = run_bundle(_config(config))
+    typer.echo(f"model bundle: {out}")
+
+
+@app.command()
+def predict(
+    videos: Annotated[list[Path], typer.Argument(help="video or audio files")],
+    model: Annotated[Path, typer.Option(help="model bundle folder (results/<name>/model)")],
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("predictions"),
+    workers: Annotated[int, typer.Option(help="CPU threads for the models")] = 2,
+) -> None:
+    """Predict an emotion timeline (CSV, JSON, PNG) for each video with a trained bundle."""
+    _setup_logging(None)
+    from emoflow.predict import run_predict
+
+    run_predict(videos, model, out, threads=workers)
+
+
+def main() -> None:
+    """Entry point of the console script: clear one-line errors instead of tracebacks."""
+    try:
+        app()
+    except (ConfigError, EmoflowError) as exc:
+        typer.secho(f"emoflow: error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(1)

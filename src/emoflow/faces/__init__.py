@@ -1,0 +1,69 @@
+"""Face backends: find, landmark and align faces in sampled frames.
+
+Two backends fill the same shard schema (112x112 crops aligned like OpenFace's ``-simalign``):
+``embedded`` (dlib HOG + 68-point predictor; the default, needs nothing outside PyPI) and
+``openface`` (OpenFace 2.x ``FeatureExtraction``, adds AU intensities and head pose).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from emoflow.errors import ClipError
+from emoflow.faces.align import openface_template
+from emoflow.faces.result import FaceResult
+
+__all__ = ["FaceBackend", "FaceResult", "make_backend", "openface_template"]
+
+
+class FaceBackend(Protocol):
+    """What the shard extraction needs from a face backend."""
+
+    name: str
+    au_names: list[str]
+
+    def versions(self) -> dict[str, str]:
+        """Provenance that also goes into the parameter hash."""
+        ...
+
+    def process(
+        self, clips: list[tuple[str, np.ndarray]], workdir: Path
+    ) -> dict[str, FaceResult | ClipError]:
+        """Faces of each clip's frames (K, H, W, 3) uint8 RGB; a ClipError for a failed clip."""
+        ...
+
+
+def make_backend(faces_cfg: dict[str, Any]) -> FaceBackend:
+    """Build the backend named by the config's ``faces`` section.
+
+    Raises ToolMissingError with a clear message when the backend's tool or model is missing
+    (OpenFace binary not set, not found, not executable; model file not found relative to the
+    binary's folder; dlib model package absent).
+    """
+    backend = faces_cfg.get("backend", "embedded")
+    size = int(faces_cfg.get("size", 112))
+    scale = float(faces_cfg.get("scale", 0.7))
+    if backend == "embedded":
+        from emoflow.faces.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(size=size, scale=scale, upsample=int(faces_cfg.get("upsample", 0)))
+    if backend == "openface":
+        from emoflow.faces.openface import OpenFaceBackend, resolve_binary
+
+        of = faces_cfg.get("openface", {}) or {}
+        model = of.get("model", "model/main_clnf_general.txt")
+        binary, model_path = resolve_binary(of.get("bin"), model)
+        return OpenFaceBackend(
+            binary,
+            model,
+            model_path=model_path,
+            size=size,
+            scale=scale,
+            au_static=bool(of.get("au_static", True)),
+            timeout_s=float(of.get("timeout_s", 600)),
+            batch=int(of.get("batch", 32)),
+        )
+    raise ValueError(f"unknown face backend {backend!r} (expected embedded or openface)")

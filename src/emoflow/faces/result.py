@@ -1,0 +1,47 @@
+"""The per-clip result that every face backend returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class FaceResult:
+    """Faces of one clip's K sampled frames.
+
+    faces: (K, S, S, 3) uint8 aligned RGB crops, zeros where ``mask`` is False.
+    mask: (K,) bool, a face was found and aligned.
+    landmarks: (K, 68, 2) float32 in the input frame's pixel coordinates, zeros where not found.
+    n_faces: (K,) int16 faces detected per frame (embedded: detector count; openface: 1/0).
+    confidence: (K,) float32 (embedded: detector score; openface: its confidence), 0 if none.
+    au: (K, n_au) float32 AU intensities (openface only), NaN where not found.
+    pose: (K, 6) float32 Tx, Ty, Tz, Rx, Ry, Rz (openface only), NaN where not found.
+    """
+
+    faces: np.ndarray
+    mask: np.ndarray
+    landmarks: np.ndarray
+    n_faces: np.ndarray
+    confidence: np.ndarray
+    au: np.ndarray | None = None
+    pose: np.ndarray | None = None
+
+    @classmethod
+    def empty(cls, k: int, size: int, n_au: int | None = None) -> FaceResult:
+        """A result for ``k`` frames with no face anywhere (AU/pose NaN when ``n_au`` given)."""
+        return cls(
+            faces=np.zeros((k, size, size, 3), dtype=np.uint8),
+            mask=np.zeros(k, dtype=bool),
+            landmarks=np.zeros((k, 68, 2), dtype=np.float32),
+            n_faces=np.zeros(k, dtype=np.int16),
+            confidence=np.zeros(k, dtype=np.float32),
+            au=None if n_au is None else np.full((k, n_au), np.nan, dtype=np.float32),
+            pose=None if n_au is None else np.full((k, 6), np.nan, dtype=np.float32),
+        )
+
+    @property
+    def any_face(self) -> bool:
+        """Whether at least one frame has a face."""
+        return bool(self.mask.any())

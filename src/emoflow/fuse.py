@@ -1,0 +1,474 @@
+"""Fusion of the audio and visual branches for one (fold, seed).
+
+Three methods, each fit on the **validation** clips of the fold that have both modalities and
+applied to its test clips:
+
+- ``late``: a weighted average ``w * audio + (1 - w) * visual`` of the class probabilities (and,
+  with its own weight, of valence/arousal); ``w`` is grid-searched in steps of 0.05 for the best
+  validation UAR (categorical) or mean CCC of valence and arousal (dimensional); ties go to the
+  ``w`` closest to 0.5, then to the smaller ``w``;
+- ``stacking``: logistic regression on the concatenated branch probabilities (categorical) and
+  ridge regression on the concatenated branch valence/arousal (dimensional);
+- ``feature``: a small MLP (:mod:`emoflow.models.fusion`) on the concatenated embeddings.
+
+A clip missing a modality gets the prediction of the branch it has, for every method; its
+``source`` says which (``both``, ``audio_only``, ``visual_only``). When a method cannot be fit
+(too few validation clips or classes) it falls back to the equal-weight average and says so in
+the weights file.
+
+:func:`run_fusion` is the thin I/O wrapper; the ``fit_*``/``apply_*`` functions are pure.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from emoflow.atomic import atomic_path, write_text
+from emoflow.errors import EmoflowError
+from emoflow.metrics import ccc, known_classes, known_values, uar
+
+BRANCHES = ("audio", "visual")
+METHODS = ("late", "stacking", "feature")
+META_KEY = b"emoflow"
+WEIGHT_GRID = tuple(round(i * 0.05, 2) for i in range(21))
+
+FUSED_SCHEMA = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("method", pa.string()),
+        ("y", pa.int32()),
+        ("valence_true", pa.float32()),
+        ("arousal_true", pa.float32()),
+        ("prob", pa.list_(pa.float32())),
+        ("valence", pa.float32()),
+        ("arousal", pa.float32()),
+        ("source", pa.string()),
+    ]
+)
+
+
+def has_categorical(target: str) -> bool:
+    """Whether ``target`` includes class probabilities."""
+    return target in ("categorical", "both")
+
+
+def has_dimensional(target: str) -> bool:
+    """Whether ``target`` includes valence/arousal."""
+    return target in ("dimensional", "both")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class BranchPredictions:
+    """The arrays of one branch's ``predictions.parquet`` (row order of the file)."""
+
+    meta: dict[str, Any]
+    clip_id: np.ndarray  # (N,) object (str)
+    part: np.ndarray  # (N,) object (str)
+    y: np.ndarray  # (N,) int64, -1 unknown
+    va_true: np.ndarray  # (N, 2) float64: valence, arousal; NaN unknown
+    prob: np.ndarray  # (N, C) float64; C == 0 for a dimensional target
+    va: np.ndarray  # (N, 2) float64; NaN when categorical only
+    embedding: np.ndarray  # (N, D) float64
+
+
+def _list_matrix(column: pa.ChunkedArray, name: str, path: Path) -> np.ndarray:
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    n = len(arr)
+    lengths = arr.value_lengths().to_numpy(zero_copy_only=False) if n else np.zeros(0)
+    width = int(lengths[0]) if n else 0
+    if n and np.any(lengths != width):
+        raise EmoflowError(f"{path}: column {name!r} has lists of different lengths")
+    values = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float64)
+    return values.reshape(n, width)
+
+
+def read_branch_predictions(path: Path) -> BranchPredictions:
+    """Read a branch's ``predictions.parquet`` following the training contract."""
+    path = Path(path)
+    table = pq.read_table(path)
+    raw_meta = (table.schema.metadata or {}).get(META_KEY)
+    if raw_meta is None:
+        raise EmoflowError(f"{path}: no 'emoflow' schema metadata")
+    meta = json.loads(raw_meta)
+
+    def col(name: str) -> pa.ChunkedArray:
+        if name not in table.column_names:
+            raise EmoflowError(f"{path}: missing column {name!r}")
+        return table.column(name)
+
+    def floats(name: str) -> np.ndarray:
+        return np.asarray(col(name).to_numpy(), dtype=np.float64)
+
+    return BranchPredictions(
+        meta=meta,
+        clip_id=np.asarray(col("clip_id").to_pylist(), dtype=object),
+        part=np.asarray(col("part").to_pylist(), dtype=object),
+        y=np.asarray(col("y").to_numpy(), dtype=np.int64),
+        va_true=np.stack([floats("valence_true"), floats("arousal_true")], axis=1),
+        prob=_list_matrix(col("prob"), "prob", path),
+        va=np.stack([floats("valence"), floats("arousal")], axis=1),
+        embedding=_list_matrix(col("embedding"), "embedding", path),
+    )
+
+
+# --------------------------------------------------------------------------- alignment
+
+
+@dataclass
+class Aligned:
+    """Both branches on one sorted list of clips; a missing modality has zero/NaN rows."""
+
+    clip_id: np.ndarray
+    part: np.ndarray
+    y: np.ndarray
+    va_true: np.ndarray
+    has: dict[str, np.ndarray]
+    prob: dict[str, np.ndarray]
+    va: dict[str, np.ndarray]
+    embedding: dict[str, np.ndarray]
+
+    @property
+    def both(self) -> np.ndarray:
+        return self.has["audio"] & self.has["visual"]
+
+    @property
+    def source(self) -> np.ndarray:
+        out = np.full(len(self.clip_id), "both", dtype=object)
+        out[self.has["audio"] & ~self.has["visual"]] = "audio_only"
+        out[~self.has["audio"] & self.has["visual"]] = "visual_only"
+        return out
+
+
+def align(preds: dict[str, BranchPredictions], n_classes: int) -> Aligned:
+    """Outer-join the branches on ``clip_id`` (sorted); check labels and parts agree.
+
+    ``n_classes`` is the width of the probability vectors (0 for a dimensional target).
+    """
+    ids = sorted(set().union(*(set(p.clip_id.tolist()) for p in preds.values())))
+    n = len(ids)
+    pos = {c: i for i, c in enumerate(ids)}
+    part = np.full(n, None, dtype=object)
+    y = np.full(n, -2, dtype=np.int64)
+    va_true = np.full((n, 2), np.nan)
+    has, prob, va, emb = {}, {}, {}, {}
+    for branch in BRANCHES:
+        p = preds[branch]
+        if len(set(p.clip_id.tolist())) != len(p.clip_id):
+            raise EmoflowError(f"{branch} predictions list a clip twice")
+        idx = np.array([pos[c] for c in p.clip_id], dtype=np.int64)
+        has[branch] = np.zeros(n, dtype=bool)
+        has[branch][idx] = True
+        if len(idx) and p.prob.shape[1] != n_classes:
+            raise EmoflowError(
+                f"{branch} predictions have {p.prob.shape[1]} probabilities, expected {n_classes}"
+            )
+        prob[branch] = np.zeros((n, n_classes))
+        prob[branch][idx] = p.prob.reshape(len(idx), n_classes)
+        va[branch] = np.full((n, 2), np.nan)
+        va[branch][idx] = p.va
+        emb[branch] = np.zeros((n, p.embedding.shape[1]))
+        emb[branch][idx] = p.embedding
+        for i, j in enumerate(idx):
+            if part[j] is not None and part[j] != p.part[i]:
+                raise EmoflowError(f"clip {ids[j]!r}: branches disagree on its part")
+            part[j] = p.part[i]
+            if y[j] != -2 and y[j] != p.y[i]:
+                raise EmoflowError(f"clip {ids[j]!r}: branches disagree on its class")
+            y[j] = p.y[i]
+        known = ~np.isnan(va_true[idx])
+        va_true[idx] = np.where(known, va_true[idx], p.va_true)
+    return Aligned(np.asarray(ids, dtype=object), part, y, va_true, has, prob, va, emb)
+
+
+# --------------------------------------------------------------------------- pure fusion core
+
+
+def _score_categorical(prob: np.ndarray, y: np.ndarray) -> float:
+    t, p = known_classes(y, np.argmax(prob, axis=1) if len(prob) else np.zeros(0))
+    return uar(t, p) if t.size else float("nan")
+
+
+def _score_dimensional(va: np.ndarray, va_true: np.ndarray) -> float:
+    scores = []
+    for d in range(2):
+        t, p = known_values(va_true[:, d], va[:, d])
+        if t.size >= 2:
+            scores.append(ccc(t, p))
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def grid_search_weight(scores: dict[float, float]) -> float:
+    """The best weight of ``{w: score}``: highest score (NaN lowest), then ``|w - 0.5|``
+    smallest, then ``w`` smallest."""
+
+    def key(w: float) -> tuple[float, float, float]:
+        s = scores[w]
+        s = -np.inf if np.isnan(s) else round(float(s), 12)
+        return (-s, round(abs(w - 0.5), 6), w)
+
+    return min(scores, key=key)
+
+
+def fit_late(a: Aligned, fit_rows: np.ndarray, target: str) -> dict[str, float]:
+    """Grid-search the audio weight per output kind on ``fit_rows`` (both modalities)."""
+    weights: dict[str, float] = {}
+    if has_categorical(target):
+        pa_, pv, y = a.prob["audio"][fit_rows], a.prob["visual"][fit_rows], a.y[fit_rows]
+        scores = {w: _score_categorical(w * pa_ + (1 - w) * pv, y) for w in WEIGHT_GRID}
+        weights["categorical"] = grid_search_weight(scores)
+    if has_dimensional(target):
+        va_a, va_v, t = a.va["audio"][fit_rows], a.va["visual"][fit_rows], a.va_true[fit_rows]
+        scores = {w: _score_dimensional(w * va_a + (1 - w) * va_v, t) for w in WEIGHT_GRID}
+        weights["dimensional"] = grid_search_weight(scores)
+    return weights
+
+
+def apply_late(a: Aligned, weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted averages for every row (rows missing a modality are replaced later)."""
+    w_c = weights.get("categorical", 0.5)
+    w_d = weights.get("dimensional", 0.5)
+    prob = w_c * a.prob["audio"] + (1 - w_c) * a.prob["visual"]
+    va = w_d * a.va["audio"] + (1 - w_d) * a.va["visual"]
+    return prob, va
+
+
+def fit_apply_stacking(
+    a: Aligned, fit_rows: np.ndarray, target: str, n_classes: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Logistic regression on branch probabilities / ridge on branch valence-arousal."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    prob, va = apply_late(a, {})
+    info: dict[str, Any] = {}
+    if has_categorical(target):
+        x = np.hstack([a.prob["audio"], a.prob["visual"]])
+        rows = fit_rows & (a.y >= 0)
+        classes = np.unique(a.y[rows])
+        if classes.size >= 2:
+            model = LogisticRegression(solver="lbfgs", max_iter=2000, random_state=seed)
+            model.fit(x[rows], a.y[rows])
+            prob = np.zeros((len(x), n_classes))
+            prob[:, model.classes_] = model.predict_proba(x)
+            info["categorical"] = {
+                "fitted": True,
+                "classes": [int(c) for c in model.classes_],
+                "coef": model.coef_.tolist(),
+                "intercept": model.intercept_.tolist(),
+                "n_fit": int(rows.sum()),
+            }
+        else:
+            info["categorical"] = {"fitted": False, "n_fit": int(rows.sum())}
+    if has_dimensional(target):
+        x = np.hstack([a.va["audio"], a.va["visual"]])
+        x_filled = np.nan_to_num(x, nan=0.0)
+        va = va.copy()
+        dims: dict[str, Any] = {}
+        for d, name in enumerate(("valence", "arousal")):
+            rows = fit_rows & ~np.isnan(a.va_true[:, d]) & ~np.isnan(x).any(axis=1)
+            if rows.sum() >= 2:
+                model = Ridge(alpha=1.0)
+                model.fit(x_filled[rows], a.va_true[rows, d])
+                va[:, d] = model.predict(x_filled)
+                dims[name] = {
+                    "fitted": True,
+                    "coef": model.coef_.tolist(),
+                    "intercept": float(model.intercept_),
+                    "n_fit": int(rows.sum()),
+                }
+            else:
+                dims[name] = {"fitted": False, "n_fit": int(rows.sum())}
+        info["dimensional"] = dims
+    return prob, va, info
+
+
+def fit_apply_feature(
+    a: Aligned, fit_rows: np.ndarray, target: str, n_classes: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The feature-level MLP on concatenated embeddings, trained on ``fit_rows``."""
+    from emoflow.models.fusion import predict_fusion_mlp, state_hash, train_fusion_mlp
+
+    prob, va = apply_late(a, {})
+    x = np.hstack([a.embedding["audio"], a.embedding["visual"]])
+    if int(fit_rows.sum()) < 2 or x.shape[1] == 0:
+        return prob, va, {"fitted": False, "n_fit": int(fit_rows.sum())}
+    model = train_fusion_mlp(
+        x[fit_rows],
+        a.y[fit_rows] if has_categorical(target) else np.full(int(fit_rows.sum()), -1),
+        a.va_true[fit_rows],
+        n_classes=n_classes,
+        target=target,
+        seed=seed,
+    )
+    out = predict_fusion_mlp(model, x)
+    if "prob" in out:
+        prob = out["prob"].astype(np.float64)
+    if "va" in out:
+        va = out["va"].astype(np.float64)
+    return (
+        prob,
+        va,
+        {"fitted": True, "n_fit": int(fit_rows.sum()), "state_sha256": state_hash(model)},
+    )
+
+
+def with_fallback(a: Aligned, prob: np.ndarray, va: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Replace rows missing a modality with the prediction of the branch that is there."""
+    prob, va = prob.copy(), va.copy()
+    for branch, other in (("audio", "visual"), ("visual", "audio")):
+        only = a.has[branch] & ~a.has[other]
+        prob[only] = a.prob[branch][only]
+        va[only] = a.va[branch][only]
+    return prob, va
+
+
+def fuse_arrays(
+    a: Aligned, methods: list[str], target: str, n_classes: int, seed: int
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
+    """Fit every method on the validation clips with both modalities; predict every clip.
+
+    Returns ``{method: (prob, va)}`` over all rows of ``a`` (fallback applied) and the
+    weights/coefficients of each method.
+    """
+    fit_rows = (a.part == "val") & a.both
+    results: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    info: dict[str, Any] = {}
+    for method in methods:
+        if method == "late":
+            weights = fit_late(a, fit_rows, target)
+            prob, va = apply_late(a, weights)
+            info["late"] = {**weights, "n_fit": int(fit_rows.sum())}
+        elif method == "stacking":
+            prob, va, info["stacking"] = fit_apply_stacking(a, fit_rows, target, n_classes, seed)
+        elif method == "feature":
+            prob, va, info["feature"] = fit_apply_feature(a, fit_rows, target, n_classes, seed)
+        else:
+            raise EmoflowError(f"unknown fusion method {method!r}")
+        results[method] = with_fallback(a, prob, va)
+    return results, info
+
+
+# --------------------------------------------------------------------------- I/O wrapper
+
+
+def _check_meta(preds: dict[str, BranchPredictions], fold: int, seed: int) -> dict[str, Any]:
+    metas = {b: p.meta for b, p in preds.items()}
+    for branch, meta in metas.items():
+        if meta.get("branch", branch) != branch:
+            raise EmoflowError(f"{branch} predictions are labelled branch {meta.get('branch')!r}")
+        if int(meta["fold"]) != fold or int(meta["seed"]) != seed:
+            raise EmoflowError(
+                f"{branch} predictions are for fold {meta['fold']} seed {meta['seed']}, "
+                f"expected fold {fold} seed {seed}"
+            )
+    a, v = metas["audio"], metas["visual"]
+    if list(a["classes"]) != list(v["classes"]) or a["target"] != v["target"]:
+        raise EmoflowError("audio and visual predictions differ in classes or target")
+    return {"classes": list(a["classes"]), "target": a["target"], "fold": fold, "seed": seed}
+
+
+def _check_parts(a: Aligned, folds_path: Path, fold: int) -> None:
+    folds = pq.read_table(folds_path, columns=["fold", "clip_id", "role"]).to_pydict()
+    role = {
+        c: r
+        for f, c, r in zip(folds["fold"], folds["clip_id"], folds["role"], strict=True)
+        if int(f) == fold
+    }
+    for clip, part in zip(a.clip_id, a.part, strict=True):
+        if part not in ("val", "test"):
+            raise EmoflowError(f"clip {clip!r}: unexpected part {part!r} in predictions")
+        if role.get(clip) != part:
+            raise EmoflowError(
+                f"clip {clip!r}: predictions say {part!r}, folds say {role.get(clip)!r} "
+                f"for fold {fold}"
+            )
+
+
+def fused_table(
+    a: Aligned,
+    results: dict[str, tuple[np.ndarray, np.ndarray]],
+    target: str,
+    meta: dict[str, Any],
+) -> pa.Table:
+    """The fused predictions of the test clips, sorted by (method, clip_id)."""
+    test = a.part == "test"
+    rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    for branch in BRANCHES:
+        sel = test & a.has[branch]
+        src = np.full(len(a.clip_id), f"{branch}_only", dtype=object)
+        rows.append((branch, sel, a.prob[branch], a.va[branch], src))
+    source = a.source
+    for method, (prob, va) in results.items():
+        rows.append((method, test, prob, va, source))
+    cols: dict[str, list[Any]] = {name: [] for name in FUSED_SCHEMA.names}
+    for method, sel, prob, va, src in sorted(rows, key=lambda r: r[0]):
+        idx = np.flatnonzero(sel)  # a.clip_id is sorted, so rows come sorted by clip_id
+        cols["clip_id"].extend(a.clip_id[idx].tolist())
+        cols["method"].extend([method] * len(idx))
+        cols["y"].extend(a.y[idx].tolist())
+        cols["valence_true"].extend(a.va_true[idx, 0].tolist())
+        cols["arousal_true"].extend(a.va_true[idx, 1].tolist())
+        if has_categorical(target):
+            cols["prob"].extend(prob[idx].astype(np.float32).tolist())
+        else:
+            cols["prob"].extend([[] for _ in idx])
+        vv = va[idx] if has_dimensional(target) else np.full((len(idx), 2), np.nan)
+        cols["valence"].extend(vv[:, 0].tolist())
+        cols["arousal"].extend(vv[:, 1].tolist())
+        cols["source"].extend(src[idx].tolist())
+    table = pa.Table.from_pydict(cols, schema=FUSED_SCHEMA)
+    blob = json.dumps(meta, sort_keys=True).encode("utf-8")
+    return table.replace_schema_metadata({META_KEY: blob})
+
+
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """Write ``table`` atomically with fixed writer options (same bytes for the same table)."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", write_statistics=True)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
+
+
+def run_fusion(
+    config: dict[str, Any],
+    fold: int,
+    seed: int,
+    audio_pred: Path,
+    visual_pred: Path,
+    folds_path: Path,
+    out_path: Path,
+    weights_path: Path,
+) -> None:
+    """Fuse the branch predictions of one (fold, seed); write fused test predictions and the
+    fitted weights (JSON, sorted keys). Rerunning gives the same bytes."""
+    preds = {
+        "audio": read_branch_predictions(Path(audio_pred)),
+        "visual": read_branch_predictions(Path(visual_pred)),
+    }
+    meta = _check_meta(preds, fold, seed)
+    n_classes = len(meta["classes"]) if has_categorical(meta["target"]) else 0
+    aligned = align(preds, n_classes)
+    _check_parts(aligned, Path(folds_path), fold)
+    methods = [m for m in METHODS if m in config.get("fusion", {}).get("methods", list(METHODS))]
+    target = meta["target"]
+    results, info = fuse_arrays(aligned, methods, target, n_classes, seed)
+    write_parquet(fused_table(aligned, results, target, meta), Path(out_path))
+    test = aligned.part == "test"
+    weights = {
+        **meta,
+        "methods": info,
+        "n_val_both": int(((aligned.part == "val") & aligned.both).sum()),
+        "n_test": int(test.sum()),
+        "n_test_fallback": int((test & ~aligned.both).sum()),
+    }
+    write_text(Path(weights_path), json.dumps(weights, sort_keys=True, indent=2) + "\n")

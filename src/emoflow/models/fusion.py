@@ -1,0 +1,107 @@
+"""Feature-level fusion: a small MLP on the concatenated audio and visual embeddings.
+
+It is trained on the validation clips that have both modalities (full batch, Adam, a fixed
+number of epochs, seeded without touching the global random state), so two runs give
+bitwise-identical parameters on the same machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+from torch import nn
+
+from emoflow.models.losses import ccc_loss, cross_entropy
+
+
+class FusionMLP(nn.Module):
+    """Standardise the input, one hidden ReLU layer, then class logits and/or tanh (v, a)."""
+
+    def __init__(self, in_dim: int, n_classes: int, target: str, hidden: int = 32) -> None:
+        super().__init__()
+        if target not in ("categorical", "dimensional", "both"):
+            raise ValueError(f"unknown target {target!r}")
+        self.target = target
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("scale", torch.ones(in_dim))
+        self.body = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU())
+        self.cat = nn.Linear(hidden, n_classes) if target != "dimensional" else None
+        self.dim = nn.Linear(hidden, 2) if target != "categorical" else None
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.body((x - self.mean) / self.scale)
+        out: dict[str, torch.Tensor] = {}
+        if self.cat is not None:
+            out["logits"] = self.cat(h)
+        if self.dim is not None:
+            out["va"] = torch.tanh(self.dim(h))
+        return out
+
+
+def train_fusion_mlp(
+    x: np.ndarray,
+    y: np.ndarray,
+    va: np.ndarray,
+    *,
+    n_classes: int,
+    target: str,
+    seed: int,
+    epochs: int = 200,
+    lr: float = 0.01,
+    weight_decay: float = 1e-3,
+    hidden: int = 32,
+) -> FusionMLP:
+    """Fit a :class:`FusionMLP` on ``x`` (N, D) with classes ``y`` (N,, -1 unknown) and
+    ``va`` (N, 2; NaN unknown). Deterministic for a given ``seed``."""
+    x_t = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    y_t = torch.as_tensor(np.asarray(y, dtype=np.int64))
+    va_t = torch.as_tensor(np.asarray(va, dtype=np.float32).reshape(len(x), 2))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = FusionMLP(x_t.shape[1], n_classes, target, hidden=hidden)
+    if len(x_t):
+        model.mean.copy_(x_t.mean(dim=0))
+        std = x_t.std(dim=0, unbiased=False)
+        model.scale.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    model.train()
+    if len(x_t) == 0:
+        return model.eval()
+    for _ in range(epochs):
+        optimiser.zero_grad()
+        out = model(x_t)
+        loss = x_t.sum() * 0.0
+        if "logits" in out:
+            loss = loss + cross_entropy(out["logits"], y_t)
+        if "va" in out:
+            loss = loss + ccc_loss(out["va"], va_t)
+        if not loss.requires_grad:
+            break
+        loss.backward()
+        optimiser.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def predict_fusion_mlp(model: FusionMLP, x: np.ndarray) -> dict[str, np.ndarray]:
+    """``prob`` (N, C softmax) and/or ``va`` (N, 2) as float32 numpy arrays."""
+    out = model(torch.as_tensor(np.asarray(x, dtype=np.float32)))
+    result: dict[str, np.ndarray] = {}
+    if "logits" in out:
+        result["prob"] = torch.softmax(out["logits"], dim=1).numpy().astype(np.float32)
+    if "va" in out:
+        result["va"] = out["va"].numpy().astype(np.float32)
+    return result
+
+
+def state_hash(model: nn.Module) -> str:
+    """sha256 of the model's state (names, shapes, dtypes and bytes, in sorted name order)."""
+    h = hashlib.sha256()
+    state = model.state_dict()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+        h.update(tensor.numpy().tobytes())
+    return h.hexdigest()

@@ -1,0 +1,71 @@
+"""Where every output lives: one place for the CLI, the stages and the Snakefile."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from emoflow.config import Config, results_dir
+
+BRANCHES = ("audio", "visual")
+STAGE_OF_BRANCH = {"audio": "audio", "visual": "faces"}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Output paths of one dataset's run (all under ``<results>/<name>/``)."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, config: Config) -> Layout:
+        return cls(results_dir(config))
+
+    @property
+    def config_json(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.parquet"
+
+    @property
+    def scan_failures(self) -> Path:
+        return self.root / "scan_failures.parquet"
+
+    @property
+    def failures(self) -> Path:
+        return self.root / "failures.parquet"
+
+    @property
+    def folds(self) -> Path:
+        return self.root / "folds.parquet"
+
+    def shard_list(self, k: int) -> Path:
+        return self.root / "shards" / f"{k}.json"
+
+    def shard(self, stage: str, k: int) -> Path:
+        return self.root / stage / f"{k}.h5"
+
+    def shard_summary(self, stage: str, k: int) -> Path:
+        return self.root / stage / f"{k}.json"
+
+    def model_dir(self, branch: str, fold: int, seed: int) -> Path:
+        return self.root / "models" / branch / f"fold{fold}" / f"seed{seed}"
+
+    def fused(self, fold: int, seed: int) -> Path:
+        return self.root / "fusion" / f"fold{fold}" / f"seed{seed}.parquet"
+
+    def fusion_weights(self, fold: int, seed: int) -> Path:
+        return self.root / "fusion" / f"fold{fold}" / f"seed{seed}.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    @property
+    def bundle(self) -> Path:
+        return self.root / "model"
+
+    def log(self, *parts: str) -> Path:
+        return self.root / "logs" / Path(*parts)

@@ -1,0 +1,141 @@
+"""Stage entry points behind the CLI: resolve paths from the config, call the library."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from emoflow import __version__
+from emoflow.atomic import write_text
+from emoflow.config import Config, stable_hash
+from emoflow.manifest import parquet_bytes
+from emoflow.paths import BRANCHES, STAGE_OF_BRANCH, Layout
+
+
+def fold_ids(config: Config, manifest: pd.DataFrame | None = None) -> list[int]:
+    """The folds the workflow trains: official split -> [0]; else range(k) or folds.only."""
+    from emoflow.folds import uses_official_split
+
+    if manifest is None:
+        manifest = pd.read_parquet(Layout.of(config).manifest)
+    folds = [0] if uses_official_split(manifest, config["folds"]) else range(config["folds"]["k"])
+    only = config["folds"]["only"]
+    return [f for f in folds if only is None or f in only]
+
+
+def run_split(config: Config) -> int:
+    """Write folds.parquet (speaker-independent) after the leakage check; return the fold count."""
+    from emoflow.folds import check_leakage, make_folds
+
+    layout = Layout.of(config)
+    manifest = pd.read_parquet(layout.manifest)
+    folds = make_folds(manifest, config["folds"], target=config["train"]["target"])
+    check_leakage(folds)
+    rows = folds.to_dict("records")
+    import pyarrow as pa
+
+    schema = pa.schema(
+        [("fold", pa.int32()), ("clip_id", pa.string()), ("speaker", pa.string()),
+         ("role", pa.string())]
+    )  # fmt: skip
+    from emoflow.atomic import write_bytes
+
+    write_bytes(layout.folds, parquet_bytes(rows, schema))
+    return int(folds["fold"].nunique())
+
+
+def run_train(config: Config, branch: str, fold: int, seed: int) -> Path:
+    """Train one branch for one (fold, seed); return its output folder."""
+    from emoflow.train import run_training
+
+    layout = Layout.of(config)
+    stage = STAGE_OF_BRANCH[branch]
+    shards = [layout.shard(stage, k) for k in range(config["shards"])]
+    out = layout.model_dir(branch, fold, seed)
+    run_training(config, branch, fold, seed, layout.manifest, layout.folds, shards, out)
+    return out
+
+
+def run_fuse(config: Config, fold: int, seed: int) -> None:
+    """Fuse the audio and visual predictions of one (fold, seed)."""
+    from emoflow.fuse import run_fusion
+
+    layout = Layout.of(config)
+    preds = {b: layout.model_dir(b, fold, seed) / "predictions.parquet" for b in BRANCHES}
+    run_fusion(
+        config, fold, seed, preds["audio"], preds["visual"], layout.folds,
+        layout.fused(fold, seed), layout.fusion_weights(fold, seed),
+    )  # fmt: skip
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def provenance(config: Config) -> dict[str, Any]:
+    """Config hash, data hashes and versions for the report (no times, no absolute paths)."""
+    import librosa
+    import torch
+
+    from emoflow.media import ffmpeg_version
+
+    layout = Layout.of(config)
+    return {
+        "config_hash": stable_hash(config),
+        "manifest_sha256": _sha256(layout.manifest),
+        "emoflow": __version__,
+        "torch": torch.__version__,
+        "librosa": librosa.__version__,
+        "ffmpeg": ffmpeg_version(config["media"]["ffmpeg"]),
+        "face_backend": config["faces"]["backend"],
+        "device": "cuda"
+        if torch.cuda.is_available() and config["train"]["device"] != "cpu"
+        else "cpu",
+        "deterministic": config["train"]["deterministic"],
+    }
+
+
+def run_report(config: Config) -> str:
+    """Evaluate every fold and seed; return the markdown results table."""
+    from emoflow.report import run_evaluate
+
+    layout = Layout.of(config)
+    folds, seeds = fold_ids(config), config["train"]["seeds"]
+    fused = [layout.fused(f, s) for f in folds for s in seeds]
+    histories = [
+        layout.model_dir(b, f, s) / "history.csv" for b in BRANCHES for f in folds for s in seeds
+    ]
+    return run_evaluate(
+        config, fused, histories, layout.manifest, layout.failures, layout.report,
+        provenance(config),
+    )  # fmt: skip
+
+
+def run_bundle(config: Config) -> Path:
+    """Copy the first fold's and seed's branch models and fusion weights into model/."""
+    layout = Layout.of(config)
+    fold, seed = fold_ids(config)[0], config["train"]["seeds"][0]
+    out = layout.bundle
+    out.mkdir(parents=True, exist_ok=True)
+    for branch in BRANCHES:
+        src = layout.model_dir(branch, fold, seed) / "model.pt"
+        tmp = out / f".tmp-{branch}.pt"
+        shutil.copyfile(src, tmp)
+        tmp.replace(out / f"{branch}.pt")
+    weights = json.loads(layout.fusion_weights(fold, seed).read_text("utf-8"))
+    info = {
+        "format": "emoflow-bundle",
+        "format_version": 1,
+        "fold": fold,
+        "seed": seed,
+        "fusion": config["fusion"]["methods"][0] if config["fusion"]["methods"] else None,
+        "fusion_weights": weights,
+        "branches": {b: f"{b}.pt" for b in BRANCHES},
+    }
+    write_text(out / "bundle.json", json.dumps(info, indent=1, sort_keys=True) + "\n")
+    return out

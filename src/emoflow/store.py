@@ -1,0 +1,331 @@
+"""HDF5 feature shards: streaming writer (temp file + atomic rename) and a validating reader.
+
+Layout of an audio shard (``results/<name>/audio/<k>.h5``)::
+
+    clip_id          (C,)            str    sorted clip ids
+    clip_duration_s  (C,)            f8     decoded audio duration
+    clip_padded      (C,)            bool   shorter than one window: zero-padded
+    clip_window0     (C,)            i8     index of the clip's first window
+    clip_nwindows    (C,)            i8     number of windows of the clip
+    logmel           (W, n_mels, T)  f4/f2  log-mel windows, one window per chunk
+    mfcc             (W, n_mfcc, T)  f4/f2
+    window_clip      (W,)            i8     index into clip_id
+    window_start_s   (W,)            f8
+
+Layout of a face shard (``results/<name>/faces/<k>.h5``)::
+
+    clip_id       (C,)               str
+    faces         (C, K, S, S, 3)    u1     aligned RGB crops, one clip per chunk
+    mask          (C, K)             bool   a face was found in the frame
+    landmarks     (C, K, 68, 2)      f4     in the sampled frame's pixels
+    frame_time_s  (C, K)             f8
+    n_faces       (C, K)             i2
+    confidence    (C, K)             f4
+    au            (C, K, A)          f4     only when the backend gives AUs (attr au_names)
+    pose          (C, K, 6)          f4     only when the backend gives pose
+
+Root attributes: ``format`` ("emoflow-shard"), ``format_version``, ``kind`` ("audio"|"faces"),
+``spec`` (JSON of the extraction parameters), ``spec_hash``, ``emoflow_version``,
+``tool_versions`` (JSON). A shard explains itself with plain ``h5dump -A``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from emoflow import __version__
+from emoflow.atomic import atomic_path
+from emoflow.config import stable_hash
+from emoflow.errors import SpecMismatchError
+
+FORMAT = "emoflow-shard"
+FORMAT_VERSION = 1
+KINDS = ("audio", "faces")
+_STR = h5py.string_dtype("utf-8")
+_COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+
+# Shards are read-only once renamed; cluster file systems may refuse HDF5 file locks.
+os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
+
+
+@dataclass
+class AudioClipFeatures:
+    """All audio windows of one clip."""
+
+    clip_id: str
+    logmel: np.ndarray  # (W, n_mels, T)
+    mfcc: np.ndarray  # (W, n_mfcc, T)
+    window_start_s: np.ndarray  # (W,)
+    duration_s: float
+    padded: bool
+
+
+@dataclass
+class FaceClipFeatures:
+    """The sampled, aligned face frames of one clip."""
+
+    clip_id: str
+    faces: np.ndarray  # (K, S, S, 3) uint8
+    mask: np.ndarray  # (K,) bool
+    landmarks: np.ndarray  # (K, 68, 2) float32
+    frame_time_s: np.ndarray  # (K,)
+    n_faces: np.ndarray  # (K,) int16
+    confidence: np.ndarray  # (K,) float32
+    au: np.ndarray | None = None  # (K, A)
+    pose: np.ndarray | None = None  # (K, 6)
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    """The hash recorded next to a spec (same function as the per-clip cache key)."""
+    return stable_hash(spec)
+
+
+def _root_attrs(h5: h5py.File, kind: str, spec: dict, versions: dict) -> None:
+    h5.attrs["format"] = FORMAT
+    h5.attrs["format_version"] = FORMAT_VERSION
+    h5.attrs["kind"] = kind
+    h5.attrs["spec"] = json.dumps(spec, sort_keys=True)
+    h5.attrs["spec_hash"] = spec_hash(spec)
+    h5.attrs["emoflow_version"] = __version__
+    h5.attrs["tool_versions"] = json.dumps(versions, sort_keys=True)
+
+
+def _append(ds: h5py.Dataset, values: np.ndarray) -> None:
+    start = ds.shape[0]
+    ds.resize(start + len(values), axis=0)
+    ds[start:] = values
+
+
+def _grow(h5: h5py.File, name: str, sample: np.ndarray, chunk_rows: int = 1) -> h5py.Dataset:
+    """Create (once) a resizable dataset shaped like ``sample`` minus its first axis."""
+    if name in h5:
+        return h5[name]
+    shape = (0, *sample.shape[1:])
+    chunks = (chunk_rows, *sample.shape[1:]) if sample.ndim > 1 else (max(chunk_rows, 256),)
+    return h5.create_dataset(
+        name, shape=shape, maxshape=(None, *sample.shape[1:]), dtype=sample.dtype,
+        chunks=chunks, **_COMPRESSION,
+    )  # fmt: skip
+
+
+def write_shard(
+    path: str | os.PathLike[str],
+    kind: str,
+    spec: dict[str, Any],
+    versions: dict[str, Any],
+    records: Iterable[AudioClipFeatures | FaceClipFeatures],
+) -> int:
+    """Stream ``records`` (sorted by clip id) into a new shard; return the clip count.
+
+    Records are written as they arrive, so memory stays flat; the file appears atomically.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown shard kind {kind!r}")
+    with atomic_path(path, suffix=".h5") as tmp:
+        with h5py.File(tmp, "w", track_order=False) as h5:
+            _root_attrs(h5, kind, spec, versions)
+            writer = _write_audio if kind == "audio" else _write_faces
+            count = writer(h5, records)
+    return count
+
+
+def _in_order(records: Iterable[Any]) -> Iterator[Any]:
+    """Pass records through, checking they come sorted by clip id (the canonical order)."""
+    last = None
+    for rec in records:
+        if last is not None and rec.clip_id <= last:
+            raise ValueError(
+                f"shard records must be sorted by clip id: {rec.clip_id!r} after {last!r}"
+            )
+        last = rec.clip_id
+        yield rec
+
+
+def _write_audio(h5: h5py.File, records: Iterable[AudioClipFeatures]) -> int:
+    rows: list[tuple[str, float, bool, int, int]] = []
+    first = 0
+    for rec in _in_order(records):
+        n = len(rec.logmel)
+        if n:
+            _append(_grow(h5, "logmel", rec.logmel), rec.logmel)
+            _append(_grow(h5, "mfcc", rec.mfcc), rec.mfcc)
+            _append(
+                _grow(h5, "window_start_s", rec.window_start_s.astype("f8")), rec.window_start_s
+            )
+        rows.append((rec.clip_id, float(rec.duration_s), bool(rec.padded), first, n))
+        first += n
+    window_clip = np.repeat(np.arange(len(rows), dtype="i8"), [r[4] for r in rows])
+    h5.create_dataset("window_clip", data=window_clip)
+    if "logmel" not in h5:  # a shard without any window still has the datasets
+        h5.create_dataset("logmel", shape=(0, 0, 0), dtype="f4")
+        h5.create_dataset("mfcc", shape=(0, 0, 0), dtype="f4")
+        h5.create_dataset("window_start_s", shape=(0,), dtype="f8")
+    h5.create_dataset("clip_id", data=[r[0] for r in rows], dtype=_STR)
+    h5.create_dataset("clip_duration_s", data=np.array([r[1] for r in rows], "f8"))
+    h5.create_dataset("clip_padded", data=np.array([r[2] for r in rows], bool))
+    h5.create_dataset("clip_window0", data=np.array([r[3] for r in rows], "i8"))
+    h5.create_dataset("clip_nwindows", data=np.array([r[4] for r in rows], "i8"))
+    return len(rows)
+
+
+_FACE_FIELDS = ("faces", "mask", "landmarks", "frame_time_s", "n_faces", "confidence", "au", "pose")
+
+
+def _write_faces(h5: h5py.File, records: Iterable[FaceClipFeatures]) -> int:
+    ids: list[str] = []
+    for rec in _in_order(records):
+        for name in _FACE_FIELDS:
+            value = getattr(rec, name)
+            if value is None:
+                continue
+            arr = np.asarray(value)[None]
+            _append(_grow(h5, name, arr), arr)
+        ids.append(rec.clip_id)
+    h5.create_dataset("clip_id", data=ids, dtype=_STR)
+    return len(ids)
+
+
+def spec_diff(stored: dict[str, Any], expected: dict[str, Any], prefix: str = "") -> list[str]:
+    """Keys whose values differ between two (nested) specs, as dotted paths."""
+    diffs = []
+    for key in sorted(set(stored) | set(expected)):
+        a, b = stored.get(key, "<missing>"), expected.get(key, "<missing>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += spec_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            diffs.append(f"{prefix}{key}: shard has {a!r}, config wants {b!r}")
+    return diffs
+
+
+class ShardReader:
+    """One shard, opened read-only; ``get(clip_id)`` returns that clip's arrays."""
+
+    def __init__(self, path: str | os.PathLike[str], expected_spec: dict | None = None) -> None:
+        self.path = Path(path)
+        self._h5 = h5py.File(self.path, "r", locking=False)
+        attrs = self._h5.attrs
+        if attrs.get("format") != FORMAT:
+            raise SpecMismatchError(f"{self.path} is not an emoflow feature shard")
+        self.kind = str(attrs["kind"])
+        self.spec: dict[str, Any] = json.loads(attrs["spec"])
+        self.spec_hash = str(attrs["spec_hash"])
+        self.tool_versions: dict[str, Any] = json.loads(attrs["tool_versions"])
+        if expected_spec is not None and spec_hash(expected_spec) != self.spec_hash:
+            diffs = "; ".join(spec_diff(self.spec, expected_spec)) or "spec hash differs"
+            raise SpecMismatchError(
+                f"{self.path} was extracted with other parameters than the current config "
+                f"({diffs}); rebuild it (snakemake reruns it when params change) or delete it"
+            )
+        self.clip_ids: list[str] = [c.decode() for c in self._h5["clip_id"][()]]
+        self._index = {c: i for i, c in enumerate(self.clip_ids)}
+        if self.kind == "audio":
+            self._window0 = self._h5["clip_window0"][()]
+            self._nwin = self._h5["clip_nwindows"][()]
+
+    def __contains__(self, clip_id: object) -> bool:
+        return clip_id in self._index
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    def get(self, clip_id: str) -> AudioClipFeatures | FaceClipFeatures:
+        """The arrays of one clip (KeyError if the clip is not in this shard)."""
+        i = self._index[clip_id]
+        h5 = self._h5
+        if self.kind == "audio":
+            a, n = int(self._window0[i]), int(self._nwin[i])
+            return AudioClipFeatures(
+                clip_id=clip_id,
+                logmel=h5["logmel"][a : a + n],
+                mfcc=h5["mfcc"][a : a + n],
+                window_start_s=h5["window_start_s"][a : a + n],
+                duration_s=float(h5["clip_duration_s"][i]),
+                padded=bool(h5["clip_padded"][i]),
+            )
+        return FaceClipFeatures(
+            clip_id=clip_id,
+            **{name: (h5[name][i] if name in h5 else None) for name in _FACE_FIELDS},
+        )
+
+    def close(self) -> None:
+        """Close the HDF5 file."""
+        self._h5.close()
+
+    def __enter__(self) -> ShardReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ShardSet:
+    """Several shards of one kind seen as one mapping clip_id -> features.
+
+    Files are opened lazily and re-opened after pickling, so a ShardSet can be handed to
+    DataLoader workers or dask processes.
+    """
+
+    def __init__(self, paths: list[Path], kind: str, expected_spec: dict | None = None) -> None:
+        self.paths = [Path(p) for p in sorted(paths)]
+        self.kind = kind
+        self.expected_spec = expected_spec
+        self._readers: list[ShardReader] | None = None
+        self._owner: dict[str, int] = {}
+        readers = self._open()
+        self.spec: dict[str, Any] = readers[0].spec if readers else {}
+        self.clip_ids: list[str] = sorted(self._owner)
+
+    def _open(self) -> list[ShardReader]:
+        if self._readers is None:
+            self._readers = [ShardReader(p, self.expected_spec) for p in self.paths]
+            specs = {r.spec_hash for r in self._readers}
+            if len(specs) > 1:
+                raise SpecMismatchError(
+                    f"the {self.kind} shards were extracted with different parameters: "
+                    + ", ".join(f"{r.path.name}={r.spec_hash}" for r in self._readers)
+                )
+            for i, reader in enumerate(self._readers):
+                if reader.kind != self.kind:
+                    raise SpecMismatchError(f"{reader.path} is a {reader.kind} shard")
+                for clip_id in reader.clip_ids:
+                    self._owner[clip_id] = i
+        return self._readers
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_readers"] = None
+        return state
+
+    def __contains__(self, clip_id: object) -> bool:
+        return clip_id in self._owner
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.clip_ids)
+
+    def get(self, clip_id: str) -> AudioClipFeatures | FaceClipFeatures:
+        """The arrays of one clip, from whichever shard holds it."""
+        return self._open()[self._owner[clip_id]].get(clip_id)
+
+    def close(self) -> None:
+        """Close every open file."""
+        for reader in self._readers or []:
+            reader.close()
+        self._readers = None
+
+
+def open_shards(
+    paths: list[Path], kind: str, expected_spec: dict[str, Any] | None = None
+) -> ShardSet:
+    """Open the shards of one kind; with ``expected_spec`` reject shards made otherwise."""
+    return ShardSet(list(paths), kind, expected_spec)

@@ -1,0 +1,612 @@
+"""Train one branch model for one (fold, seed): early stopping, per-epoch checkpoints, resume.
+
+``run_training`` writes into ``out_dir`` (each file atomically):
+
+- ``model.pt``: the model bundle of the best epoch (see :mod:`emoflow.bundle`);
+- ``history.csv``: ``epoch, train_loss, val_loss, val_metric`` (no times, so reruns are
+  byte-identical);
+- ``predictions.parquet``: one row per val and test clip this branch has features for (the
+  contract read by fusion and evaluation; see :func:`write_predictions`).
+
+While it runs, ``out_dir/checkpoint.pt`` holds the model, optimizer, scaler, RNG states,
+history and early-stopping state after every finished epoch. A run started again after a kill
+resumes from it and gives byte-identical outputs to an uninterrupted run: each epoch reseeds
+torch, numpy and ``random`` and the shuffle from (seed, epoch), so nothing depends on how many
+epochs ran in this process. The checkpoint is tied to its parameters by a hash and removed
+once the outputs are written.
+
+Validation and selection: the validation metric is UAR (unweighted average recall) for a
+categorical target, the mean CCC of valence and arousal for a dimensional one, and their mean
+for ``both``; the best epoch has the highest metric (ties: lower validation loss); training
+stops after ``patience`` epochs without improvement. Without validation clips the last epoch
+is kept. The validation loss is computed on clip-level outputs.
+
+Clip-level audio outputs: the mean over the clip's windows of the logits (softmax taken after
+the mean), of the valence/arousal outputs and of the embeddings.
+
+Device: CUDA when available and ``train.device`` is ``auto`` or ``cuda`` (then mixed precision
+with ``torch.autocast`` when ``train.mixed_precision``: bfloat16 where supported, else float16
+with a gradient scaler); otherwise the CPU, never with autocast.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import math
+import os
+import random
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch import nn
+
+from emoflow import __version__
+from emoflow.atomic import write_bytes, write_text
+from emoflow.bundle import save_bundle
+from emoflow.config import stable_hash
+from emoflow.data import (
+    AudioClips,
+    AudioWindows,
+    FaceClips,
+    clip_targets,
+    collate_clips,
+    epoch_seed,
+    fit_audio_norm,
+    fit_face_norm,
+    make_loader,
+)
+from emoflow.errors import EmoflowError
+from emoflow.folds import class_names
+from emoflow.models import build_branch_model
+from emoflow.models.audio import load_torchvision_resnet18
+from emoflow.models.losses import branch_loss, ccc, class_weights
+
+BRANCH_KIND = {"audio": "audio", "visual": "faces"}
+GRAY_FACES = True
+STOP_ENV = "EMOFLOW_STOP_AFTER_EPOCH"  # test hook, see _stop_hook
+
+
+class TrainingInterrupted(EmoflowError):
+    """Raised by the test hook (``EMOFLOW_STOP_AFTER_EPOCH``) after a checkpoint is written."""
+
+
+def _stop_hook(epoch: int) -> None:
+    """Test hook: ``EMOFLOW_STOP_AFTER_EPOCH=N`` raises after epoch N; ``N:kill`` SIGKILLs."""
+    value = os.environ.get(STOP_ENV, "")
+    if value.split(":")[0] != str(epoch):
+        return
+    if value.endswith(":kill"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise TrainingInterrupted(f"stopped after epoch {epoch} ({STOP_ENV})")
+
+
+def _log(message: str) -> None:
+    print(f"[emoflow train] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def select_device(train_cfg: dict[str, Any]) -> torch.device:
+    """CUDA when available and allowed by ``train.device``; ``cuda`` without a GPU is an error."""
+    wanted = train_cfg.get("device", "auto")
+    if wanted == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if wanted == "cuda":
+        raise EmoflowError("train.device is 'cuda' but no CUDA device is available")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python ``random``, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def setup_runtime(train_cfg: dict[str, Any], seed: int) -> None:
+    """Threads, seeds and deterministic algorithms as the ``train`` config asks."""
+    if train_cfg.get("threads"):
+        torch.set_num_threads(int(train_cfg["threads"]))
+    if train_cfg.get("deterministic", True):
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    seed_everything(seed)
+
+
+def model_arch(branch: str, train_cfg: dict[str, Any], n_classes: int) -> dict[str, Any]:
+    """The constructor kwargs (with ``name``) of a branch model, as stored in the bundle."""
+    common = {
+        "n_classes": n_classes,
+        "target": train_cfg.get("target", "categorical"),
+        "embedding_dim": int(train_cfg.get("embedding_dim", 64)),
+        "dropout": 0.3,
+    }
+    if branch == "audio":
+        if train_cfg.get("audio_model", "vgg") == "resnet18":
+            return {"name": "resnet18", **common, "in_channels": 1}
+        return {"name": "vgg", **common, "channels": [16, 32, 64, 128], "in_channels": 1}
+    if branch == "visual":
+        return {
+            "name": "cnn_gru",
+            **common,
+            "in_channels": 1 if GRAY_FACES else 3,
+            "channels": [16, 32, 64, 64],
+            "frame_dim": 64,
+            "hidden": 64,
+        }
+    raise EmoflowError(f"unknown branch {branch!r} (audio, visual)")
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def uar(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Unweighted average recall over the classes present in ``y_true`` (``y >= 0``)."""
+    known = y_true >= 0
+    y_true, y_pred = y_true[known], y_pred[known]
+    if len(y_true) == 0:
+        return float("nan")
+    recalls = [float(np.mean(y_pred[y_true == c] == c)) for c in np.unique(y_true)]
+    return float(np.mean(recalls))
+
+
+def mean_ccc(true: np.ndarray, pred: np.ndarray) -> float:
+    """Mean CCC over the valence and arousal columns with at least two known targets."""
+    values = []
+    for d in range(true.shape[1]):
+        known = ~np.isnan(true[:, d])
+        if known.sum() >= 2:
+            values.append(float(ccc(torch.tensor(pred[known, d]), torch.tensor(true[known, d]))))
+    return float(np.mean(values)) if values else float("nan")
+
+
+def val_metric(outputs: ClipOutputs, target: str) -> float:
+    """UAR, mean CCC, or their mean for ``both`` (higher is better)."""
+    parts = []
+    if target in ("categorical", "both") and outputs.logits is not None:
+        parts.append(uar(outputs.y, outputs.logits.argmax(axis=1)))
+    if target in ("dimensional", "both") and outputs.va is not None:
+        parts.append(mean_ccc(outputs.va_true, outputs.va))
+    parts = [p for p in parts if not math.isnan(p)]
+    return float(np.mean(parts)) if parts else float("nan")
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@dataclass
+class ClipOutputs:
+    """Clip-level outputs of a model on a list of clips (numpy, float32)."""
+
+    clip_ids: list[str]
+    y: np.ndarray  # (N,) int
+    va_true: np.ndarray  # (N, 2)
+    embedding: np.ndarray  # (N, E)
+    logits: np.ndarray | None  # (N, C)
+    va: np.ndarray | None  # (N, 2)
+
+
+def _autocast(device: torch.device, amp_dtype: torch.dtype | None) -> Any:
+    if device.type == "cuda" and amp_dtype is not None:
+        return torch.autocast("cuda", dtype=amp_dtype)
+    return torch.autocast("cpu", enabled=False)
+
+
+def _forward(model: nn.Module, branch: str, batch: tuple, device: torch.device) -> dict:
+    if branch == "audio":
+        return model(batch[0].to(device, non_blocking=True))
+    return model(batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True))
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    branch: str,
+    dataset: Any,
+    batch_size: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+) -> ClipOutputs:
+    """Clip-level outputs in dataset order (audio: mean over each clip's windows)."""
+    model.eval()
+    collate = collate_clips if branch == "audio" else None
+    loader = make_loader(dataset, batch_size, shuffle=False, seed=0, collate_fn=collate)
+    chunks: dict[str, list[torch.Tensor]] = {"embedding": [], "logits": [], "va": []}
+    ys, vas = [], []
+    for batch in loader:
+        with _autocast(device, amp_dtype):
+            out = _forward(model, branch, batch, device)
+        out = {k: v.float().cpu() for k, v in out.items()}
+        if branch == "audio":
+            counts = batch[1]
+            owner = torch.repeat_interleave(torch.arange(len(counts)), counts)
+            for key, value in out.items():
+                summed = torch.zeros(len(counts), value.shape[1]).index_add_(0, owner, value)
+                out[key] = summed / counts.clamp(min=1).unsqueeze(1).float()
+        for key, value in out.items():
+            chunks[key].append(value)
+        ys.append(batch[-2])
+        vas.append(batch[-1])
+    n = len(dataset)
+
+    def cat(key: str) -> np.ndarray | None:
+        if not chunks[key]:
+            return None
+        return torch.cat(chunks[key]).numpy().astype(np.float32)
+
+    embedding = cat("embedding")
+    return ClipOutputs(
+        clip_ids=list(dataset.clip_ids),
+        y=torch.cat(ys).numpy() if n else np.zeros(0, np.int64),
+        va_true=torch.cat(vas).numpy() if n else np.zeros((0, 2), np.float32),
+        embedding=embedding if embedding is not None else np.zeros((0, 0), np.float32),
+        logits=cat("logits"),
+        va=cat("va"),
+    )
+
+
+def _clip_loss(outputs: ClipOutputs, target: str, weight: torch.Tensor | None) -> float:
+    if not outputs.clip_ids:
+        return float("nan")
+    out = {"embedding": torch.tensor(outputs.embedding)}
+    if outputs.logits is not None:
+        out["logits"] = torch.tensor(outputs.logits)
+    if outputs.va is not None:
+        out["va"] = torch.tensor(outputs.va)
+    loss = branch_loss(out, torch.tensor(outputs.y), torch.tensor(outputs.va_true), target, weight)
+    return float(loss)
+
+
+# --------------------------------------------------------------------------- outputs
+
+PREDICTION_SCHEMA = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("part", pa.string()),
+        ("y", pa.int32()),
+        ("valence_true", pa.float32()),
+        ("arousal_true", pa.float32()),
+        ("prob", pa.list_(pa.float32())),
+        ("valence", pa.float32()),
+        ("arousal", pa.float32()),
+        ("embedding", pa.list_(pa.float32())),
+    ]
+)
+
+
+def write_predictions(path: Path, parts: dict[str, ClipOutputs], meta: dict[str, Any]) -> None:
+    """Write ``predictions.parquet`` (schema :data:`PREDICTION_SCHEMA`, sorted by part, clip).
+
+    ``prob`` is the softmax of the clip logits (empty list without a categorical head);
+    ``valence``/``arousal`` are NaN without a dimensional head; schema metadata ``emoflow``
+    holds JSON with classes, branch, fold, seed and target.
+    """
+    rows = []
+    for part, out in parts.items():
+        probs = (
+            torch.softmax(torch.tensor(out.logits), dim=1).numpy().astype(np.float32)
+            if out.logits is not None
+            else None
+        )
+        for i, clip_id in enumerate(out.clip_ids):
+            rows.append(
+                (
+                    part,
+                    clip_id,
+                    int(out.y[i]),
+                    float(out.va_true[i, 0]),
+                    float(out.va_true[i, 1]),
+                    probs[i].tolist() if probs is not None else [],
+                    float(out.va[i, 0]) if out.va is not None else float("nan"),
+                    float(out.va[i, 1]) if out.va is not None else float("nan"),
+                    out.embedding[i].tolist(),
+                )
+            )
+    rows.sort(key=lambda r: (r[0], r[1]))
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in range(9)]
+    order = [1, 0, 2, 3, 4, 5, 6, 7, 8]
+    arrays = [
+        pa.array(list(columns[src]), type=PREDICTION_SCHEMA.field(dst).type)
+        for dst, src in enumerate(order)
+    ]
+    schema = PREDICTION_SCHEMA.with_metadata({b"emoflow": json.dumps(meta, sort_keys=True)})
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    write_bytes(path, buffer.getvalue().to_pybytes())
+
+
+def _fmt(x: float) -> str:
+    return "nan" if x is None or math.isnan(x) else format(x, ".8g")
+
+
+def history_csv(history: list[dict[str, float]]) -> str:
+    """``history.csv`` text: epoch, train_loss, val_loss, val_metric (no times)."""
+    lines = ["epoch,train_loss,val_loss,val_metric"]
+    for h in history:
+        lines.append(
+            f"{int(h['epoch'])},{_fmt(h['train_loss'])},{_fmt(h['val_loss'])},"
+            f"{_fmt(h['val_metric'])}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _torch_save_bytes(obj: Any) -> bytes:
+    """``torch.save`` into memory (the archive name then does not depend on a temp name)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "key": torch.tensor(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {"version": py_state[0], "state": list(py_state[1]), "gauss": py_state[2]},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(
+        ("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+         n["cached_gaussian"])
+    )  # fmt: skip
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _selection_key(metric: float, loss: float) -> tuple[float, float]:
+    """Higher is better: the validation metric, then the negated validation loss."""
+    return (
+        -math.inf if math.isnan(metric) else metric,
+        -math.inf if math.isnan(loss) else -loss,
+    )
+
+
+def _targets_usable(targets: dict, clip_id: str, target: str) -> bool:
+    y, v, a = targets[clip_id]
+    if target == "categorical":
+        return y >= 0
+    if target == "dimensional":
+        return not (math.isnan(v) or math.isnan(a))
+    return y >= 0 or not (math.isnan(v) or math.isnan(a))
+
+
+def run_training(
+    config: dict[str, Any],
+    branch: str,
+    fold: int,
+    seed: int,
+    manifest_path: Path,
+    folds_path: Path,
+    shard_paths: list[Path],
+    out_dir: Path,
+) -> None:
+    """Train ``branch`` ("audio" | "visual") on ``fold`` with ``seed``; write the outputs.
+
+    ``config`` is a validated config (defaults filled). Resumes from ``out_dir/checkpoint.pt``
+    when it was written with the same parameters.
+    """
+    from emoflow.store import open_shards
+
+    if branch not in BRANCH_KIND:
+        raise EmoflowError(f"unknown branch {branch!r} (audio, visual)")
+    tcfg = dict(config["train"])
+    target = tcfg.get("target", "categorical")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    setup_runtime(tcfg, seed)
+    device = select_device(tcfg)
+    amp_dtype = None
+    if device.type == "cuda" and tcfg.get("mixed_precision", True):
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    manifest = pd.read_parquet(manifest_path)
+    folds = pd.read_parquet(folds_path)
+    folds = folds[folds["fold"] == fold]
+    if folds.empty:
+        raise EmoflowError(f"fold {fold} is not in {folds_path}")
+    classes = [] if target == "dimensional" else class_names(manifest, config["dataset"])
+    targets = clip_targets(manifest, classes)
+    shards = open_shards([Path(p) for p in shard_paths], BRANCH_KIND[branch])
+    roles: dict[str, list[str]] = {}
+    for role in ("train", "val", "test"):
+        ids = sorted(folds.loc[folds["role"] == role, "clip_id"].astype(str))
+        roles[role] = [c for c in ids if c in shards and c in targets]
+    roles["train"] = [c for c in roles["train"] if _targets_usable(targets, c, target)]
+    if not roles["train"]:
+        raise EmoflowError(f"fold {fold}: no training clip has {branch} features")
+    _log(
+        f"{branch} fold {fold} seed {seed}: {len(roles['train'])} train, "
+        f"{len(roles['val'])} val, {len(roles['test'])} test clips on {device}"
+    )
+
+    size = int(tcfg.get("visual_size", 64))
+    if branch == "audio":
+        norm = fit_audio_norm(shards, roles["train"])
+        train_ds: Any = AudioWindows(shards, roles["train"], targets, norm)
+        eval_ds = {p: AudioClips(shards, roles[p], targets, norm) for p in ("val", "test")}
+        bundle_norm: dict[str, Any] = dict(norm)
+    else:
+        norm = fit_face_norm(shards, roles["train"], size, GRAY_FACES)
+        train_ds = FaceClips(shards, roles["train"], targets, norm, size, GRAY_FACES)
+        eval_ds = {
+            p: FaceClips(shards, roles[p], targets, norm, size, GRAY_FACES) for p in ("val", "test")
+        }
+        bundle_norm = {**norm, "size": size, "gray": GRAY_FACES}
+
+    arch = model_arch(branch, tcfg, len(classes))
+    model = build_branch_model(branch, arch)
+    if arch["name"] == "resnet18" and tcfg.get("resnet_weights"):
+        load_torchvision_resnet18(model.backbone, tcfg["resnet_weights"])
+    model.to(device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=float(tcfg["lr"]), weight_decay=float(tcfg["weight_decay"])
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    weight = None
+    if tcfg.get("class_weights") and target != "dimensional":
+        counts = np.bincount(train_ds.labels[train_ds.labels >= 0], minlength=len(classes))
+        weight = class_weights(counts.tolist())
+
+    run_key = stable_hash(
+        {
+            "train": tcfg,
+            "classes": classes,
+            "branch": branch,
+            "fold": fold,
+            "seed": seed,
+            "roles": roles,
+            "spec": shards.spec,
+            "version": __version__,
+        }
+    )
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "history": [],
+        "best_state": None,
+        "best_metric": float("nan"),
+        "best_loss": float("nan"),
+        "bad_epochs": 0,
+        "stopped": False,
+    }
+    ckpt_path = out_dir / "checkpoint.pt"
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if ckpt.get("run_key") == run_key:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scaler.load_state_dict(ckpt["scaler"])
+            _set_rng_state(ckpt["rng"])
+            state = ckpt["state"]
+            _log(f"resumed from {ckpt_path} after epoch {state['epoch']}")
+        else:
+            _log(f"ignoring {ckpt_path}: written with other parameters")
+
+    epochs, patience = int(tcfg["epochs"]), int(tcfg["patience"])
+    batch_size = int(tcfg["batch_size"])
+    workers = int(tcfg.get("num_workers", 0))
+    weight_dev = weight.to(device) if weight is not None else None
+    while state["epoch"] < epochs and not state["stopped"]:
+        epoch = state["epoch"]
+        seed_everything(epoch_seed(seed, epoch))
+        model.train()
+        loader = make_loader(
+            train_ds,
+            batch_size,
+            shuffle=True,
+            seed=seed,
+            epoch=epoch,
+            num_workers=workers,
+            pin_memory=device.type == "cuda",
+        )
+        total, seen = 0.0, 0
+        for batch in loader:
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(device, amp_dtype):
+                out = _forward(model, branch, batch, device)
+            y, va = batch[-2].to(device), batch[-1].to(device)
+            out = {k: v.float() for k, v in out.items()}
+            loss = branch_loss(out, y, va, target, weight_dev)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            total += float(loss.detach()) * len(y)
+            seen += len(y)
+        train_loss = total / max(seen, 1)
+        val_out = evaluate(model, branch, eval_ds["val"], batch_size, device, amp_dtype)
+        val_loss = _clip_loss(val_out, target, weight)
+        metric = val_metric(val_out, target)
+        current = _selection_key(metric, val_loss)
+        best = _selection_key(state["best_metric"], state["best_loss"])
+        improved = state["best_state"] is None or not eval_ds["val"].clip_ids or current > best
+        if improved:
+            state["best_state"] = _state_copy(model)
+            state["best_metric"], state["best_loss"] = metric, val_loss
+            state["bad_epochs"] = 0
+        else:
+            state["bad_epochs"] += 1
+        state["history"].append(
+            {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+             "val_metric": metric}
+        )  # fmt: skip
+        state["epoch"] = epoch + 1
+        state["stopped"] = state["bad_epochs"] >= patience
+        _log(
+            f"epoch {epoch + 1}/{epochs} train_loss {train_loss:.4f} val_loss {val_loss:.4f} "
+            f"val_metric {metric:.4f}{' *' if improved else ''}"
+        )
+        ckpt = {
+            "run_key": run_key,
+            "model": _state_copy(model),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": _rng_state(),
+            "state": state,
+        }
+        write_bytes(ckpt_path, _torch_save_bytes(ckpt))
+        _stop_hook(epoch + 1)
+    if state["stopped"]:
+        _log(f"early stop after epoch {state['epoch']} (patience {patience})")
+
+    model.load_state_dict(state["best_state"])
+    parts = {
+        p: evaluate(model, branch, eval_ds[p], batch_size, device, amp_dtype)
+        for p in ("val", "test")
+    }
+    meta = {"classes": classes, "branch": branch, "fold": fold, "seed": seed, "target": target}
+    write_predictions(out_dir / "predictions.parquet", parts, meta)
+    write_text(out_dir / "history.csv", history_csv(state["history"]))
+    save_bundle(
+        out_dir / "model.pt",
+        branch=branch,
+        arch=arch,
+        state_dict=copy.deepcopy(state["best_state"]),
+        classes=classes,
+        target=target,
+        norm=bundle_norm,
+        spec=shards.spec,
+        train_config={**tcfg, "branch": branch, "fold": fold, "seed": seed},
+    )
+    ckpt_path.unlink(missing_ok=True)
+    shards.close()
+    _log(f"wrote {out_dir}/model.pt, predictions.parquet, history.csv")

@@ -1,0 +1,68 @@
+# Not rules: config validation, the dataset scan, and the input functions the rules use.
+import json
+
+from snakemake.exceptions import WorkflowError
+
+from emoflow.atomic import write_text_if_changed
+from emoflow.config import stable_hash, validate_config
+from emoflow.errors import ConfigError, EmoflowError
+from emoflow.extract import STAGES, config_params
+from emoflow.manifest import refresh
+from emoflow.paths import BRANCHES, STAGE_OF_BRANCH, Layout
+from emoflow.stages import fold_ids
+
+try:
+    CFG = validate_config(config)
+except ConfigError as exc:
+    raise WorkflowError(f"invalid config: {exc}") from None
+
+LAYOUT = Layout.of(CFG)
+R = str(LAYOUT.root)
+SHARDS = list(range(CFG["shards"]))
+SEEDS = CFG["train"]["seeds"]
+# The validated, merged config every CLI call reads; rewritten only when it changes.
+CONFIG_JSON = str(LAYOUT.config_json)
+write_text_if_changed(CONFIG_JSON, json.dumps(CFG, indent=1, sort_keys=True) + "\n")
+
+# The scan runs on every start in the main process (never inside cluster jobs): it rewrites the
+# clip table and a shard list only when their content changed, so only changed shards rerun.
+if workflow.is_main_process:
+    try:
+        refresh(CFG)
+    except (ConfigError, EmoflowError) as exc:
+        raise WorkflowError(f"dataset scan failed: {exc}") from None
+
+FOLDS = fold_ids(CFG)
+
+wildcard_constraints:
+    k=r"\d+",
+    fold=r"\d+",
+    seed=r"\d+",
+    branch="|".join(BRANCHES),
+
+
+def params_hash(stage):
+    """Hash of the config a stage depends on: a change reruns exactly that stage."""
+    if stage in STAGES:
+        return stable_hash(config_params(CFG, stage))
+    return stable_hash({key: CFG[key] for key in stage})
+
+
+def shard_files(stage):
+    return [LAYOUT.shard(stage, k) for k in SHARDS]
+
+
+def branch_shards(wildcards):
+    return shard_files(STAGE_OF_BRANCH[wildcards.branch])
+
+
+def feature_outputs():
+    return [LAYOUT.shard(s, k) for s in STAGES for k in SHARDS] + [LAYOUT.failures]
+
+
+def all_outputs():
+    return [
+        LAYOUT.report / "results.csv",
+        LAYOUT.bundle / "bundle.json",
+        LAYOUT.failures,
+    ]

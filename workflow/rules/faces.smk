@@ -1,0 +1,19 @@
+# ---- face stage: one job per shard ----
+rule extract_faces:
+    input:
+        LAYOUT.root / "shards" / "{k}.json",
+    output:
+        h5=LAYOUT.root / "faces" / "{k}.h5",
+        summary=LAYOUT.root / "faces" / "{k}.json",
+    params:
+        spec=params_hash("faces"),
+    log:
+        LAYOUT.root / "logs" / "faces" / "{k}.log",
+    threads: 4
+    group:
+        "extract"
+    conda:
+        "../../envs/features.yaml"
+    shell:
+        "emoflow extract-faces --config {CONFIG_JSON:q} --shard {wildcards.k} "
+        "--workers {threads} --log {log:q}"

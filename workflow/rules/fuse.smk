@@ -1,0 +1,41 @@
+# ---- late, stacking and feature-level fusion per (fold, seed) ----
+rule fuse:
+    input:
+        audio=LAYOUT.root / "models" / "audio" / "fold{fold}" / "seed{seed}" / "predictions.parquet",
+        visual=LAYOUT.root / "models" / "visual" / "fold{fold}" / "seed{seed}" / "predictions.parquet",
+        folds=LAYOUT.folds,
+    output:
+        fused=LAYOUT.root / "fusion" / "fold{fold}" / "seed{seed}.parquet",
+        weights=LAYOUT.root / "fusion" / "fold{fold}" / "seed{seed}.json",
+    params:
+        fusion=params_hash(["fusion"]),
+    log:
+        LAYOUT.root / "logs" / "fuse" / "fold{fold}_seed{seed}.log",
+    conda:
+        "../../envs/training.yaml"
+    shell:
+        "emoflow fuse --config {CONFIG_JSON:q} --fold {wildcards.fold} "
+        "--seed {wildcards.seed} --log {log:q}"
+
+
+rule bundle:
+    input:
+        models=expand(
+            LAYOUT.root / "models" / "{branch}" / "fold{fold}" / "seed{seed}" / "model.pt",
+            branch=BRANCHES,
+            fold=FOLDS[:1],
+            seed=SEEDS[:1],
+        ),
+        weights=expand(
+            LAYOUT.root / "fusion" / "fold{fold}" / "seed{seed}.json", fold=FOLDS[:1], seed=SEEDS[:1]
+        ),
+    output:
+        LAYOUT.bundle / "audio.pt",
+        LAYOUT.bundle / "visual.pt",
+        LAYOUT.bundle / "bundle.json",
+    log:
+        LAYOUT.log("bundle.log"),
+    conda:
+        "../../envs/training.yaml"
+    shell:
+        "emoflow bundle --config {CONFIG_JSON:q} --log {log:q}"

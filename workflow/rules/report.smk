@@ -1,0 +1,41 @@
+# ---- result tables, figures, failures summary and provenance ----
+rule evaluate:
+    input:
+        fused=expand(
+            LAYOUT.root / "fusion" / "fold{fold}" / "seed{seed}.parquet", fold=FOLDS, seed=SEEDS
+        ),
+        histories=expand(
+            LAYOUT.root / "models" / "{branch}" / "fold{fold}" / "seed{seed}" / "history.csv",
+            branch=BRANCHES,
+            fold=FOLDS,
+            seed=SEEDS,
+        ),
+        manifest=LAYOUT.manifest,
+        failures=LAYOUT.failures,
+    output:
+        csv=report(
+            LAYOUT.report / "results.csv",
+            caption="../report/results.rst",
+            category="Results",
+        ),
+        md=LAYOUT.report / "results.md",
+        tex=LAYOUT.report / "results.tex",
+        summary=report(
+            LAYOUT.report / "summary.md",
+            caption="../report/summary.rst",
+            category="Results",
+        ),
+        figures=report(
+            directory(LAYOUT.report / "figures"),
+            patterns=["{name}.png"],
+            caption="../report/figures.rst",
+            category="Figures",
+        ),
+    params:
+        report=params_hash(["report"]),
+    log:
+        LAYOUT.log("evaluate.log"),
+    conda:
+        "../../envs/training.yaml"
+    shell:
+        "emoflow evaluate --config {CONFIG_JSON:q} --log {log:q}"
