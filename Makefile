@@ -30,7 +30,7 @@ demo: install
 	@echo
 	@cat results/demo/report/results.md
 	@echo
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/emoflow predict data/demo/02-01-05-02-01-01-01.mp4 \
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/emoflow predict data/demo/Actor_01/01-01-05-02-01-01-01.mp4 \
 	  --model results/demo/model --out results/demo/predict
 	@echo "Result tables: results/demo/report/results.{csv,md,tex} (summary: results/demo/report/summary.md)"
 

@@ -15,7 +15,7 @@ What it replays is chosen by the frames' top-left pixel (so a test picks it per 
   writes nothing for that folder and goes on;
 - anything else: replays ``fdir-15-frames/`` (face found in every frame).
 Whole-call modes come from ``FAKE_OPENFACE_MODE``: ``model_missing`` (exit 1 with the
-recorded message) and ``hang`` (sleep far past any test timeout). A missing ``-mloc`` file
+recorded message) and ``hang`` (sleep 30 s, far past the tests' timeouts). A missing ``-mloc`` file
 (relative to the working folder, as for the real binary) also gives the model-missing exit.
 The fixtures folder is ``FAKE_OPENFACE_FIXTURES`` or found relative to this file.
 """
@@ -162,7 +162,7 @@ def main() -> int:
     for line in header_lines("-au_static" in args["flags"]):
         say(line)
     if mode == "hang":
-        time.sleep(3600)
+        time.sleep(30)
     out_dir = Path(args.get("out_dir", "processed"))
     out_dir.mkdir(parents=True, exist_ok=True)
     for folder in args["fdir"]:

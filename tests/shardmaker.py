@@ -140,7 +140,7 @@ def make_config(**train: Any) -> dict[str, Any]:
         "embedding_dim": 16,
         "visual_size": 16,
         "device": "cpu",
-        "threads": 2,
+        "threads": 1,
     }
     settings.update(train)
     raw = {

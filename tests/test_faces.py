@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -413,7 +413,10 @@ def test_openface_model_gone_at_run_time_is_tool_missing(fake_bin, tmp_path):
 @needs_fixtures
 def test_openface_timeout_kills_the_call(fake_bin, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_OPENFACE_MODE", "hang")
-    out = openface(fake_bin, timeout_s=1.5).process([("x", frames(2)), ("y", frames(2))], tmp_path)
+    backend = openface(fake_bin, timeout_s=1.5)
+    start = time.monotonic()
+    out = backend.process([("x", frames(2)), ("y", frames(2))], tmp_path)
+    assert time.monotonic() - start < 10  # killed at the timeout, not after its 30 s sleep
     assert {e.kind for e in out.values()} == {"tool_timeout"}
     text = call_logs(tmp_path)[0].read_text()
     pid = int(re.search(r"FAKE pid: (\d+)", text).group(1))
@@ -430,3 +433,19 @@ def test_openface_versions_record_the_binary(fake_bin):
     assert "-au_static" in v["flags"]
     v2 = openface(fake_bin, au_static=False).versions()
     assert "-au_static" not in v2["flags"]
+
+
+def test_alignment_ignores_expression_landmarks():
+    """Like OpenFace, only rigid points drive the fit: an open mouth or raised brows do not."""
+    from emoflow.faces.align import alignment_matrix
+
+    truth = similarity_transform(openface_template(), openface_template() * 2.5 + [40, 30])
+    detected = apply_transform(truth, openface_template())
+    expressive = detected.copy()
+    expressive[48:68, 1] += 25  # mouth opens
+    expressive[17:27, 1] -= 15  # brows go up
+    assert not np.isin(np.arange(17, 27), RIGID_INDICES).any()
+    np.testing.assert_allclose(alignment_matrix(expressive), alignment_matrix(detected), atol=1e-9)
+    np.testing.assert_allclose(
+        apply_transform(alignment_matrix(detected), detected), openface_template(), atol=1e-6
+    )

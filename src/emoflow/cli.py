@@ -221,5 +221,8 @@ def main() -> None:
     try:
         app()
     except (ConfigError, EmoflowError) as exc:
-        typer.secho(f"emoflow: error: {exc}", err=True, fg=typer.colors.RED)
+        if logging.getLogger().handlers:  # a stage command: the error also goes to its log file
+            logging.getLogger("emoflow").error("%s", exc)
+        else:
+            typer.secho(f"emoflow: error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(1)

@@ -60,6 +60,9 @@ class ClipError(EmoflowError):
         self.kind = kind
         self.message = message
 
+    def __reduce__(self) -> tuple:  # picklable across worker processes
+        return (ClipError, (self.kind, self.message))
+
 
 class ToolMissingError(EmoflowError):
     """An external tool (ffmpeg, OpenFace) is not installed or not where the config says."""

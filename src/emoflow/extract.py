@@ -145,6 +145,10 @@ def _faces_task(items: list[tuple[str, str]], spec: dict, config: Config) -> lis
     return [results[clip_id] for clip_id, _ in items]
 
 
+def _warm_up_librosa(spec: dict[str, Any]) -> None:
+    logmel_mfcc(np.zeros((1, int(spec["window_s"] * spec["sample_rate"])), np.float32), spec)
+
+
 def _unexpected(exc: BaseException) -> ClipError:
     detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     return ClipError("tool_crash", f"unexpected error while processing the clip: {detail}")
@@ -239,6 +243,8 @@ def run_shard(config: Config, stage: str, shard: int, workers: int | None = None
         status[clip_id] = "cached" if hit is not None else "computed"
         if hit is None:
             todo.append((clip_id, sha, path))
+    if stage == "audio" and todo:
+        _warm_up_librosa(spec)  # JIT once here; forked workers inherit the compiled code
     log.info("%s shard %d: %d clips, %d cached, %d to compute on %d workers",
              stage, shard, len(entries), len(entries) - len(todo), len(todo), workers)  # fmt: skip
 

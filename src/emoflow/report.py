@@ -456,7 +456,7 @@ def run_evaluate(
     """Write the report into ``out_dir`` and return the Markdown results table.
 
     Files: ``results.csv``, ``results.md``, ``results.tex``, ``per_class.csv`` (categorical),
-    ``confusion_<method>.png`` (categorical), ``curves_<branch>.png`` (for each branch with a
+    ``figures/confusion_<method>.png`` (categorical), ``figures/curves_<branch>.png`` (each branch with a
     history file), ``summary.md`` (table, notes, failures, provenance) and ``provenance.json``.
     Missing history files are skipped; a missing failures table counts as no failures.
     """
@@ -481,7 +481,7 @@ def run_evaluate(
             if s.confusion is not None:
                 title = f"{METHOD_NAMES[s.method]}: pooled confusion matrix"
                 png = confusion_png(s.confusion, rows.classes, title)
-                write_bytes(out_dir / f"confusion_{s.method}.png", png)
+                write_bytes(out_dir / "figures" / f"confusion_{s.method}.png", png)
 
     by_branch: dict[str, list[tuple[str, dict[str, np.ndarray]]]] = {}
     for path in history_paths:
@@ -492,7 +492,7 @@ def run_evaluate(
         by_branch.setdefault(branch or "model", []).append((label, _read_history(path)))
     for branch in sorted(by_branch):
         png = curves_png(by_branch[branch], f"{branch}: training curves", _metric_name(rows.target))
-        write_bytes(out_dir / f"curves_{branch}.png", png)
+        write_bytes(out_dir / "figures" / f"curves_{branch}.png", png)
 
     manifest_clips = pq.read_metadata(manifest_path).num_rows
     failures = _read_failures(Path(failures_path))

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 PNG_METADATA: dict[str, str | None] = {"Software": None}
 DPI = 100
@@ -66,6 +67,8 @@ def curves_png(
         ax_loss.plot(h["epoch"], h["train_loss"], color=colour, label=f"{label} train")
         ax_loss.plot(h["epoch"], h["val_loss"], color=colour, linestyle="--", label=f"{label} val")
         ax_metric.plot(h["epoch"], h["val_metric"], color=colour, label=label)
+    for ax in (ax_loss, ax_metric):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("loss")
     ax_loss.set_title("loss (solid: train, dashed: validation)")

@@ -120,11 +120,12 @@ def setup_runtime(train_cfg: dict[str, Any], seed: int) -> None:
     """Threads, seeds and deterministic algorithms as the ``train`` config asks."""
     if train_cfg.get("threads"):
         torch.set_num_threads(int(train_cfg["threads"]))
-    if train_cfg.get("deterministic", True):
+    deterministic = bool(train_cfg.get("deterministic", True))
+    if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = False
     seed_everything(seed)
 
 

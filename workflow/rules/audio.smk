@@ -15,5 +15,5 @@ rule extract_audio:
     conda:
         "../../envs/features.yaml"
     shell:
-        "emoflow extract-audio --config {CONFIG_JSON:q} --shard {wildcards.k} "
+        "{EMOFLOW} extract-audio --config {CONFIG_JSON:q} --shard {wildcards.k} "
         "--workers {threads} --log {log:q}"

@@ -1,5 +1,9 @@
 # Not rules: config validation, the dataset scan, and the input functions the rules use.
 import json
+import os
+import sys
+
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
@@ -10,6 +14,14 @@ from emoflow.extract import STAGES, config_params
 from emoflow.manifest import refresh
 from emoflow.paths import BRANCHES, STAGE_OF_BRANCH, Layout
 from emoflow.stages import fold_ids
+
+# Jobs run `python -m emoflow`: the venv's python when Snakemake runs from it, the env's python
+# under --software-deployment-method conda; either way the package comes from this checkout.
+EMOFLOW = "python -m emoflow"
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(Path(workflow.basedir) / "src"), os.environ.get("PYTHONPATH")) if p
+)
+os.environ["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), os.environ["PATH"]))
 
 try:
     CFG = validate_config(config)

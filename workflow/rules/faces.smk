@@ -15,5 +15,5 @@ rule extract_faces:
     conda:
         "../../envs/features.yaml"
     shell:
-        "emoflow extract-faces --config {CONFIG_JSON:q} --shard {wildcards.k} "
+        "{EMOFLOW} extract-faces --config {CONFIG_JSON:q} --shard {wildcards.k} "
         "--workers {threads} --log {log:q}"

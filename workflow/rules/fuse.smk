@@ -14,7 +14,7 @@ rule fuse:
     conda:
         "../../envs/training.yaml"
     shell:
-        "emoflow fuse --config {CONFIG_JSON:q} --fold {wildcards.fold} "
+        "{EMOFLOW} fuse --config {CONFIG_JSON:q} --fold {wildcards.fold} "
         "--seed {wildcards.seed} --log {log:q}"
 
 
@@ -38,4 +38,4 @@ rule bundle:
     conda:
         "../../envs/training.yaml"
     shell:
-        "emoflow bundle --config {CONFIG_JSON:q} --log {log:q}"
+        "{EMOFLOW} bundle --config {CONFIG_JSON:q} --log {log:q}"

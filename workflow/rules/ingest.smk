@@ -12,4 +12,4 @@ rule failures:
     conda:
         "../../envs/features.yaml"
     shell:
-        "emoflow failures --config {CONFIG_JSON:q} --log {log:q}"
+        "{EMOFLOW} failures --config {CONFIG_JSON:q} --log {log:q}"

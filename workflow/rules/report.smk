@@ -38,4 +38,4 @@ rule evaluate:
     conda:
         "../../envs/training.yaml"
     shell:
-        "emoflow evaluate --config {CONFIG_JSON:q} --log {log:q}"
+        "{EMOFLOW} evaluate --config {CONFIG_JSON:q} --log {log:q}"

@@ -12,4 +12,4 @@ rule split:
     conda:
         "../../envs/training.yaml"
     shell:
-        "emoflow split --config {CONFIG_JSON:q} --log {log:q}"
+        "{EMOFLOW} split --config {CONFIG_JSON:q} --log {log:q}"

@@ -18,5 +18,5 @@ rule train:
     conda:
         "../../envs/training.yaml"
     shell:
-        "emoflow train --config {CONFIG_JSON:q} --branch {wildcards.branch} "
+        "{EMOFLOW} train --config {CONFIG_JSON:q} --branch {wildcards.branch} "
         "--fold {wildcards.fold} --seed {wildcards.seed} --log {log:q}"

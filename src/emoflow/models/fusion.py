@@ -69,6 +69,23 @@ def train_fusion_mlp(
     model.train()
     if len(x_t) == 0:
         return model.eval()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: one thread is faster and thread-count independent
+    try:
+        _fit(model, optimiser, x_t, y_t, va_t, epochs)
+    finally:
+        torch.set_num_threads(threads)
+    return model.eval()
+
+
+def _fit(
+    model: FusionMLP,
+    optimiser: torch.optim.Optimizer,
+    x_t: torch.Tensor,
+    y_t: torch.Tensor,
+    va_t: torch.Tensor,
+    epochs: int,
+) -> None:
     for _ in range(epochs):
         optimiser.zero_grad()
         out = model(x_t)
@@ -81,7 +98,6 @@ def train_fusion_mlp(
             break
         loss.backward()
         optimiser.step()
-    return model.eval()
 
 
 @torch.no_grad()

@@ -1,0 +1,100 @@
+"""Shard jobs on real clips: features, failures, per-clip cache, parameter changes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emoflow.config import validate_config
+from emoflow.extract import run_shard
+from emoflow.manifest import refresh, shard_of
+from emoflow.paths import Layout
+from emoflow.store import open_shards
+from tests.mediagen import blank_png, face_png, make_clip
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    face, blank = face_png(root / ".face.png"), blank_png(root / ".blank.png")
+    make_clip(root / "01-01-03-01-01-01-01.mp4", 3.5, image=face, tone_hz=300)
+    make_clip(root / "01-01-04-01-01-01-02.mp4", 2.0, image=face, tone_hz=150)
+    make_clip(root / "01-01-05-01-01-01-03.mp4", 2.0, image=blank)  # no face
+    make_clip(root / "01-01-01-01-01-01-04.mp4", 0.4, image=face)  # shorter than a window
+    make_clip(root / "03-01-03-01-01-01-05.wav", 2.0, video=False, audio_codec="pcm_s16le")
+    (root / "01-01-03-01-01-01-06.mp4").write_bytes(b"\x00" * 1000)  # corrupt
+    return root
+
+
+def config_for(corpus: Path, tmp_path: Path, **extra: object) -> dict:
+    raw = {
+        "dataset": {"name": "t", "adapter": "ravdess", "root": str(corpus)},
+        "results": str(tmp_path / "results"),
+        "shards": 1,
+        **extra,
+    }
+    return validate_config(raw)
+
+
+def test_features_failures_and_cache(corpus: Path, tmp_path: Path) -> None:
+    cfg = config_for(corpus, tmp_path)
+    assert refresh(cfg).clips == 6
+    audio = run_shard(cfg, "audio", 0, workers=2)
+    faces = run_shard(cfg, "faces", 0, workers=1)
+    kinds = {(f["clip_id"], f["kind"]) for f in audio["failures"] + faces["failures"]}
+    assert kinds == {
+        ("01-01-03-01-01-01-06", "unreadable"),  # both stages say so
+        ("01-01-05-01-01-01-03", "no_face"),
+        ("03-01-03-01-01-01-05", "no_video"),
+    } or kinds >= {("01-01-05-01-01-01-03", "no_face"), ("03-01-03-01-01-01-05", "no_video")}
+    for summary in (audio, faces):  # every clip accounted for
+        assert summary["with_features"] + len(summary["failures"]) == summary["clips"] == 6
+        assert len(summary["computed"]) == 6 and summary["cached"] == []
+
+    layout = Layout.of(cfg)
+    a = open_shards([layout.shard("audio", 0)], "audio")
+    assert "03-01-03-01-01-01-05" in a  # audio-only file keeps its audio
+    long = a.get("01-01-03-01-01-01-01")
+    assert long.logmel.shape == (2, 90, 94) and long.mfcc.shape == (2, 40, 94)
+    assert long.window_start_s.tolist() == [0.0, 1.5] and not long.padded
+    short = a.get("01-01-01-01-01-01-04")
+    assert short.padded and short.logmel.shape[0] == 1
+    f = open_shards([layout.shard("faces", 0)], "faces")
+    got = f.get("01-01-03-01-01-01-01")
+    assert got.faces.shape == (16, 112, 112, 3) and got.mask.all()
+    assert got.landmarks.shape == (16, 68, 2) and np.all(np.diff(got.frame_time_s) > 0)
+
+    # Rebuilding the shard computes nothing: every clip (failures too) comes from the cache.
+    again = run_shard(cfg, "audio", 0, workers=2)
+    assert again["computed"] == [] and len(again["cached"]) == 6
+    assert again["failures"] == audio["failures"]
+
+
+def test_audio_parameter_change_recomputes_audio_only(corpus: Path, tmp_path: Path) -> None:
+    cfg = config_for(corpus, tmp_path)
+    refresh(cfg)
+    run_shard(cfg, "audio", 0)
+    cfg2 = config_for(corpus, tmp_path, audio={"n_mels": 64})
+    out = run_shard(cfg2, "audio", 0)
+    assert len(out["computed"]) == 6
+    shard = open_shards([Layout.of(cfg2).shard("audio", 0)], "audio")
+    assert shard.spec["n_mels"] == 64
+    assert shard.get("01-01-03-01-01-01-01").logmel.shape[1] == 64
+
+
+def test_shard_assignment_is_stable() -> None:
+    ids = [f"clip{i}" for i in range(200)]
+    a = [shard_of(c, 8) for c in ids]
+    assert a == [shard_of(c, 8) for c in ids]
+    assert len(set(a)) == 8  # spreads over all shards
+
+
+def test_summary_json_is_machine_readable(corpus: Path, tmp_path: Path) -> None:
+    cfg = config_for(corpus, tmp_path)
+    refresh(cfg)
+    run_shard(cfg, "audio", 0)
+    summary = json.loads(Layout.of(cfg).shard_summary("audio", 0).read_text())
+    assert set(summary) >= {"computed", "cached", "failures", "clips", "with_features"}

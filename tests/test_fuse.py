@@ -1,0 +1,315 @@
+"""Fusion on synthetic branch predictions written exactly as training writes them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from emoflow import metrics
+from emoflow.errors import EmoflowError
+from emoflow.fuse import grid_search_weight, run_fusion
+
+CLASSES = ["angry", "happy", "neutral", "sad"]
+PRED_SCHEMA = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("part", pa.string()),
+        ("y", pa.int32()),
+        ("valence_true", pa.float32()),
+        ("arousal_true", pa.float32()),
+        ("prob", pa.list_(pa.float32())),
+        ("valence", pa.float32()),
+        ("arousal", pa.float32()),
+        ("embedding", pa.list_(pa.float32())),
+    ]
+)
+CONFIG = {"fusion": {"methods": ["late", "stacking", "feature"]}}
+
+
+def _branch_prob(y: int, informative: set[int], rng: np.random.Generator) -> np.ndarray:
+    """Peaked on the true class when it is one this branch knows; otherwise split at random
+    between the classes it does not know (it only knows 'not mine')."""
+    prob = np.full(4, 0.04)
+    if y in informative:
+        prob[y] = 0.5 + 0.2 * rng.random()
+    else:
+        other = [c for c in range(4) if c not in informative]
+        share = rng.random()
+        prob[other[0]] += 0.5 * share
+        prob[other[1]] += 0.5 * (1 - share)
+    prob += 0.02 * rng.random(4)
+    return prob / prob.sum()
+
+
+def make_inputs(
+    tmp: Path,
+    target: str = "categorical",
+    n_val: int = 80,
+    n_test: int = 80,
+    drop_audio: tuple[str, ...] = ("t003", "t010", "t017"),
+    drop_visual: tuple[str, ...] = ("t001", "t004", "t020", "t030", "t041", "v002", "v005"),
+    test_labels: np.ndarray | None = None,
+    seed: int = 0,
+) -> dict[str, Path]:
+    """Write audio/visual predictions and folds for fold 0, seed 0 into ``tmp``.
+
+    Audio is informative on classes 0-1 and on arousal, visual on classes 2-3 and on valence.
+    """
+    tmp.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    ids = [f"v{i:03d}" for i in range(n_val)] + [f"t{i:03d}" for i in range(n_test)]
+    parts = ["val"] * n_val + ["test"] * n_test
+    y = np.arange(len(ids)) % 4
+    rng.shuffle(y)
+    if test_labels is not None:
+        y[n_val:] = test_labels
+    valence = rng.uniform(-0.9, 0.9, len(ids))
+    arousal = rng.uniform(-0.9, 0.9, len(ids))
+    cat = target in ("categorical", "both")
+    dim = target in ("dimensional", "both")
+    paths = {}
+    for branch, known, dropped in (
+        ("audio", {0, 1}, set(drop_audio)),
+        ("visual", {2, 3}, set(drop_visual)),
+    ):
+        cols: dict[str, list] = {name: [] for name in PRED_SCHEMA.names}
+        for i, clip in enumerate(ids):
+            prob = _branch_prob(int(y[i]), known, rng)
+            if branch == "audio":
+                v_hat = 0.2 * valence[i] + rng.normal(0, 0.4)
+                a_hat = arousal[i] + rng.normal(0, 0.1)
+                emb = np.r_[float(y[i] == 0), float(y[i] == 1), 0.0] + rng.normal(0, 0.3, 3)
+            else:
+                v_hat = valence[i] + rng.normal(0, 0.1)
+                a_hat = 0.2 * arousal[i] + rng.normal(0, 0.4)
+                emb = np.r_[float(y[i] == 2), float(y[i] == 3)] + rng.normal(0, 0.3, 2)
+            if clip in dropped:
+                continue
+            cols["clip_id"].append(clip)
+            cols["part"].append(parts[i])
+            cols["y"].append(int(y[i]) if cat else -1)
+            cols["valence_true"].append(float(valence[i]) if dim else float("nan"))
+            cols["arousal_true"].append(float(arousal[i]) if dim else float("nan"))
+            cols["prob"].append(prob.tolist() if cat else [])
+            cols["valence"].append(float(v_hat) if dim else float("nan"))
+            cols["arousal"].append(float(a_hat) if dim else float("nan"))
+            cols["embedding"].append(emb.tolist())
+        meta = {"classes": CLASSES, "branch": branch, "fold": 0, "seed": 0, "target": target}
+        schema = PRED_SCHEMA.with_metadata({b"emoflow": json.dumps(meta)})
+        # rows sorted by (part, clip_id) as training writes them
+        order = sorted(
+            range(len(cols["clip_id"])), key=lambda j: (cols["part"][j], cols["clip_id"][j])
+        )
+        table = pa.Table.from_pydict(
+            {k: [v[j] for j in order] for k, v in cols.items()}, schema=schema
+        )
+        paths[branch] = tmp / f"{branch}.parquet"
+        pq.write_table(table, paths[branch])
+    train_ids = [f"r{i:03d}" for i in range(20)]
+    folds = pa.table(
+        {
+            "fold": [0] * (len(train_ids) + len(ids)),
+            "clip_id": train_ids + ids,
+            "speaker": [f"s{i % 7}" for i in range(len(train_ids) + len(ids))],
+            "role": ["train"] * len(train_ids) + parts,
+        }
+    )
+    paths["folds"] = tmp / "folds.parquet"
+    pq.write_table(folds, paths["folds"])
+    return paths
+
+
+def fuse(tmp: Path, paths: dict[str, Path], name: str = "out", config: dict | None = None):
+    out, weights = tmp / f"{name}.parquet", tmp / f"{name}.json"
+    run_fusion(
+        config or CONFIG, 0, 0, paths["audio"], paths["visual"], paths["folds"], out, weights
+    )
+    return out, weights
+
+
+def method_accuracy(table: pa.Table) -> dict[str, float]:
+    d = table.to_pydict()
+    acc = {}
+    for method in sorted(set(d["method"])):
+        idx = [i for i, mm in enumerate(d["method"]) if mm == method]
+        y = np.array([d["y"][i] for i in idx])
+        pred = np.array([np.argmax(d["prob"][i]) for i in idx])
+        acc[method] = metrics.accuracy(y, pred)
+    return acc
+
+
+@pytest.fixture(scope="module")
+def categorical(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("cat")
+    paths = make_inputs(tmp)
+    out, weights = fuse(tmp, paths)
+    return tmp, paths, out, weights
+
+
+def test_fusion_beats_each_branch(categorical) -> None:
+    _, _, out, _ = categorical
+    acc = method_accuracy(pq.read_table(out))
+    best_single = max(acc["audio"], acc["visual"])
+    assert best_single < 0.85
+    assert acc["late"] > best_single + 0.1
+    assert acc["stacking"] > best_single + 0.1
+    assert acc["feature"] > best_single + 0.1
+
+
+def test_output_schema_order_and_metadata(categorical) -> None:
+    _, paths, out, _ = categorical
+    table = pq.read_table(out)
+    assert table.schema.names == [
+        "clip_id", "method", "y", "valence_true", "arousal_true", "prob", "valence",
+        "arousal", "source",
+    ]  # fmt: skip
+    assert table.schema.field("prob").type == pa.list_(pa.float32())
+    assert table.schema.field("y").type == pa.int32()
+    meta = json.loads(table.schema.metadata[b"emoflow"])
+    assert meta == {"classes": CLASSES, "fold": 0, "seed": 0, "target": "categorical"}
+    d = table.to_pydict()
+    keys = list(zip(d["method"], d["clip_id"], strict=True))
+    assert keys == sorted(keys)
+    assert all(c.startswith("t") for c in d["clip_id"])  # test clips only
+    counts = {mm: d["method"].count(mm) for mm in set(d["method"])}
+    assert counts == {"audio": 77, "visual": 75, "late": 80, "stacking": 80, "feature": 80}
+
+
+def test_missing_modality_fallback(categorical) -> None:
+    _, paths, out, weights = categorical
+    d = pq.read_table(out).to_pydict()
+    rows = {(mm, c): i for i, (mm, c) in enumerate(zip(d["method"], d["clip_id"], strict=True))}
+    for method in ("late", "stacking", "feature"):
+        src = {c: d["source"][i] for (mm, c), i in rows.items() if mm == method}
+        assert sorted(c for c, s in src.items() if s == "audio_only") == [
+            "t001",
+            "t004",
+            "t020",
+            "t030",
+            "t041",
+        ]
+        assert sorted(c for c, s in src.items() if s == "visual_only") == ["t003", "t010", "t017"]
+        assert sum(s == "both" for s in src.values()) == 72
+        # a clip without video gets exactly the audio branch's probabilities
+        assert d["prob"][rows[(method, "t001")]] == d["prob"][rows[("audio", "t001")]]
+        assert d["prob"][rows[(method, "t003")]] == d["prob"][rows[("visual", "t003")]]
+    w = json.loads(weights.read_text())
+    assert w["n_test_fallback"] == 8
+    assert w["n_val_both"] == 78
+
+
+def test_weights_fit_on_validation_only(tmp_path: Path) -> None:
+    base = make_inputs(tmp_path / "a")
+    _, w_base = fuse(tmp_path, base, "base")
+    flipped = make_inputs(tmp_path / "b", test_labels=np.zeros(80, dtype=int))
+    out_flip, w_flip = fuse(tmp_path, flipped, "flip")
+    assert json.loads(w_base.read_text())["methods"] == json.loads(w_flip.read_text())["methods"]
+    # the changed test labels did reach the output
+    assert set(pq.read_table(out_flip).column("y").to_pylist()) == {0}
+    # and changing the validation data does change the weights
+    other = make_inputs(tmp_path / "c", seed=1)
+    _, w_other = fuse(tmp_path, other, "other")
+    assert json.loads(w_base.read_text())["methods"] != json.loads(w_other.read_text())["methods"]
+
+
+def test_rerun_gives_same_bytes(categorical, tmp_path: Path) -> None:
+    _, paths, out, weights = categorical
+    out2, weights2 = fuse(tmp_path, paths, "again")
+    assert out.read_bytes() == out2.read_bytes()
+    assert weights.read_bytes() == weights2.read_bytes()
+    w = json.loads(weights.read_text())
+    assert list(w) == sorted(w)
+    assert set(w["methods"]) == {"late", "stacking", "feature"}
+    assert w["methods"]["stacking"]["categorical"]["fitted"] is True
+    assert len(w["methods"]["feature"]["state_sha256"]) == 64
+
+
+def test_only_configured_methods(categorical, tmp_path: Path) -> None:
+    _, paths, _, _ = categorical
+    out, weights = fuse(tmp_path, paths, "late_only", {"fusion": {"methods": ["late"]}})
+    assert set(pq.read_table(out).column("method").to_pylist()) == {"audio", "visual", "late"}
+    assert set(json.loads(weights.read_text())["methods"]) == {"late"}
+
+
+def test_dimensional_target(tmp_path: Path) -> None:
+    paths = make_inputs(tmp_path, target="dimensional")
+    out, weights = fuse(tmp_path, paths)
+    d = pq.read_table(out).to_pydict()
+    assert all(p == [] for p in d["prob"])
+    assert all(y == -1 for y in d["y"])
+    assert not np.isnan(np.array(d["valence"], dtype=float)).any()
+
+    def mean_ccc(method: str) -> float:
+        idx = [i for i, mm in enumerate(d["method"]) if mm == method]
+        scores = []
+        for key in ("valence", "arousal"):
+            t = np.array([d[f"{key}_true"][i] for i in idx])
+            p = np.array([d[key][i] for i in idx])
+            scores.append(metrics.ccc(t, p))
+        return float(np.mean(scores))
+
+    singles = max(mean_ccc("audio"), mean_ccc("visual"))
+    assert mean_ccc("stacking") > singles + 0.1
+    assert mean_ccc("late") > singles
+    w = json.loads(weights.read_text())["methods"]
+    assert set(w["late"]) == {"dimensional", "n_fit"}
+    assert w["stacking"]["dimensional"]["valence"]["fitted"] is True
+
+
+def test_both_targets(tmp_path: Path) -> None:
+    paths = make_inputs(tmp_path, target="both", n_val=40, n_test=40)
+    out, weights = fuse(tmp_path, paths)
+    d = pq.read_table(out).to_pydict()
+    assert all(len(p) == 4 for p in d["prob"])
+    assert not np.isnan(np.array(d["arousal"], dtype=float)).any()
+    assert set(json.loads(weights.read_text())["methods"]["late"]) == {
+        "categorical", "dimensional", "n_fit",
+    }  # fmt: skip
+
+
+def test_grid_search_tie_break() -> None:
+    grid = [round(i * 0.05, 2) for i in range(21)]
+    assert grid_search_weight(dict.fromkeys(grid, 0.7)) == 0.5
+    scores = {w: (0.9 if w in (0.45, 0.55, 0.8) else 0.1) for w in grid}
+    assert grid_search_weight(scores) == 0.45
+    scores[0.9] = 0.95
+    assert grid_search_weight(scores) == 0.9
+    assert grid_search_weight({0.0: float("nan"), 1.0: 0.2}) == 1.0
+
+
+def test_late_weight_follows_the_informative_branch(tmp_path: Path) -> None:
+    paths = make_inputs(tmp_path)
+    # make the visual branch useless: confident random probabilities for every clip
+    table = pq.read_table(paths["visual"])
+    noise = np.random.default_rng(5).dirichlet(np.full(4, 0.5), size=table.num_rows)
+    random_prob = pa.array(noise.tolist(), type=pa.list_(pa.float32()))
+    table = table.set_column(table.schema.get_field_index("prob"), "prob", random_prob)
+    pq.write_table(table, paths["visual"])
+    _, weights = fuse(tmp_path, paths, config={"fusion": {"methods": ["late"]}})
+    w = json.loads(weights.read_text())["methods"]["late"]["categorical"]
+    assert w >= 0.7
+
+
+def test_parts_must_agree_with_folds(tmp_path: Path) -> None:
+    paths = make_inputs(tmp_path)
+    folds = pq.read_table(paths["folds"]).to_pydict()
+    folds["role"] = [
+        "test" if c == "v000" else r for c, r in zip(folds["clip_id"], folds["role"], strict=True)
+    ]
+    pq.write_table(pa.table(folds), paths["folds"])
+    with pytest.raises(EmoflowError, match="v000"):
+        fuse(tmp_path, paths)
+
+
+def test_wrong_fold_metadata_raises(tmp_path: Path) -> None:
+    paths = make_inputs(tmp_path)
+    with pytest.raises(EmoflowError, match="fold"):
+        run_fusion(
+            CONFIG, 1, 0, paths["audio"], paths["visual"], paths["folds"],
+            tmp_path / "o.parquet", tmp_path / "o.json",
+        )  # fmt: skip

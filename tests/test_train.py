@@ -1,0 +1,232 @@
+"""Training: learning on synthetic shards, the predictions contract, byte-identical reruns,
+kill-and-resume, other targets and the model bundle."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from emoflow.bundle import FORMAT_VERSION, build_model, load_bundle, save_bundle
+from emoflow.data import normalise_audio, normalise_faces, preprocess_faces
+from emoflow.errors import SpecMismatchError
+from emoflow.folds import make_folds
+from emoflow.store import open_shards
+from emoflow.train import STOP_ENV, TrainingInterrupted, _selection_key, run_training
+
+sys.path.insert(0, str(Path(__file__).parent))
+from shardmaker import CLASSES, make_config, make_corpus, make_manifest  # noqa: E402
+
+OUTPUTS = ("model.pt", "history.csv", "predictions.parquet")
+SETTINGS = {"audio": {"epochs": 4}, "visual": {"epochs": 8, "lr": 0.01}}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folds = make_folds(make_manifest(), make_config()["folds"])
+    fold0 = folds[folds.fold == 0]
+    test_ids = sorted(fold0.loc[fold0.role == "test", "clip_id"])
+    val_ids = sorted(fold0.loc[fold0.role == "val", "clip_id"])
+    root = tmp_path_factory.mktemp("corpus")
+    c = make_corpus(root, missing=(val_ids[0],), no_face=(test_ids[0],))
+    c.update(root=root, missing=val_ids[0], no_face=test_ids[0], test_ids=test_ids,
+             val_ids=val_ids)  # fmt: skip
+    return c
+
+
+def train(corpus: dict[str, Any], branch: str, out: Path, **settings: Any) -> Path:
+    config = make_config(**{**SETTINGS[branch], **settings})
+    run_training(config, branch, 0, 0, corpus["manifest"], corpus["folds"], corpus[branch], out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(corpus: dict[str, Any]) -> dict[str, Path]:
+    return {b: train(corpus, b, corpus["root"] / f"ref-{b}") for b in ("audio", "visual")}
+
+
+def read_bytes(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in OUTPUTS}
+
+
+def accuracy(predictions: pd.DataFrame, part: str) -> float:
+    rows = predictions[predictions.part == part]
+    return float((np.stack(rows.prob).argmax(axis=1) == rows.y).mean())
+
+
+@pytest.mark.parametrize("branch", ["audio", "visual"])
+def test_learns_and_writes_the_contract(
+    corpus: dict[str, Any], reference: dict[str, Path], branch: str
+) -> None:
+    out = reference[branch]
+    history = pd.read_csv(out / "history.csv")
+    assert list(history.columns) == ["epoch", "train_loss", "val_loss", "val_metric"]
+    assert history["epoch"].tolist() == list(range(1, SETTINGS[branch]["epochs"] + 1))
+    assert history["train_loss"].iloc[-1] < 0.7 * history["train_loss"].iloc[0]
+    assert not (out / "checkpoint.pt").exists()
+
+    table = pq.read_table(out / "predictions.parquet")
+    assert [(f.name, str(f.type)) for f in table.schema] == [
+        ("clip_id", "string"), ("part", "string"), ("y", "int32"),
+        ("valence_true", "float"), ("arousal_true", "float"), ("prob", "list<element: float>"),
+        ("valence", "float"), ("arousal", "float"), ("embedding", "list<element: float>"),
+    ]  # fmt: skip
+    meta = json.loads(table.schema.metadata[b"emoflow"])
+    assert meta == {"classes": CLASSES, "branch": branch, "fold": 0, "seed": 0,
+                    "target": "categorical"}  # fmt: skip
+    preds = table.to_pandas()
+    expected = [("test", c) for c in corpus["test_ids"]]
+    expected += [("val", c) for c in corpus["val_ids"] if c != corpus["missing"]]
+    assert list(zip(preds.part, preds.clip_id, strict=True)) == expected
+    assert np.allclose(np.stack(preds.prob).sum(axis=1), 1.0, atol=1e-5)
+    assert preds["valence"].isna().all() and preds["arousal"].isna().all()
+    assert preds["valence_true"].notna().all()
+    assert {len(e) for e in preds.embedding} == {16}
+    assert accuracy(preds, "test") >= 0.66  # chance is 1/3
+    if branch == "visual":
+        no_face = preds.set_index("clip_id").loc[corpus["no_face"]]
+        assert not np.any(no_face.embedding)
+
+
+@pytest.mark.parametrize("branch", ["audio", "visual"])
+def test_rerun_is_byte_identical(
+    corpus: dict[str, Any], reference: dict[str, Path], branch: str, tmp_path: Path
+) -> None:
+    again = train(corpus, branch, tmp_path / "again")
+    assert read_bytes(again) == read_bytes(reference[branch])
+
+
+def test_kill_and_resume_is_byte_identical(
+    corpus: dict[str, Any], reference: dict[str, Path], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    out = tmp_path / "resumed"
+    monkeypatch.setenv(STOP_ENV, "2")
+    with pytest.raises(TrainingInterrupted):
+        train(corpus, "audio", out)
+    assert (out / "checkpoint.pt").exists()
+    assert not any((out / name).exists() for name in OUTPUTS)
+    monkeypatch.delenv(STOP_ENV)
+    train(corpus, "audio", out)
+    assert read_bytes(out) == read_bytes(reference["audio"])
+
+
+_CHILD = """
+import sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from shardmaker import make_config
+from emoflow.train import run_training
+config = make_config(**{settings!r})
+run_training(config, "visual", 0, 0, Path({manifest!r}), Path({folds!r}),
+             [Path(p) for p in {shards!r}], Path({out!r}))
+"""
+
+
+def test_sigkill_and_resume_is_byte_identical(
+    corpus: dict[str, Any], reference: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "killed"
+    code = _CHILD.format(
+        tests=str(Path(__file__).parent), settings=SETTINGS["visual"],
+        manifest=str(corpus["manifest"]), folds=str(corpus["folds"]),
+        shards=[str(p) for p in corpus["visual"]], out=str(out),
+    )  # fmt: skip
+    env = {**os.environ, STOP_ENV: "3:kill"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    assert b"epoch 3/8" in proc.stderr and b"epoch 4/8" not in proc.stderr
+    assert (out / "checkpoint.pt").exists() and not (out / "model.pt").exists()
+    train(corpus, "visual", out)
+    assert read_bytes(out) == read_bytes(reference["visual"])
+
+
+@pytest.mark.parametrize("target", ["dimensional", "both"])
+def test_dimensional_targets(corpus: dict[str, Any], tmp_path: Path, target: str) -> None:
+    out = train(corpus, "audio", tmp_path / target, target=target, epochs=2)
+    table = pq.read_table(out / "predictions.parquet")
+    preds = table.to_pandas()
+    meta = json.loads(table.schema.metadata[b"emoflow"])
+    assert meta["target"] == target
+    assert preds["valence"].notna().all() and preds["arousal"].notna().all()
+    assert preds["valence"].abs().max() <= 1.0
+    if target == "dimensional":
+        assert meta["classes"] == [] and {len(p) for p in preds.prob} == {0}
+        assert (preds.y == -1).all()
+    else:
+        assert {len(p) for p in preds.prob} == {3}
+    history = pd.read_csv(out / "history.csv")
+    assert history["val_metric"].notna().all()
+
+
+def test_bundle_round_trip(corpus: dict[str, Any], reference: dict[str, Path]) -> None:
+    raw = torch.load(reference["audio"] / "model.pt", map_location="cpu", weights_only=True)
+    assert raw["format"] == "emoflow-model" and raw["format_version"] == FORMAT_VERSION
+    bundle = load_bundle(reference["audio"] / "model.pt")
+    assert set(bundle) == {"format", "format_version", "branch", "arch", "state_dict", "classes",
+                           "target", "norm", "spec", "emoflow_version", "train_config"}  # fmt: skip
+    assert bundle["classes"] == CLASSES and bundle["arch"]["name"] == "vgg"
+    assert bundle["spec"] == open_shards(corpus["audio"], "audio").spec
+    preds = pd.read_parquet(reference["audio"] / "predictions.parquet").set_index("clip_id")
+    model = build_model(bundle)
+    shards = open_shards(corpus["audio"], "audio")
+    for clip_id in corpus["test_ids"][:3]:
+        x = normalise_audio(shards.get(clip_id).logmel, bundle["norm"])
+        with torch.no_grad():
+            prob = torch.softmax(model(x)["logits"].mean(dim=0), dim=0).numpy()
+        assert np.allclose(prob, preds.loc[clip_id, "prob"], atol=1e-5)
+
+    visual = load_bundle(reference["visual"] / "model.pt")
+    norm = visual["norm"]
+    model = build_model(visual)
+    faces = open_shards(corpus["visual"], "faces")
+    preds = pd.read_parquet(reference["visual"] / "predictions.parquet").set_index("clip_id")
+    clip_id = corpus["test_ids"][1]
+    rec = faces.get(clip_id)
+    x = normalise_faces(preprocess_faces(rec.faces, norm["size"], norm["gray"]), norm)
+    with torch.no_grad():
+        emb = model(x[None], torch.as_tensor(rec.mask)[None])["embedding"][0].numpy()
+    assert np.allclose(emb, preds.loc[clip_id, "embedding"], atol=1e-5)
+
+
+def test_bundle_rejects_other_formats(tmp_path: Path) -> None:
+    path = tmp_path / "m.pt"
+    torch.save({"format": "something-else"}, path)
+    with pytest.raises(SpecMismatchError, match="not an emoflow model bundle"):
+        load_bundle(path)
+    save_bundle(path, branch="audio", arch={"name": "vgg", "n_classes": 2}, state_dict={},
+                classes=["a", "b"], target="categorical", norm={}, spec={},
+                train_config={})  # fmt: skip
+    bundle = torch.load(path, weights_only=True)
+    bundle["format_version"] = FORMAT_VERSION + 1
+    torch.save(bundle, path)
+    with pytest.raises(SpecMismatchError, match="format version 2"):
+        load_bundle(path)
+    with pytest.raises(TypeError, match="cannot go into a model bundle"):
+        save_bundle(path, branch="audio", arch={"x": object()}, state_dict={}, classes=[],
+                    target="categorical", norm={}, spec={}, train_config={})  # fmt: skip
+
+
+def test_selection_prefers_metric_then_loss() -> None:
+    assert _selection_key(0.8, 0.5) > _selection_key(0.7, 0.1)
+    assert _selection_key(0.8, 0.4) > _selection_key(0.8, 0.5)
+    assert _selection_key(float("nan"), 0.4) < _selection_key(0.0, 9.0)
+
+
+def test_loader_workers_give_the_same_outputs(
+    corpus: dict[str, Any], reference: dict[str, Path], tmp_path: Path
+) -> None:
+    out = train(corpus, "audio", tmp_path / "workers", num_workers=2)
+    mine, ref = read_bytes(out), read_bytes(reference["audio"])
+    # model.pt differs only in the recorded train_config (num_workers)
+    assert mine["predictions.parquet"] == ref["predictions.parquet"]
+    assert mine["history.csv"] == ref["history.csv"]

@@ -1,0 +1,81 @@
+"""Run the real workflow (Snakemake in a subprocess) on small corpora made in tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def env() -> dict[str, str]:
+    """The environment of a workflow run: the venv's emoflow and snakemake first on PATH."""
+    e = dict(os.environ)
+    e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"
+    return e
+
+
+def write_config(path: Path, data_root: Path, results: Path, **overrides: object) -> Path:
+    """A workflow config for a small test corpus (tiny training), merged with ``overrides``."""
+    cfg: dict = {
+        "dataset": {"name": "t", "adapter": "ravdess", "root": str(data_root)},
+        "results": str(results),
+        "shards": 3,
+        "folds": {"k": 3},
+        "train": {"epochs": 2, "patience": 2, "batch_size": 8, "seeds": [0]},
+        "report": {"bootstrap": 50},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            cfg.setdefault(key, {}).update(value)
+        else:
+            cfg[key] = value
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def snakemake(
+    config: Path, *args: str, check: bool = True, timeout: int = 900
+) -> subprocess.CompletedProcess[str]:
+    """``snakemake --configfile config --cores 2 *args`` in the repository."""
+    cmd = [str(BIN / "snakemake"), "--configfile", str(config), "--cores", "2", *args]
+    proc = subprocess.run(
+        cmd, cwd=REPO, env=env(), capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def planned_jobs(config: Path, *targets: str) -> dict[str, int]:
+    """What ``snakemake -n`` would run: rule name -> job count ({} when nothing to do)."""
+    out = snakemake(config, "-n", *targets).stdout
+    jobs: dict[str, int] = {}
+    in_table = False
+    for line in out.splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            in_table = True
+            continue
+        if in_table:
+            if len(parts) == 2 and parts[1].isdigit():
+                if parts[0] == "total":
+                    break
+                jobs[parts[0]] = int(parts[1])
+            elif parts and not set(parts[0]) <= {"-"}:
+                break
+    return jobs
+
+
+def mtimes(root: Path) -> dict[str, int]:
+    """mtime_ns of every output under ``root`` (logs and hidden internal files excluded)."""
+    return {
+        str(p.relative_to(root)): p.stat().st_mtime_ns
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "logs" not in p.parts and not p.name.startswith(".")
+    }
