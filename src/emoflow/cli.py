@@ -137,7 +137,9 @@ def failures(config: ConfigOpt, log: LogOpt = None) -> None:
         listing = "\n".join(
             f"  {r['stage']}/{r['kind']}: {r['clip_id']}: {r['message']}" for r in rows
         )
-        _fail(f"strict: true and {len(rows)} clips failed:\n{listing}")
+        message = f"strict: true and {len(rows)} clips failed:\n{listing}"
+        logging.getLogger("emoflow").error("%s", message)
+        raise typer.Exit(code=1)
 
 
 @app.command()
@@ -204,12 +206,27 @@ def bundle(config: ConfigOpt, log: LogOpt = None) -> None:
 
 @app.command()
 def predict(
-    videos: Annotated[list[Path], typer.Argument(help="video or audio files")],
-    model: Annotated[Path, typer.Option(help="model bundle folder (results/<name>/model)")],
-    out: Annotated[Path, typer.Option(help="output folder")] = Path("predictions"),
+    videos: Annotated[
+        list[Path], typer.Argument(help="video or audio files (a file without video: audio only)")
+    ],
+    model: Annotated[
+        Path,
+        typer.Option(
+            help="model bundle folder (results/<name>/model) or one branch model file "
+            "(audio.pt / visual.pt)"
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(help="output folder for <stem>.timeline.csv, <stem>.json and <stem>.png"),
+    ] = Path("predictions"),
     workers: Annotated[int, typer.Option(help="CPU threads for the models")] = 2,
 ) -> None:
-    """Predict an emotion timeline (CSV, JSON, PNG) for each video with a trained bundle."""
+    """Predict an emotion timeline (CSV, JSON, PNG) for each video with a trained bundle.
+
+    Features are extracted with the spec stored in the bundle; the fusion chosen at training
+    combines the branches.
+    """
     _setup_logging(None)
     from emoflow.predict import run_predict
 

@@ -69,3 +69,22 @@ class Layout:
 
     def log(self, *parts: str) -> Path:
         return self.root / "logs" / Path(*parts)
+
+
+def prepare_job_environment(workflow_dir: str | Path) -> None:
+    """Let jobs run ``python -m emoflow`` from this checkout, with or without conda envs.
+
+    Puts ``<workflow_dir>/src`` on PYTHONPATH and the running interpreter's folder first on
+    PATH (so ``.venv/bin/snakemake`` works without activating the venv; conda activation
+    still puts an environment's own python first).
+    """
+    import os
+    import sys
+
+    src = str(Path(workflow_dir) / "src")
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if src not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([src, *paths])
+    bindir = str(Path(sys.executable).parent)
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
+        os.environ["PATH"] = os.pathsep.join([bindir, os.environ.get("PATH", "")])

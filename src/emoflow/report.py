@@ -456,8 +456,9 @@ def run_evaluate(
     """Write the report into ``out_dir`` and return the Markdown results table.
 
     Files: ``results.csv``, ``results.md``, ``results.tex``, ``per_class.csv`` (categorical),
-    ``figures/confusion_<method>.png`` (categorical), ``figures/curves_<branch>.png`` (each branch with a
-    history file), ``summary.md`` (table, notes, failures, provenance) and ``provenance.json``.
+    ``figures/confusion_<method>.png`` (categorical), ``figures/curves_<branch>.png`` (each
+    branch with a history file), ``summary.md`` (table, notes, failures, provenance) and
+    ``provenance.json``.
     Missing history files are skipped; a missing failures table counts as no failures.
     """
     from emoflow.report_figures import confusion_png, curves_png

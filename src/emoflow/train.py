@@ -34,11 +34,11 @@ from __future__ import annotations
 import copy
 import io
 import json
+import logging
 import math
 import os
 import random
 import signal
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,7 +91,7 @@ def _stop_hook(epoch: int) -> None:
 
 
 def _log(message: str) -> None:
-    print(f"[emoflow train] {message}", file=sys.stderr, flush=True)
+    logging.getLogger("emoflow.train").info("%s", message)
 
 
 # --------------------------------------------------------------------------- setup

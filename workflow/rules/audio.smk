@@ -6,6 +6,8 @@ rule extract_audio:
         h5=LAYOUT.root / "audio" / "{k}.h5",
         summary=LAYOUT.root / "audio" / "{k}.json",
     params:
+        cli=EMOFLOW,
+        config=CONFIG_JSON,
         spec=params_hash("audio"),
     log:
         LAYOUT.root / "logs" / "audio" / "{k}.log",
@@ -15,5 +17,5 @@ rule extract_audio:
     conda:
         "../../envs/features.yaml"
     shell:
-        "{EMOFLOW} extract-audio --config {CONFIG_JSON:q} --shard {wildcards.k} "
+        "{params.cli} extract-audio --config {params.config:q} --shard {wildcards.k} "
         "--workers {threads} --log {log:q}"

@@ -1,9 +1,5 @@
 # Not rules: config validation, the dataset scan, and the input functions the rules use.
 import json
-import os
-import sys
-
-from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
@@ -12,16 +8,13 @@ from emoflow.config import stable_hash, validate_config
 from emoflow.errors import ConfigError, EmoflowError
 from emoflow.extract import STAGES, config_params
 from emoflow.manifest import refresh
-from emoflow.paths import BRANCHES, STAGE_OF_BRANCH, Layout
+from emoflow.paths import BRANCHES, STAGE_OF_BRANCH, Layout, prepare_job_environment
 from emoflow.stages import fold_ids
 
 # Jobs run `python -m emoflow`: the venv's python when Snakemake runs from it, the env's python
 # under --software-deployment-method conda; either way the package comes from this checkout.
 EMOFLOW = "python -m emoflow"
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (str(Path(workflow.basedir) / "src"), os.environ.get("PYTHONPATH")) if p
-)
-os.environ["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), os.environ["PATH"]))
+prepare_job_environment(workflow.basedir)
 
 try:
     CFG = validate_config(config)
@@ -29,7 +22,6 @@ except ConfigError as exc:
     raise WorkflowError(f"invalid config: {exc}") from None
 
 LAYOUT = Layout.of(CFG)
-R = str(LAYOUT.root)
 SHARDS = list(range(CFG["shards"]))
 SEEDS = CFG["train"]["seeds"]
 # The validated, merged config every CLI call reads; rewritten only when it changes.

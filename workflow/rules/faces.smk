@@ -6,6 +6,8 @@ rule extract_faces:
         h5=LAYOUT.root / "faces" / "{k}.h5",
         summary=LAYOUT.root / "faces" / "{k}.json",
     params:
+        cli=EMOFLOW,
+        config=CONFIG_JSON,
         spec=params_hash("faces"),
     log:
         LAYOUT.root / "logs" / "faces" / "{k}.log",
@@ -15,5 +17,5 @@ rule extract_faces:
     conda:
         "../../envs/features.yaml"
     shell:
-        "{EMOFLOW} extract-faces --config {CONFIG_JSON:q} --shard {wildcards.k} "
+        "{params.cli} extract-faces --config {params.config:q} --shard {wildcards.k} "
         "--workers {threads} --log {log:q}"

@@ -8,13 +8,15 @@ rule fuse:
         fused=LAYOUT.root / "fusion" / "fold{fold}" / "seed{seed}.parquet",
         weights=LAYOUT.root / "fusion" / "fold{fold}" / "seed{seed}.json",
     params:
+        cli=EMOFLOW,
+        config=CONFIG_JSON,
         fusion=params_hash(["fusion"]),
     log:
         LAYOUT.root / "logs" / "fuse" / "fold{fold}_seed{seed}.log",
     conda:
         "../../envs/training.yaml"
     shell:
-        "{EMOFLOW} fuse --config {CONFIG_JSON:q} --fold {wildcards.fold} "
+        "{params.cli} fuse --config {params.config:q} --fold {wildcards.fold} "
         "--seed {wildcards.seed} --log {log:q}"
 
 
@@ -33,9 +35,12 @@ rule bundle:
         LAYOUT.bundle / "audio.pt",
         LAYOUT.bundle / "visual.pt",
         LAYOUT.bundle / "bundle.json",
+    params:
+        cli=EMOFLOW,
+        config=CONFIG_JSON,
     log:
         LAYOUT.log("bundle.log"),
     conda:
         "../../envs/training.yaml"
     shell:
-        "{EMOFLOW} bundle --config {CONFIG_JSON:q} --log {log:q}"
+        "{params.cli} bundle --config {params.config:q} --log {log:q}"

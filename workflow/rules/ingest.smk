@@ -6,10 +6,12 @@ rule failures:
     output:
         LAYOUT.failures,
     params:
+        cli=EMOFLOW,
+        config=CONFIG_JSON,
         strict=CFG["strict"],
     log:
         LAYOUT.log("failures.log"),
     conda:
         "../../envs/features.yaml"
     shell:
-        "{EMOFLOW} failures --config {CONFIG_JSON:q} --log {log:q}"
+        "{params.cli} failures --config {params.config:q} --log {log:q}"

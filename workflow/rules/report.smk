@@ -32,10 +32,12 @@ rule evaluate:
             category="Figures",
         ),
     params:
+        cli=EMOFLOW,
+        config=CONFIG_JSON,
         report=params_hash(["report"]),
     log:
         LAYOUT.log("evaluate.log"),
     conda:
         "../../envs/training.yaml"
     shell:
-        "{EMOFLOW} evaluate --config {CONFIG_JSON:q} --log {log:q}"
+        "{params.cli} evaluate --config {params.config:q} --log {log:q}"

@@ -5,6 +5,8 @@ rule split:
     output:
         LAYOUT.folds,
     params:
+        cli=EMOFLOW,
+        config=CONFIG_JSON,
         folds=params_hash(["folds"]),
         target=CFG["train"]["target"],
     log:
@@ -12,4 +14,4 @@ rule split:
     conda:
         "../../envs/training.yaml"
     shell:
-        "{EMOFLOW} split --config {CONFIG_JSON:q} --log {log:q}"
+        "{params.cli} split --config {params.config:q} --log {log:q}"

@@ -9,6 +9,8 @@ rule train:
         predictions=LAYOUT.root / "models" / "{branch}" / "fold{fold}" / "seed{seed}" / "predictions.parquet",
         history=LAYOUT.root / "models" / "{branch}" / "fold{fold}" / "seed{seed}" / "history.csv",
     params:
+        cli=EMOFLOW,
+        config=CONFIG_JSON,
         train=params_hash(["train", "folds"]),
     log:
         LAYOUT.root / "logs" / "train" / "{branch}_fold{fold}_seed{seed}.log",
@@ -18,5 +20,5 @@ rule train:
     conda:
         "../../envs/training.yaml"
     shell:
-        "{EMOFLOW} train --config {CONFIG_JSON:q} --branch {wildcards.branch} "
+        "{params.cli} train --config {params.config:q} --branch {wildcards.branch} "
         "--fold {wildcards.fold} --seed {wildcards.seed} --log {log:q}"
