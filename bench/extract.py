@@ -107,10 +107,24 @@ def main() -> None:
         n = args.clips
         floor_audio = audio_decode_floor(data)
         floor_all = decode_floor(data)
-        rows.append({"what": "ffmpeg: probe + audio decode (floor of audio)", "clips": n,
-                     "workers": 1, "s_per_clip": floor_audio, "clips_per_s": 1 / floor_audio})
-        rows.append({"what": "ffmpeg: audio + 16 frames (floor of both)", "clips": n,
-                     "workers": 1, "s_per_clip": floor_all, "clips_per_s": 1 / floor_all})
+        rows.append(
+            {
+                "what": "ffmpeg: probe + audio decode (floor of audio)",
+                "clips": n,
+                "workers": 1,
+                "s_per_clip": floor_audio,
+                "clips_per_s": 1 / floor_audio,
+            }
+        )
+        rows.append(
+            {
+                "what": "ffmpeg: audio + 16 frames (floor of both)",
+                "clips": n,
+                "workers": 1,
+                "s_per_clip": floor_all,
+                "clips_per_s": 1 / floor_all,
+            }
+        )
         for stage in ("audio", "faces"):
             for workers in (1, 2):
                 cfg = config_file(work, data, f"{stage}{workers}")

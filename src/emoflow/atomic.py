@@ -52,3 +52,15 @@ def write_text_if_changed(target: str | os.PathLike[str], text: str) -> bool:
         return False
     write_bytes(target, data)
     return True
+
+
+def remove_stale_temps(target: str | os.PathLike[str]) -> int:
+    """Delete temp files a killed writer of ``target`` left behind; return how many.
+
+    Only call this where one writer owns ``target`` (a shard job owns its shard).
+    """
+    target = Path(target)
+    stale = list(target.parent.glob(f".tmp-{target.name}.*")) if target.parent.exists() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)

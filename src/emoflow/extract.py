@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from emoflow.atomic import write_text
+from emoflow.atomic import remove_stale_temps, write_text
 from emoflow.audio import audio_spec, cut_windows, logmel_mfcc
 from emoflow.cache import ClipCache
 from emoflow.config import Config, cache_dir, results_dir, stable_hash
@@ -76,10 +77,13 @@ def audio_clip(path: str, spec: dict[str, Any], media: dict[str, Any]) -> AudioC
     )
     if len(windows.segments) == 0:
         raise ClipError("too_short", "the audio gives no window")
-    parts = [
-        logmel_mfcc(windows.segments[i : i + _STFT_BATCH], spec)
-        for i in range(0, len(windows.segments), _STFT_BATCH)
-    ]
+    # One BLAS thread: the mel projection's float sums then do not depend on how many
+    # threads a process has (in-process vs pool worker), so features are bit-identical.
+    with threadpool_limits(limits=1):
+        parts = [
+            logmel_mfcc(windows.segments[i : i + _STFT_BATCH], spec)
+            for i in range(0, len(windows.segments), _STFT_BATCH)
+        ]
     return AudioClipFeatures(
         clip_id="",
         logmel=np.concatenate([p[0] for p in parts]),
@@ -281,6 +285,8 @@ def run_shard(config: Config, stage: str, shard: int, workers: int | None = None
         bar.close()
 
     h5_path = out / stage / f"{shard}.h5"
+    if remove_stale_temps(h5_path):
+        log.info("removed the temp file of an interrupted write of %s", h5_path.name)
     n_ok = write_shard(h5_path, stage, spec, {"spec_hash": params_hash}, records())
     summary = {
         "stage": stage,

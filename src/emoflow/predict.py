@@ -323,17 +323,18 @@ def decode_frames_at(
     max_side: int,
     ffmpeg_bin: str = "ffmpeg",
     timeout_s: float = DEFAULT_TIMEOUT_S,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decode the first frame at or after each of ``times`` (sorted, seconds) in one pass.
 
     ``ffmpeg -ss <first> -t <span>`` (accurate input seeking) with a ``select`` filter into a raw
-    RGB pipe, scaled like :func:`emoflow.media.sample_frames`. Returns ``(frames, got)``: one
-    frame per time (the nearest decoded one when fewer decode) and its actual time; empty
-    arrays when nothing decodes there (past the end of the video).
+    RGB pipe, scaled like :func:`emoflow.media.sample_frames`. Returns ``(frames, got, valid)``:
+    ``valid`` (one per time) says which times have a frame (none past the end of the video);
+    ``frames`` and their actual times ``got`` are those of the valid times, in order.
     """
     width, height = _frame_size(info, max_side)
+    empty = np.zeros((0, height, width, 3), np.uint8)
     if len(times) == 0:
-        return np.zeros((0, height, width, 3), np.uint8), np.zeros(0)
+        return empty, np.zeros(0), np.zeros(0, bool)
     ss = max(0.0, float(times[0]))
     margin = max(0.25, 2.0 / (info.fps or 25.0))
     span = float(times[-1]) - ss + margin
@@ -353,15 +354,15 @@ def decode_frames_at(
             raise ClipError(
                 "unreadable", f"ffmpeg cannot decode the video: {_first_line(proc.stderr)}"
             )
-        return np.zeros((0, height, width, 3), np.uint8), np.zeros(0)
+        return empty, np.zeros(0), np.zeros(len(times), bool)
     frames = np.frombuffer(proc.stdout[: n * frame_bytes], np.uint8).reshape(n, height, width, 3)
     found = [ss + float(t) for t in re.findall(rb"pts_time:\s*([-0-9.e+]+)", proc.stderr)][:n]
     found += [float(times[min(i, len(times) - 1)]) for i in range(len(found), n)]
     got = np.asarray(found, dtype=np.float64)
-    pick = np.abs(got[None, :] - times[:, None]).argmin(axis=1) if n != len(times) else None
-    if pick is None:
-        return np.ascontiguousarray(frames), got
-    return np.ascontiguousarray(frames[pick]), got[pick]
+    pick = np.abs(got[None, :] - times[:, None]).argmin(axis=1)
+    # a time with no frame near it (past the last frame) gets none rather than a far one
+    valid = np.abs(got[pick] - times) <= max(0.1, 2.0 / (info.fps or 25.0))
+    return np.ascontiguousarray(frames[pick[valid]]), got[pick[valid]], valid
 
 
 # --------------------------------------------------------------------------- fusion (pure)
@@ -505,7 +506,7 @@ def visual_windows(
     cache: dict[int, tuple[np.ndarray, bool]] = {}
     tasks = ((decode_frames_at, path, new, info, max_side) for _, _, new in plan)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        for (first, per_window, new), (frames, _) in zip(
+        for (first, per_window, new), (frames, _, valid) in zip(
             plan, ordered_map(pool, tasks, 2), strict=True
         ):
             for key in [key for key in cache if key < _key(first) - 1]:
@@ -516,7 +517,7 @@ def visual_windows(
                 with tempfile.TemporaryDirectory(prefix="emoflow-predict-") as work:
                     res = backend.process([("chunk", frames)], Path(work)).get("chunk")
                 if isinstance(res, FaceResult):
-                    crops, found = np.asarray(res.faces), np.asarray(res.mask, bool)
+                    crops[valid], found[valid] = np.asarray(res.faces), np.asarray(res.mask, bool)
                 else:
                     why = res.message if isinstance(res, ClipError) else "no result"
                     log.warning("face backend failed on %s: %s", path.name, why)
@@ -802,9 +803,8 @@ def print_summary(docs: list[dict[str, Any]], failed: dict[str, str]) -> None:
 
     table = Table(title="emoflow predict")
     for name in ("file", "duration", "windows", "modalities", "fusion", "prediction", "faces"):
-        table.add_column(
-            name, justify="right" if name in ("duration", "windows", "faces") else "left"
-        )
+        right = name in ("duration", "windows", "faces")
+        table.add_column(name, justify="right" if right else "left", overflow="fold")
     for row in summary_rows(docs):
         table.add_row(*row)
     console = Console(highlight=False)
