@@ -154,8 +154,16 @@ def test_byte_identical_rerun(categorical, tmp_path: Path) -> None:
     other = tmp_path / "elsewhere" / "report"
     table2 = evaluate(run, other, reverse=True)
     assert table == table2
-    names = ("results.csv", "results.md", "results.tex", "per_class.csv", "summary.md",
-             "provenance.json", "figures/confusion_late.png", "figures/curves_visual.png")
+    names = (
+        "results.csv",
+        "results.md",
+        "results.tex",
+        "per_class.csv",
+        "summary.md",
+        "provenance.json",
+        "figures/confusion_late.png",
+        "figures/curves_visual.png",
+    )
     for name in names:
         assert (out / name).read_bytes() == (other / name).read_bytes(), name
 
