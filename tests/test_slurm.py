@@ -113,3 +113,32 @@ def test_toy_workflow_through_slurm(cluster: SlurmCluster, tmp_path: Path) -> No
     assert not (workdir / "out" / "boom.txt").exists()
 
     print(f"toy workflow through SLURM: {ok_s:.1f} s; failing rule: {bad_s:.1f} s")
+
+
+def test_shard_clips_on_a_dask_slurm_cluster(cluster: SlurmCluster, tmp_path: Path) -> None:
+    """execution.dask: slurm spreads a shard's clips over dask-jobqueue worker jobs."""
+    import os
+
+    from emoflow.config import validate_config
+    from emoflow.demo import make_demo_corpus
+    from emoflow.extract import run_shard
+    from emoflow.manifest import refresh
+
+    make_demo_corpus(tmp_path / "data", clips=4, seed=2)
+    cfg = validate_config({
+        "dataset": {"name": "d", "adapter": "ravdess", "root": str(tmp_path / "data")},
+        "results": str(tmp_path / "results"), "shards": 1,
+        "execution": {"dask": "slurm", "slurm": {"queue": "debug", "jobs": 1, "cores": 1,
+                      "memory": "1GB", "walltime": "00:10:00", "interface": "lo"}},
+    })  # fmt: skip
+    refresh(cfg)
+    saved = dict(os.environ)
+    os.environ.update(cluster.env)
+    try:
+        summary = run_shard(cfg, "audio", 0)
+        jobs = cluster.jobs()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert summary["with_features"] == 4 and len(summary["computed"]) == 4
+    assert any("dask" in job.get("JobName", "") for job in jobs), jobs

@@ -194,9 +194,11 @@ def executor_for(config: Config, workers: int) -> Iterator[Any]:
     elif mode == "local":
         from distributed import Client, LocalCluster
 
+        from emoflow.dask_cluster import _Submitter
+
         with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as lc:
             with Client(lc) as client:
-                yield client
+                yield _Submitter(client)
     elif workers <= 1:
         yield _InProcess()
     else:
