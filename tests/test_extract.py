@@ -98,3 +98,14 @@ def test_summary_json_is_machine_readable(corpus: Path, tmp_path: Path) -> None:
     run_shard(cfg, "audio", 0)
     summary = json.loads(Layout.of(cfg).shard_summary("audio", 0).read_text())
     assert set(summary) >= {"computed", "cached", "failures", "clips", "with_features"}
+
+
+def test_unreadable_cache_entry_is_recomputed(corpus: Path, tmp_path: Path) -> None:
+    cfg = config_for(corpus, tmp_path)
+    refresh(cfg)
+    first = run_shard(cfg, "audio", 0, workers=1)
+    entries = sorted((tmp_path / "results" / "t" / "cache" / "audio").rglob("*.npz"))
+    entries[0].write_bytes(b"not an npz")
+    again = run_shard(cfg, "audio", 0, workers=1)
+    assert len(again["computed"]) == 1 and len(again["cached"]) == 5
+    assert again["with_features"] == first["with_features"]

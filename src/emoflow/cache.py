@@ -32,6 +32,11 @@ class ClipCache:
     def _base(self, sha256: str) -> Path:
         return self.dir / sha256[:2] / sha256
 
+    def has(self, sha256: str) -> bool:
+        """Whether a result or a remembered failure is cached (cheap: no file is read)."""
+        base = self._base(sha256)
+        return base.with_suffix(".npz").exists() or base.with_suffix(".fail.json").exists()
+
     def get(self, sha256: str, record_type: type) -> Any | ClipError | None:
         """The cached record (a ``record_type`` dataclass), a cached ClipError, or None."""
         base = self._base(sha256)

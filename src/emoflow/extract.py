@@ -245,9 +245,8 @@ def run_shard(config: Config, stage: str, shard: int, workers: int | None = None
     failures: list[dict[str, str]] = []
     todo = []
     for clip_id, sha, path in entries:
-        hit = cache.get(sha, record_type)
-        status[clip_id] = "cached" if hit is not None else "computed"
-        if hit is None:
+        status[clip_id] = "cached" if cache.has(sha) else "computed"
+        if status[clip_id] == "computed":
             todo.append((clip_id, sha, path))
     if stage == "audio" and todo:
         _warm_up_librosa(spec)  # JIT once here; forked workers inherit the compiled code
@@ -268,9 +267,13 @@ def run_shard(config: Config, stage: str, shard: int, workers: int | None = None
         pending: dict[str, Any] = {}
         bar = tqdm(total=len(entries), desc=f"{stage} shard {shard}", unit="clip",
                    disable=not sys.stderr.isatty())  # fmt: skip
-        for clip_id, sha, _ in entries:
+        for clip_id, sha, path in entries:
             if status[clip_id] == "cached":
                 res = cache.get(sha, record_type)
+                if res is None:  # an entry that no longer reads: compute the clip here
+                    status[clip_id] = "computed"
+                    res = task([(clip_id, path)], spec, config)[0]
+                    cache.put(sha, res)
             else:
                 while clip_id not in pending:
                     got_id, got = next(fresh)
@@ -289,7 +292,8 @@ def run_shard(config: Config, stage: str, shard: int, workers: int | None = None
     h5_path = out / stage / f"{shard}.h5"
     if remove_stale_temps(h5_path):
         log.info("removed the temp file of an interrupted write of %s", h5_path.name)
-    n_ok = write_shard(h5_path, stage, spec, {"spec_hash": params_hash}, records())
+    versions = {k: v for k, v in spec.items() if k.endswith("_version") or k == "backend_versions"}
+    n_ok = write_shard(h5_path, stage, spec, versions, records())
     summary = {
         "stage": stage,
         "shard": shard,
