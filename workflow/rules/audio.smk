@@ -9,6 +9,8 @@ rule extract_audio:
         cli=EMOFLOW,
         config=CONFIG_JSON,
         spec=params_hash("audio"),
+    benchmark:
+        LAYOUT.root / "benchmarks" / "audio" / "{k}.tsv"
     log:
         LAYOUT.root / "logs" / "audio" / "{k}.log",
     threads: 4

@@ -9,6 +9,8 @@ rule extract_faces:
         cli=EMOFLOW,
         config=CONFIG_JSON,
         spec=params_hash("faces"),
+    benchmark:
+        LAYOUT.root / "benchmarks" / "faces" / "{k}.tsv"
     log:
         LAYOUT.root / "logs" / "faces" / "{k}.log",
     threads: 4

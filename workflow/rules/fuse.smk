@@ -13,6 +13,8 @@ rule fuse:
         fusion=params_hash(["fusion"]),
     log:
         LAYOUT.root / "logs" / "fuse" / "fold{fold}_seed{seed}.log",
+    benchmark:
+        LAYOUT.root / "benchmarks" / "fuse" / "fold{fold}_seed{seed}.tsv"
     conda:
         "../../envs/training.yaml"
     shell:

@@ -35,6 +35,8 @@ rule evaluate:
         cli=EMOFLOW,
         config=CONFIG_JSON,
         report=params_hash(["report"]),
+    benchmark:
+        LAYOUT.root / "benchmarks" / "evaluate.tsv"
     log:
         LAYOUT.log("evaluate.log"),
     conda:

@@ -9,6 +9,8 @@ rule split:
         config=CONFIG_JSON,
         folds=params_hash(["folds"]),
         target=CFG["train"]["target"],
+    benchmark:
+        LAYOUT.root / "benchmarks" / "split.tsv"
     log:
         LAYOUT.log("split.log"),
     conda:

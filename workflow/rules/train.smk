@@ -12,6 +12,8 @@ rule train:
         cli=EMOFLOW,
         config=CONFIG_JSON,
         train=params_hash(["train", "folds"]),
+    benchmark:
+        LAYOUT.root / "benchmarks" / "train" / "{branch}_fold{fold}_seed{seed}.tsv"
     log:
         LAYOUT.root / "logs" / "train" / "{branch}_fold{fold}_seed{seed}.log",
     threads: 2
