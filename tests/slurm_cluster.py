@@ -278,10 +278,15 @@ def parse_scontrol_record(line: str) -> dict[str, str]:
 
 
 def _state_dir(base: Path | None) -> tuple[Path, bool]:
-    """Pick the cluster folder: ``base/slurm`` unless the munge socket path would be too long."""
+    """Pick the cluster folder: ``base/slurm`` unless a socket path in it could be too long.
+
+    The longest is slurmstepd's ``spool/slurmd-<host>/<host>_<jobid>.<step>`` (job ids grow).
+    """
     if base is not None:
         candidate = Path(base).resolve() / "slurm"
-        if len(str(candidate / "munge" / "munge.socket.2")) <= MAX_SOCKET_PATH:
+        host = socket.gethostname().split(".")[0]
+        stepd = candidate / "spool" / f"slurmd-{host}" / f"{host}_9999999.4294967291"
+        if len(str(stepd)) <= MAX_SOCKET_PATH:
             return candidate, False
     return Path(tempfile.mkdtemp(prefix="emoflow-slurm-")), True
 

@@ -313,3 +313,50 @@ def test_wrong_fold_metadata_raises(tmp_path: Path) -> None:
             CONFIG, 1, 0, paths["audio"], paths["visual"], paths["folds"],
             tmp_path / "o.parquet", tmp_path / "o.json",
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("target", ["categorical", "both"])
+def test_feature_mlp_rebuilds_from_json(tmp_path: Path, target: str) -> None:
+    from emoflow.fuse import align, fit_apply_feature, read_branch_predictions
+    from emoflow.models.fusion import fusion_mlp_from_json, predict_fusion_mlp, state_hash
+
+    paths = make_inputs(tmp_path, target=target, n_val=40, n_test=40)
+    preds = {b: read_branch_predictions(paths[b]) for b in ("audio", "visual")}
+    a = align(preds, 4 if target != "dimensional" else 0)
+    fit_rows = (a.part == "val") & a.both
+    prob, va, info = fit_apply_feature(a, fit_rows, target, 4, seed=0)
+    assert info["fitted"] is True
+    assert info["kwargs"] == {"in_dim": 5, "n_classes": 4, "target": target, "hidden": 32}
+    entry = json.loads(json.dumps(info, sort_keys=True))
+    model = fusion_mlp_from_json(entry)
+    assert state_hash(model) == info["state_sha256"]
+    x = np.hstack([a.embedding["audio"], a.embedding["visual"]])
+    out = predict_fusion_mlp(model, x)
+    # exactly what fuse.py predicted with the model it trained, on the fit data and the rest
+    np.testing.assert_array_equal(out["prob"].astype(np.float64)[fit_rows], prob[fit_rows])
+    np.testing.assert_array_equal(out["prob"].astype(np.float64), prob)
+    if target == "both":
+        np.testing.assert_array_equal(out["va"].astype(np.float64), va)
+    # a changed parameter no longer matches the stored hash
+    entry["state"]["mean"][0] += 1.0
+    with pytest.raises(ValueError, match="state_sha256"):
+        fusion_mlp_from_json(entry)
+
+
+def test_weights_file_rebuilds_the_feature_fusion(categorical) -> None:
+    from emoflow.models.fusion import fusion_mlp_from_json, predict_fusion_mlp, state_hash
+
+    _, paths, out, weights = categorical
+    entry = json.loads(weights.read_text())["methods"]["feature"]
+    model = fusion_mlp_from_json(entry)
+    assert state_hash(model) == entry["state_sha256"]
+    d = pq.read_table(out).to_pydict()
+    emb = {}
+    for branch in ("audio", "visual"):
+        t = pq.read_table(paths[branch]).to_pydict()
+        emb[branch] = dict(zip(t["clip_id"], t["embedding"], strict=True))
+    rows = [i for i, (m, s) in enumerate(zip(d["method"], d["source"], strict=True))
+            if m == "feature" and s == "both"]  # fmt: skip
+    x = np.array([emb["audio"][d["clip_id"][i]] + emb["visual"][d["clip_id"][i]] for i in rows])
+    got = predict_fusion_mlp(model, x)["prob"]
+    np.testing.assert_allclose(got, np.array([d["prob"][i] for i in rows]), rtol=0, atol=1e-6)

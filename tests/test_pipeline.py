@@ -24,9 +24,15 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def run_config(corpus: Path, base: Path) -> Path:
+    """All stages, one fold (of 3) to keep the runs short; both branches, all fusions."""
+    cache = {"dir": str(base / "cache")}
+    folds = {"k": 3, "only": [0]}
+    return write_config(base / "cfg.yaml", corpus, base / "results", cache=cache, folds=folds)
+
+
 def clean_run(corpus: Path, base: Path) -> Path:
-    cfg = write_config(base / "cfg.yaml", corpus, base / "results",
-                       cache={"dir": str(base / "cache")})  # fmt: skip
+    cfg = run_config(corpus, base)
     snakemake(cfg)
     return base / "results" / "t"
 
@@ -57,8 +63,7 @@ def test_clean_reruns_give_byte_identical_tables(
 def test_workflow_through_slurm_matches_local_run(
     corpus: Path, local_run: Path, tmp_path: Path
 ) -> None:
-    cfg = write_config(tmp_path / "cfg.yaml", corpus, tmp_path / "results",
-                       cache={"dir": str(tmp_path / "cache")})  # fmt: skip
+    cfg = run_config(corpus, tmp_path)
     with slurm_cluster(tmp_path / "cluster", gpus=1) as cluster:
         proc = cluster.run_snakemake(
             REPO, "--configfile", str(cfg), "--verbose", profile=REPO / "tests" / "slurm_profile",
@@ -72,7 +77,7 @@ def test_workflow_through_slurm_matches_local_run(
     # only training asks for a GPU: the request reached sbatch and SLURM recorded it
     train = [j for j in jobs if j.get("Comment", "").startswith("rule_train")]
     other = [j for j in jobs if j not in train]
-    assert len(train) == 6 and all("gpu:1" in j.get("TresPerNode", "") for j in train)
+    assert len(train) == 2 and all("gpu:1" in j.get("TresPerNode", "") for j in train)
     assert other and not any("gpu" in j.get("TresPerNode", "") for j in other)
     sbatch = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "sbatch call:" in ln]
     assert all(("--gres=gpu:1" in ln) == ("rule_train" in ln) for ln in sbatch), sbatch

@@ -253,6 +253,58 @@ def test_demo_clip(trained: dict[str, Any], tmp_path: Path) -> None:
     )
 
 
+def test_feature_fusion_is_reapplied(trained: dict[str, Any], tmp_path: Path) -> None:
+    from emoflow.media import probe
+    from emoflow.models.fusion import fusion_mlp_from_json, predict_fusion_mlp, state_hash
+    from emoflow.predict import load_predictor, predict_timeline, softmax
+
+    model = tmp_path / "model"
+    shutil.copytree(trained["model"], model)
+    info = json.loads((model / "bundle.json").read_text("utf-8"))
+    entry = info["fusion_weights"]["methods"]["feature"]
+    assert entry["fitted"] is True and "state" in entry
+    info["fusion"] = "feature"
+    (model / "bundle.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+    mlp = fusion_mlp_from_json(entry)
+    assert state_hash(mlp) == entry["state_sha256"]
+    preds = pd.read_parquet(
+        trained["root"] / "results/t/models/audio/fold0/seed0/predictions.parquet"
+    )
+    row = preds[preds.part == "test"].iloc[0]
+    paths = pd.read_parquet(trained["root"] / "results/t/manifest.parquet").set_index("clip_id")
+    clip = Path(paths.loc[row.clip_id, "path"])
+    out = tmp_path / "out"
+    doc = run_predict([clip], model, out, threads=1)[0]
+    assert doc["source"] == "both"
+    assert doc["fusion"]["requested"] == doc["fusion"]["applied"] == "feature"
+    assert "note" not in doc["fusion"]
+    # the branch embeddings, window by window and pooled over the clip like training pools
+    predictor = load_predictor(model)
+    assert predictor.fusion.applied == "feature" and predictor.fusion.note is None
+    timeline = predict_timeline(clip, predictor, probe(clip))
+    both = timeline.has["audio"] & timeline.has["visual"]
+    assert both.all()
+    emb = {b: timeline.embedding[b] for b in ("audio", "visual")}
+    # the audio clip embedding is the training one (same features, mean over windows)
+    np.testing.assert_allclose(emb["audio"].mean(axis=0), row.embedding, atol=2e-5)
+    x = np.hstack([emb["audio"].mean(axis=0), emb["visual"].mean(axis=0)])[None, :]
+    expected = predict_fusion_mlp(mlp, x)["prob"][0].astype(np.float64)
+    classes = doc["classes"]
+    got = np.array([doc["probabilities"][c] for c in classes])
+    assert got.tolist() == [round(float(p), 6) for p in expected]
+    assert doc["label"] == classes[int(np.argmax(expected))]
+    # not the late fusion of the branch probabilities
+    late = np.mean([softmax(timeline.logits[b].mean(axis=0, keepdims=True))[0]
+                    for b in ("audio", "visual")], axis=0)  # fmt: skip
+    assert not np.allclose(got, late, atol=1e-4)
+    # per window: the MLP on each window's concatenated embeddings
+    csv = read_timeline(out, clip.stem)
+    per_window = predict_fusion_mlp(mlp, np.hstack([emb["audio"], emb["visual"]]))["prob"]
+    np.testing.assert_allclose(
+        csv[[f"p_{c}" for c in classes]].to_numpy(), per_window, rtol=0, atol=1e-6
+    )
+
+
 def test_long_video_in_bounded_memory(
     trained: dict[str, Any], media: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -9,7 +9,8 @@ applied to its test clips:
   ``w`` closest to 0.5, then to the smaller ``w``;
 - ``stacking``: logistic regression on the concatenated branch probabilities (categorical) and
   ridge regression on the concatenated branch valence/arousal (dimensional);
-- ``feature``: a small MLP (:mod:`emoflow.models.fusion`) on the concatenated embeddings.
+- ``feature``: a small MLP (:mod:`emoflow.models.fusion`) on the concatenated embeddings
+  (audio then visual); the weights file stores its parameters so it can be re-applied.
 
 A clip missing a modality gets the prediction of the branch it has, for every method; its
 ``source`` says which (``both``, ``audio_only``, ``visual_only``). When a method cannot be fit
@@ -295,8 +296,16 @@ def fit_apply_stacking(
 def fit_apply_feature(
     a: Aligned, fit_rows: np.ndarray, target: str, n_classes: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """The feature-level MLP on concatenated embeddings, trained on ``fit_rows``."""
-    from emoflow.models.fusion import predict_fusion_mlp, state_hash, train_fusion_mlp
+    """The feature-level MLP on concatenated embeddings (audio then visual), trained on
+    ``fit_rows``. The info holds the MLP's constructor ``kwargs`` and ``state`` (see
+    :func:`emoflow.models.fusion.fusion_mlp_to_json`) besides its ``state_sha256``, so
+    ``emoflow predict`` can rebuild it with :func:`emoflow.models.fusion.fusion_mlp_from_json`."""
+    from emoflow.models.fusion import (
+        fusion_mlp_to_json,
+        predict_fusion_mlp,
+        state_hash,
+        train_fusion_mlp,
+    )
 
     prob, va = apply_late(a, {})
     x = np.hstack([a.embedding["audio"], a.embedding["visual"]])
@@ -315,11 +324,13 @@ def fit_apply_feature(
         prob = out["prob"].astype(np.float64)
     if "va" in out:
         va = out["va"].astype(np.float64)
-    return (
-        prob,
-        va,
-        {"fitted": True, "n_fit": int(fit_rows.sum()), "state_sha256": state_hash(model)},
-    )
+    info = {
+        "fitted": True,
+        "n_fit": int(fit_rows.sum()),
+        "state_sha256": state_hash(model),
+        **fusion_mlp_to_json(model),
+    }
+    return prob, va, info
 
 
 def with_fallback(a: Aligned, prob: np.ndarray, va: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,13 +11,15 @@ For each input file, with exactly the extraction spec stored in the bundle's bra
   to the face backend of the spec and then to the visual model;
 - the two branches are combined with the fusion chosen at training (``bundle.json``
   ``fusion``): ``late`` re-applies the stored weight, ``stacking`` re-applies the stored
-  logistic/ridge coefficients, ``feature`` cannot be re-applied (the fusion MLP's parameters are
-  not stored, only their hash) and falls back to the stored late weight, which the JSON says.
+  logistic/ridge coefficients, ``feature`` rebuilds the stored fusion MLP and applies it to the
+  concatenated audio and visual embeddings (an older bundle that stores only the MLP's hash
+  falls back to the stored late weight, which the JSON says).
 
 A window with audio and a face is ``both``; without a face ``audio_only``; a file without audio
 gives ``visual_only`` windows (a window with neither is ``none`` and has empty values). The clip
 prediction pools the windows like training pools a clip's audio windows: the mean of the window
-logits (softmax after the mean) and of valence/arousal, per branch, then the fusion.
+logits (softmax after the mean), of valence/arousal and of the embeddings, per branch, then
+the fusion.
 
 Outputs in ``out`` per input ``<stem>``: ``<stem>.timeline.csv``, ``<stem>.json`` (no times,
 no absolute paths beyond what was given, so reruns give the same bytes) and ``<stem>.png``.
@@ -103,10 +105,12 @@ class FusionPlan:
     """How the branch outputs are combined, from the bundle's ``fusion`` and weights."""
 
     requested: str | None  # the method chosen at training (None: single branch or none set)
-    applied: str  # "late" | "stacking" | "none" (a single branch)
+    applied: str  # "late" | "stacking" | "feature" | "none" (a single branch)
     late: dict[str, float] = field(default_factory=dict)  # audio weight per output kind
     stacking: dict[str, Any] = field(default_factory=dict)  # the stored coefficients
     note: str | None = None
+    # the rebuilt fusion MLP (None: it could not be fit at training, equal weights as there)
+    feature: Any = field(default=None, compare=False, repr=False)
 
     def describe(self) -> dict[str, Any]:
         """The plan as it goes into the prediction JSON."""
@@ -166,8 +170,10 @@ def fusion_plan(
 
     ``late`` uses the stored audio weight per output kind; ``stacking`` its stored coefficients
     (a kind it could not fit at training used the equal-weight average there, and here too);
-    ``feature`` is not re-appliable and falls back to late fusion with the stored late weight
-    (0.5 without one), saying so in ``note``.
+    ``feature`` rebuilds the stored fusion MLP (not fit at training: the equal-weight average,
+    as there). Without stored parameters (an older bundle keeps only their hash) ``feature``
+    falls back to late fusion with the stored late weight (0.5 without one), saying so in
+    ``note``.
     """
     if len(branches) < 2:
         return FusionPlan(requested=None, applied="none", note=f"single branch: {branches[0]}")
@@ -177,9 +183,23 @@ def fusion_plan(
         return FusionPlan(requested, "late", late=late)
     if requested == "stacking" and "stacking" in methods:
         return FusionPlan(requested, "stacking", stacking=methods["stacking"])
+    feature = methods.get("feature")
+    if requested == "feature" and feature is not None:
+        if not feature.get("fitted"):
+            return FusionPlan(requested, "feature")
+        if "state" in feature:
+            from emoflow.models.fusion import fusion_mlp_from_json
+
+            try:
+                model = fusion_mlp_from_json(feature)
+            except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+                raise SpecMismatchError(
+                    f"the bundle's feature fusion MLP is broken: {exc}"
+                ) from exc
+            return FusionPlan(requested, "feature", feature=model)
     why = {
         "feature": "the feature-level fusion MLP's parameters are not stored in the bundle "
-        "(only their hash)",
+        "(an older emoflow stored only their hash)",
         "stacking": "the bundle stores no stacking coefficients",
         None: "the bundle names no fusion method",
     }.get(requested, f"unknown fusion method {requested!r}")
@@ -392,29 +412,58 @@ def apply_stacking_categorical(info: dict[str, Any], x: np.ndarray, n_classes: i
     return prob
 
 
+def apply_feature(
+    model: Any, embedding: dict[str, np.ndarray], rows: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Re-apply fuse.py's fusion MLP to the audio then visual embeddings of ``rows``; what
+    :func:`emoflow.models.fusion.predict_fusion_mlp` gives (float64)."""
+    from emoflow.models.fusion import predict_fusion_mlp
+
+    if "audio" not in embedding or "visual" not in embedding:
+        raise EmoflowError("feature fusion needs the embeddings of both branches")
+    x = np.hstack([embedding["audio"][rows], embedding["visual"][rows]])
+    if x.shape[1] != model.in_dim:
+        raise SpecMismatchError(
+            f"the fusion MLP expects {model.in_dim} embedding values, the branch models give "
+            f"{x.shape[1]}"
+        )
+    return {k: v.astype(np.float64) for k, v in predict_fusion_mlp(model, x).items()}
+
+
 def fuse_outputs(
     plan: FusionPlan,
     target: str,
     prob: dict[str, np.ndarray],
     va: dict[str, np.ndarray],
     has: dict[str, np.ndarray],
+    embedding: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fuse per-row branch outputs as training did; rows missing a branch take the other's.
 
     ``prob[b]`` is (N, C), ``va[b]`` (N, 2) and ``has[b]`` (N,) bool for b in audio, visual
-    (a single-branch plan needs only its branch). Rows with neither are NaN.
+    (a single-branch plan needs only its branch); ``embedding[b]`` (N, E_b) is needed by a
+    ``feature`` plan only. Rows with neither are NaN.
     """
     names = [b for b in ("audio", "visual") if b in prob]
     n = len(next(iter(has.values())))
     c = next(iter(prob.values())).shape[1]
     out_p, out_va = np.full((n, c), np.nan), np.full((n, 2), np.nan)
     if len(names) == 2:
+        both = has["audio"] & has["visual"]
         pa_, pv = prob["audio"], prob["visual"]
         vaa, vav = va["audio"], va["visual"]
         w_c = plan.late.get("categorical", 0.5)
         w_d = plan.late.get("dimensional", 0.5)
         fused_p = w_c * pa_ + (1 - w_c) * pv
         fused_va = w_d * vaa + (1 - w_d) * vav
+        if plan.applied == "feature":
+            fused_p, fused_va = 0.5 * pa_ + 0.5 * pv, 0.5 * vaa + 0.5 * vav
+            if plan.feature is not None and both.any():
+                out = apply_feature(plan.feature, embedding or {}, both)
+                if "prob" in out:
+                    fused_p[both] = out["prob"]
+                if "va" in out:
+                    fused_va[both] = out["va"]
         if plan.applied == "stacking":
             fused_p, fused_va = 0.5 * pa_ + 0.5 * pv, 0.5 * vaa + 0.5 * vav
             cat = plan.stacking.get("categorical") or {}
@@ -426,7 +475,6 @@ def fuse_outputs(
                 ridge = dims.get(name) or {}
                 if has_dimensional(target) and ridge.get("fitted"):
                     fused_va[:, d] = x @ np.asarray(ridge["coef"]) + float(ridge["intercept"])
-        both = has["audio"] & has["visual"]
         out_p[both], out_va[both] = fused_p[both], fused_va[both]
     for b in names:
         others = [o for o in names if o != b]
@@ -463,6 +511,7 @@ class Timeline:
     va: dict[str, np.ndarray]  # branch -> (W, 2)
     prob: np.ndarray | None = None  # fused (W, C)
     fused_va: np.ndarray | None = None  # fused (W, 2)
+    embedding: dict[str, np.ndarray] = field(default_factory=dict)  # branch -> (W, E)
 
     @property
     def sources(self) -> list[str]:
@@ -573,6 +622,14 @@ def predict_timeline(
     logits = {b: np.zeros((n_win, c)) for b in predictor.branches}
     va = {b: np.full((n_win, 2), np.nan) for b in predictor.branches}
     has = {b: np.zeros(n_win, bool) for b in predictor.branches}
+    emb: dict[str, np.ndarray] = {}
+
+    def keep_embedding(b: str, rows: np.ndarray, out: dict[str, np.ndarray]) -> None:
+        if "embedding" in out:
+            if b not in emb:
+                emb[b] = np.zeros((n_win, out["embedding"].shape[1]))
+            emb[b][rows] = out["embedding"]
+
     face_fraction = np.zeros(n_win)
     video_end = info.duration_s or media_end
     backend = predictor.require_backend() if use_video else None
@@ -591,6 +648,7 @@ def predict_timeline(
                 logits["audio"][idx] = out["logits"]
             if "va" in out:
                 va["audio"][idx] = out["va"]
+            keep_embedding("audio", idx, out)
             has["audio"][idx] = True
         if use_video:
             branch = predictor.branches["visual"]
@@ -615,10 +673,11 @@ def predict_timeline(
                     logits["visual"][rows] = out["logits"]
                 if "va" in out:
                     va["visual"][rows] = out["va"]
+                keep_embedding("visual", rows, out)
                 has["visual"][rows] = True
         bar.update(len(idx))
     bar.close()
-    return Timeline(start_s, end_s, face_fraction, has, logits, va)
+    return Timeline(start_s, end_s, face_fraction, has, logits, va, embedding=emb)
 
 
 def _round(x: float) -> float | None:
@@ -656,19 +715,21 @@ def clip_prediction(
 ) -> dict[str, Any]:
     """The clip-level JSON document of one file (deterministic, no times)."""
     target, classes = predictor.target, predictor.classes
-    probs, vas, has = {}, {}, {}
+    probs, vas, has, embs = {}, {}, {}, {}
     branches: dict[str, Any] = {}
     for b in predictor.branches:
         probs[b], vas[b] = _branch_summary(
             timeline.logits[b], timeline.va[b], timeline.has[b], target
         )
         has[b] = np.array([bool(timeline.has[b].any())])
+        if has[b][0] and b in timeline.embedding:
+            embs[b] = timeline.embedding[b][timeline.has[b]].mean(axis=0, keepdims=True)
         if has[b][0]:
             branches[b] = {
                 **_outputs(probs[b], vas[b], classes, target),
                 "n_windows": int(timeline.has[b].sum()),
             }
-    fused_p, fused_va = fuse_outputs(predictor.fusion, target, probs, vas, has)
+    fused_p, fused_va = fuse_outputs(predictor.fusion, target, probs, vas, has, embs)
     source = row_sources(has)[0]
     modalities = [m for m, b in (("audio", "audio"), ("visual", "visual")) if b in branches]
     missing = {
@@ -715,7 +776,7 @@ def fuse_timeline(timeline: Timeline, predictor: Predictor) -> Timeline:
     """Fill the fused per-window outputs of ``timeline`` (window logits -> softmax -> fusion)."""
     prob = {b: softmax(v) if v.shape[1] else v for b, v in timeline.logits.items()}
     timeline.prob, timeline.fused_va = fuse_outputs(
-        predictor.fusion, predictor.target, prob, timeline.va, timeline.has
+        predictor.fusion, predictor.target, prob, timeline.va, timeline.has, timeline.embedding
     )
     return timeline
 

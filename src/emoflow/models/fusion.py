@@ -3,11 +3,16 @@
 It is trained on the validation clips that have both modalities (full batch, Adam, a fixed
 number of epochs, seeded without touching the global random state), so two runs give
 bitwise-identical parameters on the same machine.
+
+:func:`fusion_mlp_to_json` gives everything needed to rebuild a fitted MLP (constructor
+arguments and the state as nested lists of float32 values, which JSON holds exactly) and
+:func:`fusion_mlp_from_json` rebuilds it, so the fusion can be re-applied at prediction time.
 """
 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +28,7 @@ class FusionMLP(nn.Module):
         super().__init__()
         if target not in ("categorical", "dimensional", "both"):
             raise ValueError(f"unknown target {target!r}")
-        self.target = target
+        self.in_dim, self.n_classes, self.target, self.hidden = in_dim, n_classes, target, hidden
         self.register_buffer("mean", torch.zeros(in_dim))
         self.register_buffer("scale", torch.ones(in_dim))
         self.body = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU())
@@ -121,3 +126,46 @@ def state_hash(model: nn.Module) -> str:
         h.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
         h.update(tensor.numpy().tobytes())
     return h.hexdigest()
+
+
+def fusion_mlp_to_json(model: FusionMLP) -> dict[str, Any]:
+    """``kwargs`` (the constructor arguments) and ``state`` (each state-dict tensor as nested
+    lists of its float32 values) of ``model``: plain JSON that rebuilds it exactly."""
+    state = model.state_dict()
+    return {
+        "kwargs": {
+            "in_dim": int(model.in_dim),
+            "n_classes": int(model.n_classes),
+            "target": str(model.target),
+            "hidden": int(model.hidden),
+        },
+        "state": {
+            name: state[name].detach().cpu().to(torch.float32).numpy().tolist()
+            for name in sorted(state)
+        },
+    }
+
+
+def fusion_mlp_from_json(entry: dict[str, Any]) -> FusionMLP:
+    """Rebuild the :class:`FusionMLP` stored by :func:`fusion_mlp_to_json` (``entry`` may hold
+    more keys, such as fuse.py's ``fitted``/``n_fit``). When ``entry`` has ``state_sha256``
+    the rebuilt parameters must hash to it (ValueError otherwise)."""
+    if "kwargs" not in entry or "state" not in entry:
+        raise ValueError("the fusion entry stores no MLP parameters ('kwargs' and 'state')")
+    kwargs = entry["kwargs"]
+    model = FusionMLP(
+        int(kwargs["in_dim"]),
+        int(kwargs["n_classes"]),
+        str(kwargs["target"]),
+        hidden=int(kwargs["hidden"]),
+    )
+    state = {
+        name: torch.from_numpy(np.asarray(value, dtype=np.float32))
+        for name, value in entry["state"].items()
+    }
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    expected = entry.get("state_sha256")
+    if expected is not None and state_hash(model) != expected:
+        raise ValueError("the rebuilt fusion MLP does not match the stored state_sha256")
+    return model
