@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 DEMO_CLIPS ?= 64
 
-.PHONY: demo test install system-deps lint clean-demo
+.PHONY: demo test install system-deps slurm-deps lint clean-demo
 
 $(VENV)/.installed: pyproject.toml
 	@command -v ffmpeg >/dev/null || $(MAKE) system-deps
@@ -24,6 +24,10 @@ system-deps:
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 	  --no-install-recommends ffmpeg hdf5-tools >/dev/null
 
+# The test suite starts a one-node SLURM cluster: Debian's slurmctld, slurmd, munge (as root).
+slurm-deps:
+	@if [ "$$(id -u)" = 0 ]; then bash .ci/slurm-install.sh; else sudo bash .ci/slurm-install.sh; fi
+
 demo: install
 	$(BIN)/emoflow demo-corpus data/demo --clips $(DEMO_CLIPS) --seed 0
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES)
@@ -34,7 +38,8 @@ demo: install
 	  --model results/demo/model --out results/demo/predict
 	@echo "Result tables: results/demo/report/results.{csv,md,tex} (summary: results/demo/report/summary.md)"
 
-test: install
+test: install slurm-deps
+	@command -v h5dump >/dev/null || $(MAKE) system-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
 
 lint: install
