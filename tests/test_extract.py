@@ -109,3 +109,15 @@ def test_unreadable_cache_entry_is_recomputed(corpus: Path, tmp_path: Path) -> N
     again = run_shard(cfg, "audio", 0, workers=1)
     assert len(again["computed"]) == 1 and len(again["cached"]) == 5
     assert again["with_features"] == first["with_features"]
+
+
+def test_training_refuses_shards_made_with_other_parameters(corpus: Path, tmp_path: Path) -> None:
+    from emoflow.errors import SpecMismatchError
+    from emoflow.stages import run_train
+
+    cfg = config_for(corpus, tmp_path)
+    refresh(cfg)
+    run_shard(cfg, "audio", 0, workers=1)
+    other = config_for(corpus, tmp_path, audio={"n_mels": 64})
+    with pytest.raises(SpecMismatchError, match="n_mels: shard has 90, config wants 64"):
+        run_train(other, "audio", 0, 0)

@@ -55,6 +55,11 @@ def test_clean_reruns_give_byte_identical_tables(
     table = (local_run / "report" / "results.md").read_text()
     for row in ("Audio", "Visual", "Late fusion", "Stacking", "Feature fusion"):
         assert f"| {row} |" in table
+    # one self-contained HTML report with the tables and figures
+    html = tmp_path / "report.html"
+    snakemake(run_config(corpus, local_run.parent.parent), "--report", str(html))
+    text = html.read_text(errors="replace")
+    assert html.stat().st_size > 100_000 and "results.csv" in text and "confusion_late" in text
     manifest = pd.read_parquet(local_run / "manifest.parquet")
     assert len(manifest) == 12 and set(manifest.label) == {"neutral", "happy", "sad", "angry"}
 

@@ -51,11 +51,15 @@ def run_split(config: Config) -> int:
 
 def run_train(config: Config, branch: str, fold: int, seed: int) -> Path:
     """Train one branch for one (fold, seed); return its output folder."""
+    from emoflow.extract import stage_spec
+    from emoflow.store import open_shards
     from emoflow.train import run_training
 
     layout = Layout.of(config)
     stage = STAGE_OF_BRANCH[branch]
     shards = [layout.shard(stage, k) for k in range(config["shards"])]
+    # Shards made with other parameters than the config's are refused, never silently used.
+    open_shards(shards, stage, expected_spec=stage_spec(config, stage)).close()
     out = layout.model_dir(branch, fold, seed)
     run_training(config, branch, fold, seed, layout.manifest, layout.folds, shards, out)
     return out
