@@ -9,12 +9,22 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from emoflow import __version__
-from emoflow.atomic import write_text
+from emoflow.atomic import write_bytes, write_text
 from emoflow.config import Config, stable_hash
 from emoflow.manifest import parquet_bytes
 from emoflow.paths import BRANCHES, STAGE_OF_BRANCH, Layout
+
+FOLDS_SCHEMA = pa.schema(
+    [
+        ("fold", pa.int32()),
+        ("clip_id", pa.string()),
+        ("speaker", pa.string()),
+        ("role", pa.string()),
+    ]
+)
 
 
 def fold_ids(config: Config, manifest: pd.DataFrame | None = None) -> list[int]:
@@ -36,16 +46,7 @@ def run_split(config: Config) -> int:
     manifest = pd.read_parquet(layout.manifest)
     folds = make_folds(manifest, config["folds"], target=config["train"]["target"])
     check_leakage(folds)
-    rows = folds.to_dict("records")
-    import pyarrow as pa
-
-    schema = pa.schema(
-        [("fold", pa.int32()), ("clip_id", pa.string()), ("speaker", pa.string()),
-         ("role", pa.string())]
-    )  # fmt: skip
-    from emoflow.atomic import write_bytes
-
-    write_bytes(layout.folds, parquet_bytes(rows, schema))
+    write_bytes(layout.folds, parquet_bytes(folds.to_dict("records"), FOLDS_SCHEMA))
     return int(folds["fold"].nunique())
 
 
