@@ -126,6 +126,8 @@ sys.path.insert(0, {tests!r})
 from pathlib import Path
 from shardmaker import make_config
 from emoflow.train import run_training
+import logging
+logging.basicConfig(level=logging.INFO)
 config = make_config(**{settings!r})
 run_training(config, "visual", 0, 0, Path({manifest!r}), Path({folds!r}),
              [Path(p) for p in {shards!r}], Path({out!r}))
