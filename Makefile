@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 CORES ?= 2
 DEMO_CLIPS ?= 64
+DEMO_CLIP := data/demo/Actor_01/01-01-05-01-01-01-01.mp4
 
 .PHONY: demo test install system-deps slurm-deps lint clean-demo
 
@@ -34,9 +35,10 @@ demo: install
 	@echo
 	@cat results/demo/report/results.md
 	@echo
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/emoflow predict data/demo/Actor_01/01-01-05-02-01-01-01.mp4 \
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/emoflow predict $(DEMO_CLIP) \
 	  --model results/demo/model --out results/demo/predict
 	@echo "Result tables: results/demo/report/results.{csv,md,tex} (summary: results/demo/report/summary.md)"
+	@echo "Timeline of $(DEMO_CLIP): results/demo/predict/$(basename $(notdir $(DEMO_CLIP))).png (.timeline.csv, .json)"
 
 test: install slurm-deps
 	@command -v h5dump >/dev/null || $(MAKE) system-deps
