@@ -13,21 +13,10 @@ import pytest
 from emoflow import metrics
 from emoflow.errors import EmoflowError
 from emoflow.fuse import grid_search_weight, run_fusion
+from emoflow.train import PREDICTION_SCHEMA
 
 CLASSES = ["angry", "happy", "neutral", "sad"]
-PRED_SCHEMA = pa.schema(
-    [
-        ("clip_id", pa.string()),
-        ("part", pa.string()),
-        ("y", pa.int32()),
-        ("valence_true", pa.float32()),
-        ("arousal_true", pa.float32()),
-        ("prob", pa.list_(pa.float32())),
-        ("valence", pa.float32()),
-        ("arousal", pa.float32()),
-        ("embedding", pa.list_(pa.float32())),
-    ]
-)
+PRED_SCHEMA = PREDICTION_SCHEMA  # the contract train.py writes
 CONFIG = {"fusion": {"methods": ["late", "stacking", "feature"]}}
 
 

@@ -13,22 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from emoflow import metrics
+from emoflow.fuse import FUSED_SCHEMA
 from emoflow.report import run_evaluate, tex_escape
 
 CLASSES = ["angry", "happy", "neutral", "sad"]
-FUSED_SCHEMA = pa.schema(
-    [
-        ("clip_id", pa.string()),
-        ("method", pa.string()),
-        ("y", pa.int32()),
-        ("valence_true", pa.float32()),
-        ("arousal_true", pa.float32()),
-        ("prob", pa.list_(pa.float32())),
-        ("valence", pa.float32()),
-        ("arousal", pa.float32()),
-        ("source", pa.string()),
-    ]
-)
 # accuracy of each method's argmax (the rest of the clips get a wrong class)
 HIT_RATE = {"audio": 0.5, "visual": 0.6, "late": 0.8, "stacking": 0.7}
 PROVENANCE = {"manifest_sha256": "ab" * 32, "config_hash": "0123456789abcdef", "torch": "2.13.0"}
