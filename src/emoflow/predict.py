@@ -637,19 +637,23 @@ def predict_timeline(
     if use_video:
         spans = [(float(t), float(min(t + grid["window_s"], video_end))) for t in start_s]
         chunks = visual_windows(path, info, spans, predictor.branches["visual"].spec, backend)
+
+    def store(name: str, rows: np.ndarray, out: dict) -> None:
+        """Keep one branch's outputs for these windows."""
+        if "logits" in out:
+            logits[name][rows] = out["logits"]
+        if "va" in out:
+            va[name][rows] = out["va"]
+        keep_embedding(name, rows, out)
+        has[name][rows] = True
+
     bar = tqdm(total=n_win, desc=path.name, unit="window", disable=not progress, leave=False)
     for lo in range(0, n_win, CHUNK_WINDOWS):
         idx = np.arange(lo, min(lo + CHUNK_WINDOWS, n_win))
         if use_audio and samples is not None:
             branch = predictor.branches["audio"]
             logmel, _ = logmel_mfcc(window_segments(samples, starts[idx], win), branch.spec)
-            out = _run_model(branch, normalise_audio(logmel, branch.bundle["norm"]))
-            if "logits" in out:
-                logits["audio"][idx] = out["logits"]
-            if "va" in out:
-                va["audio"][idx] = out["va"]
-            keep_embedding("audio", idx, out)
-            has["audio"][idx] = True
+            store("audio", idx, _run_model(branch, normalise_audio(logmel, branch.bundle["norm"])))
         if use_video:
             branch = predictor.branches["visual"]
             norm = branch.bundle["norm"]
@@ -667,14 +671,7 @@ def predict_timeline(
                         if k
                     ]
                 )
-                out = _run_model(branch, x, torch.as_tensor(masks[keep]))
-                rows = idx[keep]
-                if "logits" in out:
-                    logits["visual"][rows] = out["logits"]
-                if "va" in out:
-                    va["visual"][rows] = out["va"]
-                keep_embedding("visual", rows, out)
-                has["visual"][rows] = True
+                store("visual", idx[keep], _run_model(branch, x, torch.as_tensor(masks[keep])))
         bar.update(len(idx))
     bar.close()
     return Timeline(start_s, end_s, face_fraction, has, logits, va, embedding=emb)
