@@ -69,3 +69,21 @@ def set_rotation(src: Path, dst: Path, degrees: int) -> Path:
     """Copy ``src`` to ``dst`` with rotation metadata (a display matrix), streams untouched."""
     run_ffmpeg("-i", str(src), "-c", "copy", "-metadata:s:v:0", f"rotate={degrees}", str(dst))
     return dst
+
+
+def talking_face_clip(path: Path, face: Path, duration: float, fps: int = 25) -> Path:
+    """A face that moves (slow pan and bob) with speech-like audio: a voiced tone whose pitch
+    glides, in 3 Hz syllables, with pauses (so windows range from loud to near-silent)."""
+    voice = (
+        "0.6*sin(2*PI*(150+30*sin(2*PI*0.4*t))*t)*(0.55+0.45*sin(2*PI*3*t))"
+        "*gt(sin(2*PI*0.23*t),-0.3)+0.002*sin(2*PI*50*t)"
+    )
+    motion = "crop=320:320:'80+60*sin(2*PI*t/7)':'40+30*sin(2*PI*t/5)'"
+    run_ffmpeg(
+        "-loop", "1", "-framerate", str(fps), "-t", str(duration), "-i", str(face),
+        "-f", "lavfi", "-i", f"aevalsrc='{voice}':s=16000:d={duration}",
+        "-vf", f"pad=480:400:80:40,{motion}",
+        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "ultrafast", "-c:a", "aac",
+        "-t", str(duration), str(path),
+    )  # fmt: skip
+    return path

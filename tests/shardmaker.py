@@ -72,7 +72,7 @@ def audio_record(
 def face_record(
     clip_id: str,
     rng: np.random.Generator,
-    frames: int = 4,
+    frames: int = 6,
     size: int = 24,
     masked: tuple[int, ...] = (1,),
     no_face: bool = False,
@@ -95,11 +95,21 @@ def face_record(
         frame_time_s=np.arange(frames, dtype=np.float64) * 0.2,
         n_faces=mask.astype(np.int16),
         confidence=mask.astype(np.float32),
+        window_start_s=np.array([0.0, 1.5]),
+        window_frame0=np.array([0, 2]),  # 4 frames per window, hop of 2 frames
+        duration_s=3.0,
+        padded=False,
     )
 
 
 AUDIO_SPEC = {"sample_rate": 16000, "n_mels": 16, "synthetic": True}
-FACE_SPEC = {"size": 24, "frames": 4, "synthetic": True}
+FACE_SPEC = {
+    "size": 24,
+    "frames": 4,
+    "synthetic": True,
+    "grid": {"sample_rate": 16000, "window_s": 3.0, "hop_s": 1.5, "last_window": "pad",
+             "frames": 4},
+}  # fmt: skip
 
 
 def write_shards(

@@ -12,7 +12,7 @@ import pytest
 
 from emoflow import metrics
 from emoflow.errors import EmoflowError
-from emoflow.fuse import grid_search_weight, run_fusion
+from emoflow.fuse import Aligned, grid_search_weight, run_fusion
 from emoflow.train import PREDICTION_SCHEMA
 
 CLASSES = ["angry", "happy", "neutral", "sad"]
@@ -306,14 +306,16 @@ def test_wrong_fold_metadata_raises(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("target", ["categorical", "both"])
 def test_feature_mlp_rebuilds_from_json(tmp_path: Path, target: str) -> None:
-    from emoflow.fuse import align, fit_apply_feature, read_branch_predictions
+    from emoflow.fuse import align, apply_fusion, fit_feature, read_branch_predictions
     from emoflow.models.fusion import fusion_mlp_from_json, predict_fusion_mlp, state_hash
 
     paths = make_inputs(tmp_path, target=target, n_val=40, n_test=40)
     preds = {b: read_branch_predictions(paths[b]) for b in ("audio", "visual")}
     a = align(preds, 4 if target != "dimensional" else 0)
     fit_rows = (a.part == "val") & a.both
-    prob, va, info = fit_apply_feature(a, fit_rows, target, 4, seed=0)
+    info = fit_feature(a, fit_rows, target, 4, seed=0)
+    both = {b: np.ones(len(a.clip_id), bool) for b in ("audio", "visual")}
+    prob, va = apply_fusion("feature", info, target, a.prob, a.va, both, a.embedding)
     assert info["fitted"] is True
     assert info["kwargs"] == {"in_dim": 5, "n_classes": 4, "target": target, "hidden": 32}
     entry = json.loads(json.dumps(info, sort_keys=True))
@@ -349,3 +351,68 @@ def test_weights_file_rebuilds_the_feature_fusion(categorical) -> None:
     x = np.array([emb["audio"][d["clip_id"][i]] + emb["visual"][d["clip_id"][i]] for i in rows])
     got = predict_fusion_mlp(model, x)["prob"]
     np.testing.assert_allclose(got, np.array([d["prob"][i] for i in rows]), rtol=0, atol=1e-6)
+
+
+def _aligned(rng: np.random.Generator, n: int, n_classes: int) -> Aligned:
+    y = rng.integers(0, n_classes, n)
+    pa_ = rng.dirichlet(np.ones(n_classes), n)
+    pv = rng.dirichlet(np.ones(n_classes), n)
+    pa_[np.arange(n), y] += 0.5
+    pa_ /= pa_.sum(axis=1, keepdims=True)
+    has_v = np.ones(n, bool)
+    has_v[::7] = False
+    return Aligned(
+        clip_id=np.array([f"c{i:03d}" for i in range(n)], dtype=object),
+        part=np.array(["val"] * (n // 2) + ["test"] * (n - n // 2), dtype=object),
+        y=y,
+        va_true=rng.uniform(-1, 1, (n, 2)),
+        has={"audio": np.ones(n, bool), "visual": has_v},
+        prob={"audio": pa_, "visual": np.where(has_v[:, None], pv, 0.0)},
+        va={"audio": rng.uniform(-1, 1, (n, 2)), "visual": rng.uniform(-1, 1, (n, 2))},
+        embedding={"audio": np.zeros((n, 0)), "visual": np.zeros((n, 0))},
+    )
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_stacking_applies_the_stored_coefficients_as_sklearn_predicts(n_classes: int) -> None:
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    from emoflow.fuse import apply_fusion, fit_stacking
+
+    a = _aligned(np.random.default_rng(n_classes), 60, n_classes)
+    fit_rows = (a.part == "val") & a.both
+    info = json.loads(json.dumps(fit_stacking(a, fit_rows, "both", seed=0)))  # as stored
+    got_p, got_va = apply_fusion("stacking", info, "both", a.prob, a.va, a.has)
+    x = np.hstack([a.prob["audio"], a.prob["visual"]])
+    ref = LogisticRegression(solver="lbfgs", max_iter=2000, random_state=0)
+    ref.fit(x[fit_rows], a.y[fit_rows])
+    both = a.both
+    np.testing.assert_allclose(got_p[both], ref.predict_proba(x)[both], atol=1e-9)
+    xv = np.hstack([a.va["audio"], a.va["visual"]])
+    ridge = Ridge(alpha=1.0).fit(xv[fit_rows], a.va_true[fit_rows, 0])
+    np.testing.assert_allclose(got_va[both, 0], ridge.predict(xv)[both], atol=1e-9)
+    # a clip without the visual branch takes the audio branch's outputs
+    only = ~a.has["visual"]
+    np.testing.assert_array_equal(got_p[only], a.prob["audio"][only])
+
+
+def test_apply_fusion_late_fallbacks_and_single_branch() -> None:
+    from emoflow.fuse import apply_fusion
+
+    pa_ = np.array([[1.0, 0.0], [0.2, 0.8], [0.6, 0.4], [0.5, 0.5]])
+    pv = np.array([[0.0, 1.0], [0.5, 0.5], [0.0, 0.0], [0.0, 0.0]])
+    va = {b: np.full((4, 2), np.nan) for b in ("audio", "visual")}
+    has = {"audio": np.array([True, False, True, False]),
+           "visual": np.array([True, True, False, False])}  # fmt: skip
+    prob = {"audio": pa_, "visual": pv}
+    p, _ = apply_fusion("late", {"categorical": 0.8}, "categorical", prob, va, has)
+    np.testing.assert_allclose(p[:3], [[0.8, 0.2], [0.5, 0.5], [0.6, 0.4]])
+    assert np.isnan(p[3]).all()  # neither branch
+    # a feature fusion that could not be fit is the equal-weight average
+    p, _ = apply_fusion("feature", {"fitted": False}, "categorical", prob, va, has)
+    np.testing.assert_allclose(p[0], [0.5, 0.5])
+    p, _ = apply_fusion("none", {}, "categorical", {"audio": pa_}, {"audio": va["audio"]},
+                        {"audio": has["audio"]})  # fmt: skip
+    np.testing.assert_array_equal(p[[0, 2]], pa_[[0, 2]])
+    with pytest.raises(EmoflowError, match="unknown fusion method"):
+        apply_fusion("median", {}, "categorical", prob, va, has)

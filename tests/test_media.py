@@ -9,7 +9,20 @@ import pytest
 
 from emoflow import media
 from emoflow.errors import ClipError, ToolMissingError
+from emoflow.grid import TimeGrid
 from tests.mediagen import face_png, make_clip, set_rotation
+
+GRID = TimeGrid(16000, 3.0, 1.5, "pad", 16)
+
+
+def sample(clip: Path, max_side: int = 640, **tolerance: float) -> tuple[np.ndarray, ...]:
+    """Frames at the grid's sample times: (times, decoded frames, pick, decoded times)."""
+    info = media.probe(clip)
+    times = GRID.frame_times(info.video_duration_s or info.duration_s, info.fps)
+    stream = media.FrameStream(clip, times, GRID.rate, info, max_side, tolerance)
+    frames = list(stream.chunks(4))
+    got = stream.finish()
+    return times, np.concatenate(frames), got.pick, got.decoded_t
 
 
 def test_probe_decode_and_sample(tmp_path: Path) -> None:
@@ -24,9 +37,13 @@ def test_probe_decode_and_sample(tmp_path: Path) -> None:
     # the 440 Hz tone survives decoding and resampling
     spectrum = np.abs(np.fft.rfft(audio[4000:20000]))
     assert np.fft.rfftfreq(16000, 1 / 16000)[spectrum.argmax()] == pytest.approx(440, abs=2)
-    frames, times = media.sample_frames(clip, 16, info=info)
-    assert frames.shape == (16, 240, 320, 3) and frames.dtype == np.uint8
-    assert np.all(np.diff(times) > 0) and 0 <= times[0] < 0.2 and 1.8 < times[-1] <= 2.0
+    times, frames, pick, decoded = sample(clip)
+    # 16 samples per 3 s at (j + 0.5) / rate up to the last frame (1.96 s): 10 samples
+    np.testing.assert_allclose(times, (np.arange(10) + 0.5) * 3 / 16)
+    assert frames.shape == (10, 240, 320, 3) and frames.dtype == np.uint8
+    assert pick.tolist() == list(range(10))
+    # each sample is the first frame at or after its time (25 fps: within 40 ms)
+    assert np.all(decoded >= times - 1e-6) and np.all(decoded - times < 0.04 + 1e-6)
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
 
 
@@ -41,14 +58,14 @@ def test_frames_scaled_and_rotated(tmp_path: Path) -> None:
     clip = set_rotation(make_clip(tmp_path / "a.mp4", duration=1.0), tmp_path / "rot.mp4", 90)
     info = media.probe(clip)
     assert info.rotation in (90, 270)
-    frames, _ = media.sample_frames(clip, 4, max_side=160, info=info)
+    _, frames, _, _ = sample(clip, max_side=160)
     assert frames.shape[1:3] == (160, 120)  # 320x240 landscape displayed as portrait
 
 
 def test_still_image_video_samples_the_face(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "face.mp4", duration=1.0, image=face_png(tmp_path / "f.png"))
-    frames, _ = media.sample_frames(clip, 3, max_side=320)
-    assert frames.shape == (3, 320, 320, 3) and frames.std() > 20
+    _, frames, _, _ = sample(clip, max_side=320)
+    assert frames.shape == (5, 320, 320, 3) and frames.std() > 20
 
 
 @pytest.mark.parametrize(
@@ -72,17 +89,53 @@ def test_missing_streams(tmp_path: Path) -> None:
         media.decode_audio(silent)
     assert err.value.kind == "no_audio"
     voice = make_clip(tmp_path / "voice.m4a", duration=1.0, video=False)
-    with pytest.raises(ClipError) as err:
-        media.sample_frames(voice, 4)
-    assert err.value.kind == "no_video"
+    from emoflow.featurize import face_features
+
+    [err] = face_features([("voice", voice)], {"grid": GRID.describe()}, backend=None)
+    assert isinstance(err, ClipError) and err.kind == "no_video"
 
 
-def test_one_frame_video_repeats_it(tmp_path: Path) -> None:
+def test_one_frame_video_gives_its_one_frame(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "one.mp4", duration=0.04, audio=False)
-    frames, times = media.sample_frames(clip, 16)
-    assert frames.shape[0] == 16
-    assert np.all(frames == frames[0])
-    assert len(set(times.tolist())) == 1
+    times, frames, pick, _ = sample(clip)
+    assert times.tolist() == [0.0] and frames.shape[0] == 1 and pick.tolist() == [0]
+
+
+def test_low_frame_rate_video_shows_each_frame_where_it_is_on_screen(tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "slow.mp4", duration=3.0, fps=4, audio=False)
+    times, frames, pick, decoded = sample(clip)
+    # 4 fps < 5.33 samples/s: some frames serve two sample times, none is missing
+    assert len(times) == 15 and (pick >= 0).all() and len(frames) < len(times)
+    assert np.all(decoded[pick] >= times - 1e-6) and np.all(decoded[pick] - times < 0.25 + 1e-6)
+
+
+def _truncated(tmp_path: Path, keep: float) -> Path:
+    clip = make_clip(tmp_path / "full.mp4", duration=3.2, image=face_png(tmp_path / "f.png"),
+                     extra=("-movflags", "+faststart"))  # fmt: skip
+    data = clip.read_bytes()
+    cut = tmp_path / f"cut{keep}.mp4"
+    cut.write_bytes(data[: int(len(data) * keep)])
+    return cut
+
+
+def test_truncated_file_fails_as_truncated_naming_both_durations(tmp_path: Path) -> None:
+    from emoflow.featurize import audio_features, face_features
+
+    cut = _truncated(tmp_path, 0.45)
+    info = media.probe(cut)
+    assert info.duration_s == pytest.approx(3.2, abs=0.05)  # the moov atom still says 3.2 s
+    with pytest.raises(ClipError) as err:
+        sample(cut)
+    assert err.value.kind == "truncated" and "3.20 s" in err.value.message
+    spec = {"sample_rate": 16000, "window_s": 3.0, "hop_s": 1.5, "last_window": "pad"}
+    with pytest.raises(ClipError) as err:
+        audio_features(cut, spec)
+    assert err.value.kind == "truncated" and "3.20 s" in err.value.message
+    [res] = face_features([("cut", cut)], {"grid": GRID.describe()}, backend=None)
+    assert isinstance(res, ClipError) and res.kind == "truncated"
+    # a larger tolerance accepts it: the samples past the end have no frame (never a copy)
+    times, frames, pick, _ = sample(cut, truncation_tolerance=1.0)
+    assert (pick == -1).any() and (pick[pick >= 0] < len(frames)).all()
 
 
 def test_missing_ffmpeg_is_one_clear_message(tmp_path: Path) -> None:

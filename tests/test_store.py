@@ -30,12 +30,13 @@ def audio_rec(clip_id: str, windows: int) -> AudioClipFeatures:
     )  # fmt: skip
 
 
-def face_rec(clip_id: str, k: int = 4) -> FaceClipFeatures:
-    rng = np.random.default_rng(7)
+def face_rec(clip_id: str, k: int = 4, windows: int = 1) -> FaceClipFeatures:
+    rng = np.random.default_rng(7 + k)
     return FaceClipFeatures(
         clip_id, rng.integers(0, 255, (k, 8, 8, 3), dtype=np.uint8), np.arange(k) % 2 == 0,
         rng.random((k, 68, 2), dtype="f4"), np.linspace(0, 1, k), np.ones(k, "i2"),
-        np.ones(k, "f4"), None, None,
+        np.ones(k, "f4"), window_start_s=np.arange(windows) * 1.5,
+        window_frame0=np.arange(windows) * 2, duration_s=0.75 * k, padded=windows == 1,
     )  # fmt: skip
 
 
@@ -58,14 +59,35 @@ def test_faces_round_trip_and_chunking(tmp_path: Path) -> None:
     import h5py
 
     path = tmp_path / "f.h5"
-    write_shard(path, "faces", SPEC, {}, [face_rec("a"), face_rec("b")])
+    recs = [face_rec("a", 4), face_rec("b", 21, windows=3), face_rec("c", 1)]
+    write_shard(path, "faces", SPEC, {}, recs)
     with h5py.File(path) as h5:
-        assert h5["faces"].chunks == (1, 4, 8, 8, 3) and h5["faces"].compression == "gzip"
-        assert "au" not in h5
+        # each clip's frame sequence once, frames chunked a window's worth at a time
+        assert h5["faces"].shape == (26, 8, 8, 3) and h5["faces"].chunks == (16, 8, 8, 3)
+        assert h5["faces"].compression == "gzip" and "au" not in h5
+        assert h5["frame_clip"][()].tolist() == [0] * 4 + [1] * 21 + [2]
+        assert h5["window_clip"][()].tolist() == [0, 1, 1, 1, 2]
+        assert h5["clip_nframes"][()].tolist() == [4, 21, 1]
     shards = open_shards([path], "faces")
-    assert shards.clip_ids == ["a", "b"] and "a" in shards and "z" not in shards
-    got = shards.get("b")
-    assert got.mask.tolist() == [True, False, True, False] and got.au is None
+    assert shards.clip_ids == ["a", "b", "c"] and "a" in shards and "z" not in shards
+    for rec in recs:
+        got = shards.get(rec.clip_id)
+        np.testing.assert_array_equal(got.faces, rec.faces)
+        np.testing.assert_array_equal(got.mask, rec.mask)
+        np.testing.assert_array_equal(got.window_frame0, rec.window_frame0)
+        np.testing.assert_array_equal(got.window_start_s, rec.window_start_s)
+        assert (got.duration_s, got.padded, got.au) == (rec.duration_s, rec.padded, None)
+
+
+def test_shard_of_an_older_format_is_refused_naming_it(tmp_path: Path) -> None:
+    import h5py
+
+    path = tmp_path / "f.h5"
+    write_shard(path, "faces", SPEC, {}, [face_rec("a")])
+    with h5py.File(path, "r+") as h5:
+        h5.attrs["format_version"] = 1
+    with pytest.raises(SpecMismatchError, match="format version 1.*rebuild"):
+        ShardReader(path)
 
 
 def test_unsorted_records_rejected(tmp_path: Path) -> None:

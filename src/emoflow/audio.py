@@ -13,6 +13,8 @@ from typing import Any
 import librosa
 import numpy as np
 
+from emoflow.grid import window_starts
+
 
 def audio_spec(audio_cfg: dict[str, Any], ffmpeg_version: str) -> dict[str, Any]:
     """The full, explicit parameter set of the audio stage (stored in shards, hashed for cache)."""
@@ -42,33 +44,36 @@ class Windows:
 def cut_windows(
     samples: np.ndarray, sample_rate: int, window_s: float, hop_s: float, last_window: str
 ) -> Windows:
-    """Cut ``samples`` into windows of ``window_s`` every ``hop_s``.
+    """Cut ``samples`` into the grid's windows (:func:`emoflow.grid.window_starts`).
 
     The last partial window is zero-padded (``last_window="pad"``) or dropped (``"drop"``);
     a clip shorter than one window always gives one zero-padded window, flagged ``padded``.
     """
     win = int(round(window_s * sample_rate))
     hop = int(round(hop_s * sample_rate))
-    n = len(samples)
-    if n <= win:
-        seg = np.zeros((1, win), dtype=np.float32)
-        seg[0, :n] = samples
-        return Windows(seg, np.zeros(1), padded=n < win)
-    starts = list(range(0, n - win + 1, hop))
-    tail = starts[-1] + hop
-    if last_window == "pad" and starts[-1] + win < n and tail < n:
-        starts.append(tail)
+    starts = window_starts(len(samples), win, hop, last_window)
     segments = np.zeros((len(starts), win), dtype=np.float32)
     for i, s in enumerate(starts):
-        chunk = samples[s : s + win]
+        chunk = samples[int(s) : int(s) + win]
         segments[i, : len(chunk)] = chunk
-    return Windows(segments, np.asarray(starts, dtype=np.float64) / sample_rate, padded=False)
+    return Windows(segments, starts / sample_rate, padded=len(samples) < win)
 
 
 def logmel_mfcc(segments: np.ndarray, spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Log-mel ``(W, n_mels, T)`` and MFCC ``(W, n_mfcc, T)`` of each window, in spec's dtype."""
+    """Log-mel ``(W, n_mels, T)`` and MFCC ``(W, n_mfcc, T)`` of each window, in spec's dtype.
+
+    Each window is computed on its own (its own ``top_db`` floor), so a window's features
+    never depend on which other windows are passed with it.
+    """
+    if len(segments) == 0:
+        raise ValueError("no window to compute")
+    parts = [_logmel_mfcc_window(seg, spec) for seg in segments]
+    return np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts])
+
+
+def _logmel_mfcc_window(segment: np.ndarray, spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     mel = librosa.feature.melspectrogram(
-        y=segments,
+        y=segment,
         sr=spec["sample_rate"],
         n_fft=spec["n_fft"],
         hop_length=spec["hop_length"],
@@ -82,7 +87,8 @@ def logmel_mfcc(segments: np.ndarray, spec: dict[str, Any]) -> tuple[np.ndarray,
         htk=spec["htk"],
         norm=spec["norm"],
     )
-    # ref=1.0 (absolute dB) so windows of one clip stay comparable.
+    # ref=1.0 (absolute dB) so windows of one clip stay comparable; the top_db floor is
+    # this window's own.
     logmel = librosa.power_to_db(mel, ref=1.0, top_db=spec["top_db"])
     mfcc = librosa.feature.mfcc(S=logmel, n_mfcc=spec["n_mfcc"], dct_type=2, norm="ortho")
     dtype = np.dtype(spec["dtype"])

@@ -1,7 +1,11 @@
-"""Per-clip, content-addressed cache: (sha256 of the clip's bytes, hash of the stage's params).
+"""Per-clip, content-addressed cache: (sha256 of the clip's bytes, hash of the stage's spec).
+
+The spec includes the stage's feature code version (:data:`emoflow.featurize.FEATURE_VERSION`),
+so a change of the featurizer code that bumps it is never served old results.
 
 Layout: ``<cache dir>/<stage>/<params hash>/<sha[:2]>/<sha>.npz`` for results and
-``<sha>.fail.json`` for failures that would repeat (a corrupt file stays corrupt). Entries are
+``<sha>.fail.json`` for failures that would repeat (a corrupt file stays corrupt; see
+:data:`emoflow.errors.DETERMINISTIC_KINDS`). Entries are
 written atomically, so concurrent shard jobs and killed runs never leave a half entry; two
 jobs writing the same key write the same bytes.
 """
@@ -17,10 +21,7 @@ from typing import Any
 import numpy as np
 
 from emoflow.atomic import write_bytes, write_text
-from emoflow.errors import ClipError
-
-# Failures worth retrying next time rather than remembering.
-TRANSIENT_KINDS = frozenset({"tool_timeout", "tool_missing"})
+from emoflow.errors import DETERMINISTIC_KINDS, ClipError
 
 
 class ClipCache:
@@ -63,10 +64,10 @@ class ClipCache:
         return None
 
     def put(self, sha256: str, result: Any | ClipError) -> None:
-        """Store a record or a (non-transient) failure."""
+        """Store a record or a deterministic failure (others are retried next run)."""
         base = self._base(sha256)
         if isinstance(result, ClipError):
-            if result.kind not in TRANSIENT_KINDS:
+            if result.kind in DETERMINISTIC_KINDS:
                 text = json.dumps({"kind": result.kind, "message": result.message}, sort_keys=True)
                 write_text(base.with_suffix(".fail.json"), text)
             return

@@ -3,8 +3,10 @@
 - ``AudioWindows``: one item per 3 s log-mel window (training); the window carries its clip's
   targets. ``AudioClips``: one item per clip holding all its windows (evaluation: a clip's
   score is pooled over its windows by the caller); batch it with :func:`collate_clips`.
-- ``FaceClips``: one item per clip: the K frames resized to ``size`` x ``size`` (grayscale by
-  default, see :func:`preprocess_faces`), normalised, and the face mask.
+- ``FaceWindows``: one item per face window (training): the window's K frames resized to
+  ``size`` x ``size`` (grayscale by default, see :func:`preprocess_faces`), normalised, and the
+  face mask. ``FaceClips``: one item per clip holding its windows (evaluation), like
+  ``AudioClips``. Both build windows with :func:`face_windows`, as ``predict`` does.
 - Normalisation statistics (per-mel mean/std for audio, per-channel for faces) are fitted on
   the training clips of a fold only, in one streaming pass (running sums in float64; one clip
   in memory at a time).
@@ -30,6 +32,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from emoflow.errors import EmoflowError
+from emoflow.grid import TimeGrid, window_frame_index
 
 Targets = dict[str, tuple[int, float, float]]
 DEFAULT_CACHE_BYTES = 512 * 2**20
@@ -170,13 +173,13 @@ class AudioClips(Dataset):
         return x, torch.tensor(y), torch.tensor([v, a], dtype=torch.float32)
 
 
-def collate_clips(
-    batch: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Concatenate the windows of several clips: ``(x, counts, y, va)``."""
-    xs, ys, vas = zip(*batch, strict=True)
-    counts = torch.tensor([len(x) for x in xs], dtype=torch.int64)
-    return torch.cat(xs), counts, torch.stack(ys), torch.stack(vas)
+def collate_clips(batch: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    """Concatenate the windows of several clips: ``(*inputs, counts, y, va)`` from items
+    ``(*inputs, y, va)`` whose inputs have one row per window."""
+    columns = list(zip(*batch, strict=True))
+    inputs, ys, vas = columns[:-2], columns[-2], columns[-1]
+    counts = torch.tensor([len(x) for x in inputs[0]], dtype=torch.int64)
+    return (*(torch.cat(c) for c in inputs), counts, torch.stack(ys), torch.stack(vas))
 
 
 # --------------------------------------------------------------------------- faces
@@ -224,8 +227,22 @@ def normalise_faces(x: torch.Tensor, norm: dict[str, torch.Tensor]) -> torch.Ten
     return (x - norm["mean"].view(1, -1, 1, 1)) / norm["std"].view(1, -1, 1, 1)
 
 
-class FaceClips(Dataset):
-    """One item per clip: ``(x (K, C, size, size), mask (K,), y, va (2,))``."""
+def face_windows(
+    rec: Any, frames: int, size: int, gray: bool, norm: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A clip's face windows as the visual model takes them: ``x (W, K, C, size, size)``
+    normalised and ``mask (W, K)``; window *i* holds the ``K`` frames from its first one
+    (frames past the clip's end are masked). Training, evaluation and predict all use this."""
+    faces = np.asarray(rec.faces)
+    x = normalise_faces(preprocess_faces(faces, size, gray), norm)
+    idx, exists = window_frame_index(np.asarray(rec.window_frame0), frames, len(faces))
+    mask = np.asarray(rec.mask, dtype=bool)[idx] & exists
+    return x[torch.as_tensor(idx)], torch.as_tensor(mask)
+
+
+class FaceWindows(Dataset):
+    """One item per face window with at least one face: ``(x (K, C, s, s), mask (K,), y, va)``
+    (training; a window without any face teaches nothing)."""
 
     def __init__(
         self,
@@ -238,27 +255,55 @@ class FaceClips(Dataset):
         cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self.shards = shards
-        self.clip_ids = list(clip_ids)
         self.targets = targets
         self.norm = norm
         self.size = size
         self.gray = gray
+        self.frames = int(TimeGrid.of(shards.spec).frames)
         self.cache = _Cache(cache_bytes)
-        self.labels = np.array([targets[c][0] for c in self.clip_ids], dtype=np.int64)
+        self.index: list[tuple[str, int]] = []
+        for clip_id in clip_ids:
+            _, mask = self._windows(clip_id)
+            self.index += [(clip_id, int(w)) for w in np.flatnonzero(mask.any(dim=1).numpy())]
+        self.labels = np.array([targets[c][0] for c, _ in self.index], dtype=np.int64)
+
+    def _windows(self, clip_id: str) -> tuple[torch.Tensor, torch.Tensor]:
+        item = self.cache.get(clip_id)
+        if item is None:
+            rec = self.shards.get(clip_id)
+            item = face_windows(rec, self.frames, self.size, self.gray, self.norm)
+            self.cache.put(clip_id, item, item[0].numel() * 4)
+        return item
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        clip_id, w = self.index[i]
+        x, mask = self._windows(clip_id)
+        y, v, a = self.targets[clip_id]
+        return x[w], mask[w], torch.tensor(y), torch.tensor([v, a], dtype=torch.float32)
+
+
+class FaceClips(FaceWindows):
+    """One item per clip with its windows that have a face: ``(x (W, K, C, s, s), mask (W, K),
+    y, va)`` (evaluation: the caller pools the window outputs; batch with
+    :func:`collate_clips`). Clips without such a window are left out of ``clip_ids``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clip_ids = list(dict.fromkeys(c for c, _ in self.index))
+        self.labels = np.array([self.targets[c][0] for c in self.clip_ids], dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.clip_ids)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         clip_id = self.clip_ids[i]
-        item = self.cache.get(clip_id)
-        if item is None:
-            rec = self.shards.get(clip_id)
-            x = normalise_faces(preprocess_faces(rec.faces, self.size, self.gray), self.norm)
-            item = (x, torch.as_tensor(np.asarray(rec.mask, dtype=bool)))
-            self.cache.put(clip_id, item, x.numel() * 4)
+        x, mask = self._windows(clip_id)
+        keep = mask.any(dim=1)
         y, v, a = self.targets[clip_id]
-        return item[0], item[1], torch.tensor(y), torch.tensor([v, a], dtype=torch.float32)
+        return x[keep], mask[keep], torch.tensor(y), torch.tensor([v, a], dtype=torch.float32)
 
 
 # --------------------------------------------------------------------------- loaders

@@ -14,6 +14,9 @@ FAILURE_KINDS: dict[str, str] = {
     "no_video": "the file has no video stream",
     "too_short": "the clip is too short to give one frame or any audio",
     "no_face": "no face was found in any sampled frame",
+    "truncated": "the file decodes much shorter than it declares (cut off or damaged)",
+    "internal_error": "emoflow itself failed on the clip (a bug: the log has the traceback; "
+    "it is retried on the next run)",
     "tool_crash": "an external tool crashed or produced no usable output",
     "tool_timeout": "an external tool ran past its time limit",
     "tool_missing": "an external tool or its model file is not available",
@@ -23,6 +26,13 @@ FAILURE_KINDS: dict[str, str] = {
     "not_found": "the file listed in the labels table does not exist",
     "symlink_loop": "a symbolic link points to itself or to a folder above it",
 }
+
+
+# Failures that the same bytes and the same code always give again: remembered by the per-clip
+# cache. Anything else (a crash, a timeout, a missing tool, an internal error) is retried.
+DETERMINISTIC_KINDS = frozenset(
+    {"unreadable", "no_audio", "no_video", "no_face", "too_short", "truncated"}
+)
 
 
 @dataclass(frozen=True)
@@ -70,3 +80,20 @@ class ToolMissingError(EmoflowError):
 
 class SpecMismatchError(EmoflowError):
     """An HDF5 shard or model bundle was made with other parameters than the current ones."""
+
+
+def internal_error(exc: BaseException, clip_id: str = "") -> ClipError:
+    """An unexpected exception inside emoflow as an ``internal_error`` failure of one clip.
+
+    The traceback goes to the log (the shard job's log file); the failure is never cached, so
+    the clip is computed again on the next run once the bug is fixed.
+    """
+    import logging
+    import traceback
+
+    detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    logging.getLogger("emoflow").error(
+        "internal error on %s:\n%s", clip_id or "a clip",
+        "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    )  # fmt: skip
+    return ClipError("internal_error", f"emoflow failed on the clip ({detail}); see the log")

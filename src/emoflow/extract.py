@@ -1,10 +1,10 @@
 """Shard jobs of the extraction stages: clips -> per-clip cache -> one HDF5 shard + summary.
 
-For each clip of a shard list: take the result from the per-clip cache when (sha256, params
-hash) is there, else compute it in a worker pool; stream the results, in clip-id order, into
-the shard. A failed clip becomes a failure row, never an exception. The summary JSON next to
-the shard says what was computed, what came from the cache and what failed (tests and the
-failures table read it).
+For each clip of a shard list: take the result from the per-clip cache when (sha256, spec
+hash) is there, else compute it with the featurizer (:mod:`emoflow.featurize`) in a worker
+pool; stream the results, in clip-id order, into the shard. A failed clip becomes a failure
+row, never an exception. The summary JSON next to the shard says what was computed, what came
+from the cache and what failed (tests and the failures table read it).
 """
 
 from __future__ import annotations
@@ -14,157 +14,95 @@ import logging
 import multiprocessing
 import os
 import sys
-import tempfile
-import traceback
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from itertools import islice
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from emoflow.atomic import remove_stale_temps, write_text
-from emoflow.audio import audio_spec, cut_windows, logmel_mfcc
+from emoflow.audio import audio_spec, logmel_mfcc
 from emoflow.cache import ClipCache
 from emoflow.config import Config, cache_dir, results_dir, stable_hash
-from emoflow.errors import ClipError
+from emoflow.errors import ClipError, internal_error
+from emoflow.featurize import FEATURE_VERSION, audio_features, face_features
+from emoflow.grid import GRID_KEYS
 from emoflow.manifest import read_shard_list
-from emoflow.media import decode_audio, ffmpeg_version, probe, sample_frames
+from emoflow.media import ffmpeg_version
 from emoflow.store import AudioClipFeatures, FaceClipFeatures, write_shard
 
 log = logging.getLogger("emoflow.extract")
 
 STAGES = ("audio", "faces")
-_STFT_BATCH = 32  # windows per librosa call: bounds memory for long clips
+
+
+def grid_params(config: Config) -> dict[str, Any]:
+    """The time grid both stages share (the faces stage depends on the audio window settings)."""
+    a = config["audio"]
+    return {**{k: a[k] for k in GRID_KEYS}, "frames": config["faces"]["frames"]}
+
+
+def truncation(config: Config) -> dict[str, float]:
+    """The truncation tolerances (part of both stages' specs: they decide which clips fail)."""
+    m = config["media"]
+    return {k: m[k] for k in ("truncation_tolerance_s", "truncation_tolerance")}
 
 
 def config_params(config: Config, stage: str) -> dict[str, Any]:
     """The config a stage depends on (cheap; Snakemake ``params``, so a change reruns it)."""
+    version = {"feature_version": FEATURE_VERSION[stage], "truncation": truncation(config)}
     if stage == "audio":
-        return {"audio": config["audio"], "ffmpeg": config["media"]["ffmpeg"]}
+        return {"audio": config["audio"], "ffmpeg": config["media"]["ffmpeg"], **version}
     faces = {k: v for k, v in config["faces"].items() if k != "openface"}
     if faces["backend"] == "openface":
         of = config["faces"]["openface"]
         faces["openface"] = {"bin": of["bin"], "model": of["model"], "au_static": of["au_static"]}
-    return {"faces": faces, "ffmpeg": config["media"]["ffmpeg"]}
+    faces["grid"] = grid_params(config)
+    return {"faces": faces, "ffmpeg": config["media"]["ffmpeg"], **version}
 
 
 def stage_spec(config: Config, stage: str) -> dict[str, Any]:
-    """The full extraction spec of a stage: every parameter and tool version that shapes it."""
+    """The full extraction spec of a stage: every parameter, tool and feature code version that
+    shapes it (stored in shards and bundles; its hash keys the per-clip cache)."""
     ff = ffmpeg_version(config["media"]["ffmpeg"])
+    version = FEATURE_VERSION[stage]
     if stage == "audio":
-        return audio_spec(config["audio"], ff)
+        spec = audio_spec(config["audio"], ff)
+        return {**spec, "feature_version": version, "truncation": truncation(config)}
     from emoflow.faces import make_backend
 
     backend = make_backend(config["faces"])
     spec = config_params(config, "faces")["faces"]
     spec.update(ffmpeg_version=ff, backend_versions=backend.versions(), au_names=backend.au_names)
+    spec.update(feature_version=version, truncation=truncation(config))
     return spec
 
 
 # --------------------------------------------------------------------------- workers
-def audio_clip(path: str, spec: dict[str, Any], media: dict[str, Any]) -> AudioClipFeatures:
-    """Decode one clip's audio and compute its windows' log-mel and MFCC (clip_id unset)."""
-    info = probe(path, media["ffprobe"], media["timeout_s"])
-    samples = decode_audio(path, spec["sample_rate"], media["ffmpeg"], media["timeout_s"], info)
-    windows = cut_windows(
-        samples, spec["sample_rate"], spec["window_s"], spec["hop_s"], spec["last_window"]
-    )
-    if len(windows.segments) == 0:
-        raise ClipError("too_short", "the audio gives no window")
-    # One BLAS thread: the mel projection's float sums then do not depend on how many
-    # threads a process has (in-process vs pool worker), so features are bit-identical.
-    with threadpool_limits(limits=1):
-        parts = [
-            logmel_mfcc(windows.segments[i : i + _STFT_BATCH], spec)
-            for i in range(0, len(windows.segments), _STFT_BATCH)
-        ]
-    return AudioClipFeatures(
-        clip_id="",
-        logmel=np.concatenate([p[0] for p in parts]),
-        mfcc=np.concatenate([p[1] for p in parts]),
-        window_start_s=windows.start_s,
-        duration_s=len(samples) / spec["sample_rate"],
-        padded=windows.padded,
-    )
-
-
 def _audio_task(items: list[tuple[str, str]], spec: dict, config: Config) -> list[Any]:
-    return [_guard(lambda p=path: audio_clip(p, spec, config["media"])) for _, path in items]
+    out = []
+    for clip_id, path in items:
+        try:
+            out.append(audio_features(path, spec, config["media"]))
+        except ClipError as exc:
+            out.append(exc)
+        except Exception as exc:  # noqa: BLE001 - one clip must never stop the shard
+            out.append(internal_error(exc, clip_id))
+    return out
 
 
 def _faces_task(items: list[tuple[str, str]], spec: dict, config: Config) -> list[Any]:
     from emoflow.faces import make_backend
 
-    media, faces_cfg = config["media"], config["faces"]
-    backend = make_backend(faces_cfg)
-    results: dict[str, Any] = {}
-    sampled: list[tuple[str, np.ndarray]] = []
-    times: dict[str, np.ndarray] = {}
-    for clip_id, path in items:
-        try:
-            frames, t = sample_frames(
-                path,
-                faces_cfg["frames"],
-                faces_cfg["max_side"],
-                media["ffmpeg"],
-                media["timeout_s"],
-            )
-            sampled.append((clip_id, frames))
-            times[clip_id] = t
-        except ClipError as exc:
-            results[clip_id] = exc
-        except Exception as exc:  # noqa: BLE001 - one clip must never stop the shard
-            results[clip_id] = _unexpected(exc)
-    if sampled:
-        with tempfile.TemporaryDirectory(prefix="emoflow-faces-") as work:
-            try:
-                found = backend.process(sampled, Path(work))
-            except Exception as exc:  # noqa: BLE001
-                found = {clip_id: _unexpected(exc) for clip_id, _ in sampled}
-        for clip_id, _ in sampled:
-            res = found.get(clip_id) or ClipError("tool_crash", "the face backend gave no result")
-            if isinstance(res, ClipError):
-                results[clip_id] = res
-            elif not np.asarray(res.mask).any():
-                n = len(res.mask)
-                results[clip_id] = ClipError("no_face", f"no face found in any of the {n} frames")
-            else:
-                results[clip_id] = FaceClipFeatures(
-                    clip_id="",
-                    faces=res.faces,
-                    mask=res.mask,
-                    landmarks=res.landmarks,
-                    frame_time_s=times[clip_id],
-                    n_faces=res.n_faces,
-                    confidence=res.confidence,
-                    au=res.au,
-                    pose=res.pose,
-                )
-    return [results[clip_id] for clip_id, _ in items]
+    return face_features(items, spec, make_backend(config["faces"]), config["media"])
 
 
 def _warm_up_librosa(spec: dict[str, Any]) -> None:
     logmel_mfcc(np.zeros((1, int(spec["window_s"] * spec["sample_rate"])), np.float32), spec)
-
-
-def _unexpected(exc: BaseException) -> ClipError:
-    detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    return ClipError("tool_crash", f"unexpected error while processing the clip: {detail}")
-
-
-def _guard(fn: Callable[[], Any]) -> Any:
-    try:
-        return fn()
-    except ClipError as exc:
-        return exc
-    except Exception as exc:  # noqa: BLE001 - one clip must never stop the shard
-        return _unexpected(exc)
 
 
 # --------------------------------------------------------------------------- execution

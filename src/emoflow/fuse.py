@@ -8,7 +8,8 @@ applied to its test clips:
   validation UAR (categorical) or mean CCC of valence and arousal (dimensional); ties go to the
   ``w`` closest to 0.5, then to the smaller ``w``;
 - ``stacking``: logistic regression on the concatenated branch probabilities (categorical) and
-  ridge regression on the concatenated branch valence/arousal (dimensional);
+  ridge regression on the concatenated branch valence/arousal (dimensional), re-applied from
+  the stored coefficients;
 - ``feature``: a small MLP (:mod:`emoflow.models.fusion`) on the concatenated embeddings
   (audio then visual); the weights file stores its parameters so it can be re-applied.
 
@@ -17,7 +18,8 @@ A clip missing a modality gets the prediction of the branch it has, for every me
 (too few validation clips or classes) it falls back to the equal-weight average and says so in
 the weights file.
 
-:func:`run_fusion` is the thin I/O wrapper; the ``fit_*``/``apply_*`` functions are pure.
+:func:`run_fusion` is the thin I/O wrapper; the ``fit_*`` functions and :func:`apply_fusion`
+(the one function that applies a fitted fusion, also used by ``emoflow predict``) are pure.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from emoflow.atomic import atomic_path, write_text
-from emoflow.errors import EmoflowError
+from emoflow.errors import EmoflowError, SpecMismatchError
 from emoflow.metrics import ccc, known_classes, known_values, uar
 
 BRANCHES = ("audio", "visual")
@@ -235,32 +237,18 @@ def fit_late(a: Aligned, fit_rows: np.ndarray, target: str) -> dict[str, float]:
     return weights
 
 
-def apply_late(a: Aligned, weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted averages for every row (rows missing a modality are replaced later)."""
-    w_c = weights.get("categorical", 0.5)
-    w_d = weights.get("dimensional", 0.5)
-    prob = w_c * a.prob["audio"] + (1 - w_c) * a.prob["visual"]
-    va = w_d * a.va["audio"] + (1 - w_d) * a.va["visual"]
-    return prob, va
-
-
-def fit_apply_stacking(
-    a: Aligned, fit_rows: np.ndarray, target: str, n_classes: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Logistic regression on branch probabilities / ridge on branch valence-arousal."""
+def fit_stacking(a: Aligned, fit_rows: np.ndarray, target: str, seed: int) -> dict[str, Any]:
+    """Logistic regression on branch probabilities / ridge on branch valence-arousal; the
+    coefficients (what :func:`apply_fusion` needs)."""
     from sklearn.linear_model import LogisticRegression, Ridge
 
-    prob, va = apply_late(a, {})
     info: dict[str, Any] = {}
     if has_categorical(target):
         x = np.hstack([a.prob["audio"], a.prob["visual"]])
         rows = fit_rows & (a.y >= 0)
-        classes = np.unique(a.y[rows])
-        if classes.size >= 2:
+        if np.unique(a.y[rows]).size >= 2:
             model = LogisticRegression(solver="lbfgs", max_iter=2000, random_state=seed)
             model.fit(x[rows], a.y[rows])
-            prob = np.zeros((len(x), n_classes))
-            prob[:, model.classes_] = model.predict_proba(x)
             info["categorical"] = {
                 "fitted": True,
                 "classes": [int(c) for c in model.classes_],
@@ -272,15 +260,11 @@ def fit_apply_stacking(
             info["categorical"] = {"fitted": False, "n_fit": int(rows.sum())}
     if has_dimensional(target):
         x = np.hstack([a.va["audio"], a.va["visual"]])
-        x_filled = np.nan_to_num(x, nan=0.0)
-        va = va.copy()
         dims: dict[str, Any] = {}
         for d, name in enumerate(("valence", "arousal")):
             rows = fit_rows & ~np.isnan(a.va_true[:, d]) & ~np.isnan(x).any(axis=1)
             if rows.sum() >= 2:
-                model = Ridge(alpha=1.0)
-                model.fit(x_filled[rows], a.va_true[rows, d])
-                va[:, d] = model.predict(x_filled)
+                model = Ridge(alpha=1.0).fit(x[rows], a.va_true[rows, d])
                 dims[name] = {
                     "fitted": True,
                     "coef": model.coef_.tolist(),
@@ -290,27 +274,20 @@ def fit_apply_stacking(
             else:
                 dims[name] = {"fitted": False, "n_fit": int(rows.sum())}
         info["dimensional"] = dims
-    return prob, va, info
+    return info
 
 
-def fit_apply_feature(
+def fit_feature(
     a: Aligned, fit_rows: np.ndarray, target: str, n_classes: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+) -> dict[str, Any]:
     """The feature-level MLP on concatenated embeddings (audio then visual), trained on
-    ``fit_rows``. The info holds the MLP's constructor ``kwargs`` and ``state`` (see
-    :func:`emoflow.models.fusion.fusion_mlp_to_json`) besides its ``state_sha256``, so
-    ``emoflow predict`` can rebuild it with :func:`emoflow.models.fusion.fusion_mlp_from_json`."""
-    from emoflow.models.fusion import (
-        fusion_mlp_to_json,
-        predict_fusion_mlp,
-        state_hash,
-        train_fusion_mlp,
-    )
+    ``fit_rows``: its constructor ``kwargs`` and ``state`` (see
+    :func:`emoflow.models.fusion.fusion_mlp_to_json`) and ``state_sha256``."""
+    from emoflow.models.fusion import fusion_mlp_to_json, state_hash, train_fusion_mlp
 
-    prob, va = apply_late(a, {})
     x = np.hstack([a.embedding["audio"], a.embedding["visual"]])
     if int(fit_rows.sum()) < 2 or x.shape[1] == 0:
-        return prob, va, {"fitted": False, "n_fit": int(fit_rows.sum())}
+        return {"fitted": False, "n_fit": int(fit_rows.sum())}
     model = train_fusion_mlp(
         x[fit_rows],
         a.y[fit_rows] if has_categorical(target) else np.full(int(fit_rows.sum()), -1),
@@ -319,53 +296,144 @@ def fit_apply_feature(
         target=target,
         seed=seed,
     )
-    out = predict_fusion_mlp(model, x)
-    if "prob" in out:
-        prob = out["prob"].astype(np.float64)
-    if "va" in out:
-        va = out["va"].astype(np.float64)
-    info = {
+    return {
         "fitted": True,
         "n_fit": int(fit_rows.sum()),
         "state_sha256": state_hash(model),
         **fusion_mlp_to_json(model),
     }
-    return prob, va, info
 
 
-def with_fallback(a: Aligned, prob: np.ndarray, va: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Replace rows missing a modality with the prediction of the branch that is there."""
-    prob, va = prob.copy(), va.copy()
-    for branch, other in (("audio", "visual"), ("visual", "audio")):
-        only = a.has[branch] & ~a.has[other]
-        prob[only] = a.prob[branch][only]
-        va[only] = a.va[branch][only]
-    return prob, va
+def apply_stacking_categorical(info: dict[str, Any], x: np.ndarray, n_classes: int) -> np.ndarray:
+    """The fitted logistic regression (``coef``/``intercept``/``classes``) on ``x`` =
+    concatenated audio and visual probabilities: what ``predict_proba`` gives."""
+    coef = np.asarray(info["coef"], dtype=np.float64)
+    intercept = np.asarray(info["intercept"], dtype=np.float64)
+    classes = [int(c) for c in info["classes"]]
+    scores = x @ coef.T + intercept
+    if len(classes) == 2 and coef.shape[0] == 1:
+        p1 = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+        fitted = np.stack([1.0 - p1, p1], axis=1)
+    else:
+        fitted = softmax(scores)
+    prob = np.zeros((len(x), n_classes))
+    prob[:, classes] = fitted
+    return prob
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    z = np.exp(x - x.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def _apply_both(
+    method: str, params: dict[str, Any], target: str, prob: dict[str, np.ndarray],
+    va: dict[str, np.ndarray], both: np.ndarray, embedding: dict[str, np.ndarray] | None,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The fused outputs of every row as if it had both branches (only ``both`` rows are used)."""
+    pa_, pv, vaa, vav = prob["audio"], prob["visual"], va["audio"], va["visual"]
+    if method == "late":
+        w_c, w_d = params.get("categorical", 0.5), params.get("dimensional", 0.5)
+        return w_c * pa_ + (1 - w_c) * pv, w_d * vaa + (1 - w_d) * vav
+    fused_p, fused_va = 0.5 * pa_ + 0.5 * pv, 0.5 * vaa + 0.5 * vav  # a method not fitted
+    if method == "stacking":
+        cat = params.get("categorical") or {}
+        if has_categorical(target) and cat.get("fitted"):
+            fused_p = apply_stacking_categorical(cat, np.hstack([pa_, pv]), pa_.shape[1])
+        x = np.nan_to_num(np.hstack([vaa, vav]), nan=0.0)
+        for d, name in enumerate(("valence", "arousal")):
+            ridge = (params.get("dimensional") or {}).get(name) or {}
+            if has_dimensional(target) and ridge.get("fitted"):
+                fused_va[:, d] = x @ np.asarray(ridge["coef"]) + float(ridge["intercept"])
+    elif method == "feature":
+        if params.get("fitted") and both.any():
+            out = _apply_feature_mlp(params, embedding or {}, both)
+            if "prob" in out:
+                fused_p[both] = out["prob"]
+            if "va" in out:
+                fused_va[both] = out["va"]
+    else:
+        raise EmoflowError(f"unknown fusion method {method!r}")
+    return fused_p, fused_va
+
+
+def _apply_feature_mlp(
+    params: dict[str, Any], embedding: dict[str, np.ndarray], rows: np.ndarray
+) -> dict[str, np.ndarray]:
+    from emoflow.models.fusion import fusion_mlp_from_json, predict_fusion_mlp
+
+    if "audio" not in embedding or "visual" not in embedding:
+        raise EmoflowError("feature fusion needs the embeddings of both branches")
+    try:
+        model = fusion_mlp_from_json(params)
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise SpecMismatchError(f"the stored feature fusion MLP is broken: {exc}") from exc
+    x = np.hstack([embedding["audio"][rows], embedding["visual"][rows]])
+    if x.shape[1] != model.in_dim:
+        raise SpecMismatchError(
+            f"the fusion MLP expects {model.in_dim} embedding values, the branch models give "
+            f"{x.shape[1]}"
+        )
+    return {k: v.astype(np.float64) for k, v in predict_fusion_mlp(model, x).items()}
+
+
+def apply_fusion(
+    method: str,
+    params: dict[str, Any],
+    target: str,
+    prob: dict[str, np.ndarray],
+    va: dict[str, np.ndarray],
+    has: dict[str, np.ndarray],
+    embedding: dict[str, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Apply a fitted fusion (``params`` as :func:`fuse_arrays` stores them) to per-row branch
+    outputs; rows missing a branch take the other's, rows with neither are NaN.
+
+    ``prob[b]`` (N, C), ``va[b]`` (N, 2), ``has[b]`` (N,) bool, ``embedding[b]`` (N, E_b) for
+    the ``feature`` method. With a single branch (``method="none"``) its outputs pass through.
+    The workflow's ``fuse`` and ``emoflow predict`` both call this function.
+    """
+    names = [b for b in BRANCHES if b in prob]
+    n = len(has[names[0]])
+    c = prob[names[0]].shape[1]
+    out_p, out_va = np.full((n, c), np.nan), np.full((n, 2), np.nan)
+    if len(names) == 2:
+        both = has["audio"] & has["visual"]
+        fused_p, fused_va = _apply_both(method, params, target, prob, va, both, embedding)
+        out_p[both], out_va[both] = fused_p[both], fused_va[both]
+    for b in names:
+        others = [has[o] for o in names if o != b]
+        only = has[b] & ~np.any(others, axis=0) if others else has[b]
+        out_p[only], out_va[only] = prob[b][only], va[b][only]
+    return out_p, out_va
 
 
 def fuse_arrays(
     a: Aligned, methods: list[str], target: str, n_classes: int, seed: int
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
-    """Fit every method on the validation clips with both modalities; predict every clip.
+    """Fit every method on the validation clips with both modalities; apply it to every clip
+    with :func:`apply_fusion`.
 
     Returns ``{method: (prob, va)}`` over all rows of ``a`` (fallback applied) and the
-    weights/coefficients of each method.
+    fitted parameters of each method.
     """
     fit_rows = (a.part == "val") & a.both
     results: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     info: dict[str, Any] = {}
     for method in methods:
         if method == "late":
-            weights = fit_late(a, fit_rows, target)
-            prob, va = apply_late(a, weights)
-            info["late"] = {**weights, "n_fit": int(fit_rows.sum())}
+            info["late"] = {**fit_late(a, fit_rows, target), "n_fit": int(fit_rows.sum())}
         elif method == "stacking":
-            prob, va, info["stacking"] = fit_apply_stacking(a, fit_rows, target, n_classes, seed)
+            info["stacking"] = fit_stacking(a, fit_rows, target, seed)
         elif method == "feature":
-            prob, va, info["feature"] = fit_apply_feature(a, fit_rows, target, n_classes, seed)
+            info["feature"] = fit_feature(a, fit_rows, target, n_classes, seed)
         else:
             raise EmoflowError(f"unknown fusion method {method!r}")
-        results[method] = with_fallback(a, prob, va)
+        results[method] = apply_fusion(
+            method, info[method], target, a.prob, a.va, a.has, a.embedding
+        )
     return results, info
 
 

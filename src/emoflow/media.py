@@ -13,8 +13,11 @@ import functools
 import json
 import re
 import subprocess
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ffmpeg
 import numpy as np
@@ -22,6 +25,13 @@ import numpy as np
 from emoflow.errors import ClipError, ToolMissingError
 
 DEFAULT_TIMEOUT_S = 600.0
+MEDIA_DEFAULTS: dict[str, Any] = {
+    "ffmpeg": "ffmpeg",
+    "ffprobe": "ffprobe",
+    "timeout_s": DEFAULT_TIMEOUT_S,
+    "truncation_tolerance_s": 0.5,
+    "truncation_tolerance": 0.1,
+}
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,8 @@ class MediaInfo:
     rotation: int
     audio_rate: int | None
     audio_channels: int | None
+    video_duration_s: float | None = None  # the stream's own duration where it declares one
+    audio_duration_s: float | None = None
 
 
 def _input(path: str | Path) -> str:
@@ -127,7 +139,17 @@ def probe(path: str | Path, ffprobe: str = "ffprobe", timeout_s: float = 60.0) -
         rotation=rotation,
         audio_rate=int(audio["sample_rate"]) if audio and audio.get("sample_rate") else None,
         audio_channels=audio.get("channels") if audio else None,
+        video_duration_s=_duration(video),
+        audio_duration_s=_duration(audio),
     )
+
+
+def _duration(stream: dict | None) -> float | None:
+    value = (stream or {}).get("duration")
+    try:
+        return float(value) if value not in (None, "N/A") and float(value) > 0 else None
+    except ValueError:
+        return None
 
 
 def decode_audio(
@@ -157,81 +179,153 @@ def decode_audio(
     return samples
 
 
-def target_times(duration_s: float, k: int) -> np.ndarray:
-    """K times spread evenly over the clip: the centres of K equal segments."""
-    return (np.arange(k) + 0.5) * duration_s / k
-
-
-def _frame_size(info: MediaInfo, max_side: int) -> tuple[int, int]:
+def frame_size(info: MediaInfo, max_side: int) -> tuple[int, int]:
+    """Output frame size: the displayed size with the longer side at most ``max_side`` (even)."""
     w, h = info.width or max_side, info.height or max_side
     scale = min(1.0, max_side / max(w, h))
     return max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2)
 
 
-def _select_expr(times: np.ndarray) -> str:
-    # Select the first frame at or after each target time (once per target).
-    return "+".join(f"gte(t,{t:.6f})*not(gte(prev_selected_t,{t:.6f}))" for t in times)
+def _grid_select(rate: float) -> str:
+    # Select the first frame at or after each sample time (j + 0.5) / rate: a frame is taken
+    # when the number of sample times up to it, floor(t * rate + 0.5), grows. O(1) per frame
+    # whatever the clip's length.
+    r = f"{rate:.9f}"
+    count = f"floor(t*{r}+0.5)"
+    return f"if(isnan(prev_t),gte({count},1),gt({count},floor(prev_t*{r}+0.5)))"
 
 
-def _decode_frames(
-    path: Path,
-    select: str | None,
-    width: int,
-    height: int,
-    ffmpeg_bin: str,
-    timeout_s: float,
-    limit: int | None = None,
-) -> tuple[subprocess.CompletedProcess[bytes], np.ndarray]:
-    """One ffmpeg pass: optional ``select`` filter -> scale -> raw RGB frames on a pipe."""
-    video = ffmpeg.input(_input(path)).video
-    if select is not None:
-        video = video.filter("select", select)
-    video = video.filter("showinfo").filter("scale", width, height)
-    out_args = {"format": "rawvideo", "pix_fmt": "rgb24", "fps_mode": "passthrough", "an": None}
-    if limit is not None:
-        out_args["frames:v"] = limit
-    stream = video.output("pipe:1", **out_args)
-    args = stream.global_args("-nostdin", "-v", "info", "-nostats").compile(cmd=ffmpeg_bin)
-    proc = _run(args, timeout_s, "ffmpeg frame sampling")
-    frame_bytes = width * height * 3
-    n = len(proc.stdout) // frame_bytes
-    frames = np.frombuffer(proc.stdout[: n * frame_bytes], np.uint8).reshape(n, height, width, 3)
-    return proc, frames
+@dataclass
+class SampledFrames:
+    """What :class:`FrameStream` decoded: per sample time, the decoded frame it maps to."""
+
+    pick: np.ndarray  # (N,) index into the decoded frames, -1 where no frame exists
+    decoded_t: np.ndarray  # (D,) pts of the decoded frames
 
 
-def sample_frames(
-    path: str | Path,
-    k: int,
-    max_side: int = 640,
-    ffmpeg_bin: str = "ffmpeg",
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-    info: MediaInfo | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sample ``k`` frames evenly over the clip as RGB uint8 ``(k, H, W, 3)`` with their times.
+class FrameStream:
+    """Decode the frames at a clip's sample ``times`` in one ffmpeg pass, in chunks.
 
-    One ffmpeg pass with a ``select`` filter into a raw pipe (no seeks, no image encoding);
-    rotation metadata is applied; the longer side is scaled down to ``max_side``. A clip with
-    fewer decodable frames than ``k`` repeats its nearest frames (times say which).
+    ``times`` must be the grid's ``(j + 0.5) / rate`` (or ``[0.0]`` for a clip shorter than one
+    sample interval). Frames come as raw RGB from a pipe (no seeks, no image encoding), rotation
+    applied, scaled to :func:`frame_size`. Iterate :meth:`chunks` for ``(D_i, H, W, 3)`` uint8
+    arrays of decoded frames; then :meth:`finish` maps every sample time to its frame and
+    raises ``truncated`` when the video stops well before its declared end.
     """
-    path = Path(path)
-    info = info or probe(path, timeout_s=timeout_s)
-    if not info.has_video:
-        raise ClipError("no_video", "the file has no video stream")
-    width, height = _frame_size(info, max_side)
-    duration = info.duration_s or (1.0 / (info.fps or 25.0))
-    times = target_times(duration, k)
-    proc, frames = _decode_frames(path, _select_expr(times), width, height, ffmpeg_bin, timeout_s)
-    if len(frames) == 0 and proc.returncode == 0:
-        # Shorter than one frame interval per target (e.g. a 1-frame video): take what decodes.
-        proc, frames = _decode_frames(path, None, width, height, ffmpeg_bin, timeout_s, limit=4 * k)
-    n = len(frames)
-    if proc.returncode != 0 and n == 0:
-        raise ClipError("unreadable", f"ffmpeg cannot decode the video: {_first_line(proc.stderr)}")
-    if n == 0:
-        raise ClipError("too_short", "no video frame could be decoded")
-    found = [float(t) for t in re.findall(rb"pts_time:\s*([-0-9.e+]+)", proc.stderr)][:n]
-    found += [float(times[min(i, k - 1)]) for i in range(len(found), n)]
-    got = np.asarray(found, dtype=np.float64)
-    # Map each target time to the nearest decoded frame.
-    pick = np.abs(got[None, :] - times[:, None]).argmin(axis=1) if n != k else np.arange(k)
-    return np.ascontiguousarray(frames[pick]), got[pick]
+
+    def __init__(
+        self,
+        path: str | Path,
+        times: np.ndarray,
+        rate: float,
+        info: MediaInfo,
+        max_side: int = 640,
+        media: dict[str, Any] | None = None,
+    ) -> None:
+        media = {**MEDIA_DEFAULTS, **(media or {})}
+        self.path = Path(path)
+        self.times = np.asarray(times, dtype=np.float64)
+        self.info = info
+        self.media = media
+        self.width, self.height = frame_size(info, max_side)
+        video = ffmpeg.input(_input(self.path)).video
+        out_args: dict[str, Any] = {
+            "format": "rawvideo", "pix_fmt": "rgb24", "fps_mode": "passthrough", "an": None,
+        }  # fmt: skip
+        if len(self.times) == 1 and self.times[0] == 0.0:
+            out_args["frames:v"] = 1  # a clip shorter than one sample interval: its first frame
+        else:
+            video = video.filter("select", _grid_select(rate))
+            out_args["frames:v"] = len(self.times)
+        video = video.filter("showinfo").filter("scale", self.width, self.height)
+        stream = video.output("pipe:1", **out_args)
+        self.args = stream.global_args("-nostdin", "-v", "info", "-nostats").compile(
+            cmd=media["ffmpeg"]
+        )
+        self.n_decoded = 0
+        self.stderr = b""
+        self.returncode: int | None = None
+
+    def chunks(self, size: int = 32) -> Iterator[np.ndarray]:
+        """Decoded frames, ``size`` at a time (memory: one chunk of full frames)."""
+        frame_bytes = self.width * self.height * 3
+        err: list[bytes] = []
+        try:
+            proc = subprocess.Popen(
+                self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )  # fmt: skip
+        except FileNotFoundError as exc:
+            raise ToolMissingError(f"{self.args[0]!r} not found: install ffmpeg") from exc
+        drain = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
+        drain.start()
+        timer = threading.Timer(float(self.media["timeout_s"]), proc.kill)
+        timer.start()
+        try:
+            assert proc.stdout is not None
+            while True:
+                data = proc.stdout.read(frame_bytes * size)
+                n = len(data) // frame_bytes
+                if n:
+                    self.n_decoded += n
+                    yield np.frombuffer(data[: n * frame_bytes], np.uint8).reshape(
+                        n, self.height, self.width, 3
+                    )
+                if len(data) < frame_bytes * size:
+                    break
+        finally:
+            proc.stdout.close()
+            self.returncode = proc.wait()
+            timer_fired = not timer.is_alive() and self.returncode < 0
+            timer.cancel()
+            drain.join()
+            self.stderr = b"".join(err)
+        if timer_fired:
+            raise ClipError(
+                "tool_timeout",
+                f"ffmpeg frame sampling ran past its {self.media['timeout_s']:g} s time limit",
+            )
+
+    def finish(self) -> SampledFrames:
+        """Map sample times to decoded frames; ClipError when nothing (or too little) decoded."""
+        n = self.n_decoded
+        if n == 0:
+            if self.returncode != 0:
+                raise ClipError(
+                    "unreadable", f"ffmpeg cannot decode the video: {_first_line(self.stderr)}"
+                )
+            raise ClipError("too_short", "no video frame could be decoded")
+        got = [float(t) for t in re.findall(rb"pts_time:\s*([-0-9.e+]+)", self.stderr)][:n]
+        if len(got) < n:  # showinfo said less than was decoded: assume the sample times
+            got += [float(self.times[min(i, len(self.times) - 1)]) for i in range(len(got), n)]
+        decoded = np.asarray(got, dtype=np.float64)
+        if len(self.times) == 1 and self.times[0] == 0.0:
+            return SampledFrames(np.zeros(1, np.int64), decoded)
+        # first decoded frame at or after each sample time (the select filter's rule)
+        pick = np.searchsorted(decoded, self.times - 1e-6, side="left")
+        missing = pick >= n
+        declared = self.info.video_duration_s or self.info.duration_s
+        if declared:
+            decoded_end = float(decoded[-1]) + _frame_interval(self.info)
+            check_truncation("video", decoded_end, declared, self.media)
+        pick[missing] = -1
+        return SampledFrames(pick.astype(np.int64), decoded)
+
+
+def _frame_interval(info: MediaInfo) -> float:
+    return 1.0 / info.fps if info.fps else 0.0
+
+
+def check_truncation(what: str, decoded_s: float, declared_s: float, media: dict) -> None:
+    """ClipError("truncated") when ``decoded_s`` falls short of ``declared_s`` by more than
+    ``media.truncation_tolerance_s`` or ``media.truncation_tolerance`` of it (the larger)."""
+    allowed = max(
+        float(media.get("truncation_tolerance_s", 0.5)),
+        float(media.get("truncation_tolerance", 0.1)) * declared_s,
+    )
+    if declared_s - decoded_s > allowed:
+        raise ClipError(
+            "truncated",
+            f"the {what} stream decodes to {decoded_s:.2f} s but the file declares "
+            f"{declared_s:.2f} s: the file is truncated or damaged",
+        )

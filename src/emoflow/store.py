@@ -12,17 +12,28 @@ Layout of an audio shard (``results/<name>/audio/<k>.h5``)::
     window_clip      (W,)            i8     index into clip_id
     window_start_s   (W,)            f8
 
-Layout of a face shard (``results/<name>/faces/<k>.h5``)::
+Layout of a face shard (``results/<name>/faces/<k>.h5``): each clip's frame sequence at the
+grid's fixed rate, stored once; a window's frames are ``frames`` samples from its first one::
 
-    clip_id       (C,)               str
-    faces         (C, K, S, S, 3)    u1     aligned RGB crops, one clip per chunk
-    mask          (C, K)             bool   a face was found in the frame
-    landmarks     (C, K, 68, 2)      f4     in the sampled frame's pixels
-    frame_time_s  (C, K)             f8
-    n_faces       (C, K)             i2
-    confidence    (C, K)             f4
-    au            (C, K, A)          f4     only when the backend gives AUs (attr au_names)
-    pose          (C, K, 6)          f4     only when the backend gives pose
+    clip_id          (C,)               str
+    clip_duration_s  (C,)               f8     the video's duration
+    clip_padded      (C,)               bool   shorter than one window
+    clip_frame0      (C,)               i8     index of the clip's first frame
+    clip_nframes     (C,)               i8
+    clip_window0     (C,)               i8     index of the clip's first window
+    clip_nwindows    (C,)               i8
+    faces            (F, S, S, 3)       u1     aligned RGB crops (zeros where mask is False)
+    mask             (F,)               bool   a face was found in the frame
+    landmarks        (F, 68, 2)         f4     in the sampled frame's pixels
+    frame_time_s     (F,)               f8
+    frame_clip       (F,)               i8     index into clip_id
+    n_faces          (F,)               i2
+    confidence       (F,)               f4
+    au               (F, A)             f4     only when the backend gives AUs (attr au_names)
+    pose             (F, 6)             f4     only when the backend gives pose
+    window_start_s   (W,)               f8
+    window_frame0    (W,)               i8     first frame of the window, relative to its clip
+    window_clip      (W,)               i8
 
 Root attributes: ``format`` ("emoflow-shard"), ``format_version``, ``kind`` ("audio"|"faces"),
 ``spec`` (JSON of the extraction parameters), ``spec_hash``, ``emoflow_version``,
@@ -47,7 +58,7 @@ from emoflow.config import stable_hash
 from emoflow.errors import SpecMismatchError
 
 FORMAT = "emoflow-shard"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: faces as per-clip frame sequences on the time grid
 KINDS = ("audio", "faces")
 _STR = h5py.string_dtype("utf-8")
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
@@ -70,17 +81,21 @@ class AudioClipFeatures:
 
 @dataclass
 class FaceClipFeatures:
-    """The sampled, aligned face frames of one clip."""
+    """A clip's face frames at the grid's fixed rate, and its windows."""
 
     clip_id: str
-    faces: np.ndarray  # (K, S, S, 3) uint8
-    mask: np.ndarray  # (K,) bool
-    landmarks: np.ndarray  # (K, 68, 2) float32
-    frame_time_s: np.ndarray  # (K,)
-    n_faces: np.ndarray  # (K,) int16
-    confidence: np.ndarray  # (K,) float32
-    au: np.ndarray | None = None  # (K, A)
-    pose: np.ndarray | None = None  # (K, 6)
+    faces: np.ndarray  # (F, S, S, 3) uint8
+    mask: np.ndarray  # (F,) bool
+    landmarks: np.ndarray  # (F, 68, 2) float32
+    frame_time_s: np.ndarray  # (F,)
+    n_faces: np.ndarray  # (F,) int16
+    confidence: np.ndarray  # (F,) float32
+    window_start_s: np.ndarray  # (W,)
+    window_frame0: np.ndarray  # (W,) first frame of each window
+    duration_s: float
+    padded: bool
+    au: np.ndarray | None = None  # (F, A)
+    pose: np.ndarray | None = None  # (F, 6)
 
 
 def spec_hash(spec: dict[str, Any]) -> str:
@@ -114,6 +129,20 @@ def _grow(h5: h5py.File, name: str, sample: np.ndarray, chunk_rows: int = 1) -> 
         name, shape=shape, maxshape=(None, *sample.shape[1:]), dtype=sample.dtype,
         chunks=chunks, **_COMPRESSION,
     )  # fmt: skip
+
+
+_CLIP_COLUMNS = {"duration_s": "f8", "padded": bool, "frame0": "i8", "nframes": "i8",
+                 "window0": "i8", "nwindows": "i8"}  # fmt: skip
+
+
+def _clip_table(h5: h5py.File, rows: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
+    """The per-clip datasets (clip_id and ``clip_<key>`` for each key) and window_clip."""
+    h5.create_dataset("clip_id", data=[r["clip_id"] for r in rows], dtype=_STR)
+    for key in keys:
+        data = np.array([r[key] for r in rows], _CLIP_COLUMNS[key])
+        h5.create_dataset(f"clip_{key}", data=data, shape=(len(rows),))
+    counts = [r["nwindows"] for r in rows]
+    h5.create_dataset("window_clip", data=np.repeat(np.arange(len(rows), dtype="i8"), counts))
 
 
 def write_shard(
@@ -150,7 +179,7 @@ def _in_order(records: Iterable[Any]) -> Iterator[Any]:
 
 
 def _write_audio(h5: h5py.File, records: Iterable[AudioClipFeatures]) -> int:
-    rows: list[tuple[str, float, bool, int, int]] = []
+    rows: list[dict[str, Any]] = []
     first = 0
     for rec in _in_order(records):
         n = len(rec.logmel)
@@ -160,37 +189,55 @@ def _write_audio(h5: h5py.File, records: Iterable[AudioClipFeatures]) -> int:
             _append(
                 _grow(h5, "window_start_s", rec.window_start_s.astype("f8")), rec.window_start_s
             )
-        rows.append((rec.clip_id, float(rec.duration_s), bool(rec.padded), first, n))
+        rows.append({"clip_id": rec.clip_id, "duration_s": float(rec.duration_s),
+                     "padded": bool(rec.padded), "window0": first, "nwindows": n})  # fmt: skip
         first += n
-    window_clip = np.repeat(np.arange(len(rows), dtype="i8"), [r[4] for r in rows])
-    h5.create_dataset("window_clip", data=window_clip)
     if "logmel" not in h5:  # a shard without any window still has the datasets
         h5.create_dataset("logmel", shape=(0, 0, 0), dtype="f4")
         h5.create_dataset("mfcc", shape=(0, 0, 0), dtype="f4")
         h5.create_dataset("window_start_s", shape=(0,), dtype="f8")
-    h5.create_dataset("clip_id", data=[r[0] for r in rows], dtype=_STR)
-    h5.create_dataset("clip_duration_s", data=np.array([r[1] for r in rows], "f8"))
-    h5.create_dataset("clip_padded", data=np.array([r[2] for r in rows], bool))
-    h5.create_dataset("clip_window0", data=np.array([r[3] for r in rows], "i8"))
-    h5.create_dataset("clip_nwindows", data=np.array([r[4] for r in rows], "i8"))
+    _clip_table(h5, rows, ("duration_s", "padded", "window0", "nwindows"))
     return len(rows)
 
 
-_FACE_FIELDS = ("faces", "mask", "landmarks", "frame_time_s", "n_faces", "confidence", "au", "pose")
+_FRAME_FIELDS = (
+    "faces",
+    "mask",
+    "landmarks",
+    "frame_time_s",
+    "n_faces",
+    "confidence",
+    "au",
+    "pose",
+)
+_FRAME_CHUNK = 16  # face frames per HDF5 chunk (one window's worth at the default rate)
 
 
 def _write_faces(h5: h5py.File, records: Iterable[FaceClipFeatures]) -> int:
-    ids: list[str] = []
+    rows: list[dict[str, Any]] = []
+    frame0 = window0 = 0
     for rec in _in_order(records):
-        for name in _FACE_FIELDS:
+        f, w = len(rec.mask), len(rec.window_start_s)
+        for name in _FRAME_FIELDS:
             value = getattr(rec, name)
-            if value is None:
-                continue
-            arr = np.asarray(value)[None]
-            _append(_grow(h5, name, arr), arr)
-        ids.append(rec.clip_id)
-    h5.create_dataset("clip_id", data=ids, dtype=_STR)
-    return len(ids)
+            if value is not None:
+                arr = np.asarray(value)
+                _append(_grow(h5, name, arr, _FRAME_CHUNK), arr)
+        _append(_grow(h5, "frame_clip", np.zeros(1, "i8")), np.full(f, len(rows), "i8"))
+        _append(_grow(h5, "window_start_s", np.zeros(1, "f8")), np.asarray(rec.window_start_s))
+        _append(_grow(h5, "window_frame0", np.zeros(1, "i8")), np.asarray(rec.window_frame0))
+        rows.append({"clip_id": rec.clip_id, "duration_s": float(rec.duration_s),
+                     "padded": bool(rec.padded), "frame0": frame0, "nframes": f,
+                     "window0": window0, "nwindows": w})  # fmt: skip
+        frame0 += f
+        window0 += w
+    _clip_table(h5, rows, tuple(_CLIP_COLUMNS))
+    return len(rows)
+
+
+def h5_col(h5: h5py.File, name: str) -> np.ndarray:
+    """A whole (small, per-clip) dataset as an array."""
+    return h5[name][()]
 
 
 def spec_diff(stored: dict[str, Any], expected: dict[str, Any], prefix: str = "") -> list[str]:
@@ -214,6 +261,12 @@ class ShardReader:
         attrs = self._h5.attrs
         if attrs.get("format") != FORMAT:
             raise SpecMismatchError(f"{self.path} is not an emoflow feature shard")
+        if int(attrs.get("format_version", 0)) != FORMAT_VERSION:
+            raise SpecMismatchError(
+                f"{self.path} has shard format version {attrs.get('format_version')}, this emoflow "
+                f"reads version {FORMAT_VERSION} (faces as frame sequences on one time grid); "
+                "rebuild it: snakemake reruns the extraction"
+            )
         self.kind = str(attrs["kind"])
         self.spec: dict[str, Any] = json.loads(attrs["spec"])
         self.spec_hash = str(attrs["spec_hash"])
@@ -226,9 +279,11 @@ class ShardReader:
             )
         self.clip_ids: list[str] = [c.decode() for c in self._h5["clip_id"][()]]
         self._index = {c: i for i, c in enumerate(self.clip_ids)}
-        if self.kind == "audio":
-            self._window0 = self._h5["clip_window0"][()]
-            self._nwin = self._h5["clip_nwindows"][()]
+        self._window0 = h5_col(self._h5, "clip_window0")
+        self._nwin = h5_col(self._h5, "clip_nwindows")
+        if self.kind == "faces":
+            self._frame0 = h5_col(self._h5, "clip_frame0")
+            self._nframes = h5_col(self._h5, "clip_nframes")
 
     def __contains__(self, clip_id: object) -> bool:
         return clip_id in self._index
@@ -240,20 +295,20 @@ class ShardReader:
         """The arrays of one clip (KeyError if the clip is not in this shard)."""
         i = self._index[clip_id]
         h5 = self._h5
+        a, n = int(self._window0[i]), int(self._nwin[i])
+        common = {
+            "clip_id": clip_id,
+            "window_start_s": h5["window_start_s"][a : a + n],
+            "duration_s": float(h5["clip_duration_s"][i]),
+            "padded": bool(h5["clip_padded"][i]),
+        }
         if self.kind == "audio":
-            a, n = int(self._window0[i]), int(self._nwin[i])
             return AudioClipFeatures(
-                clip_id=clip_id,
-                logmel=h5["logmel"][a : a + n],
-                mfcc=h5["mfcc"][a : a + n],
-                window_start_s=h5["window_start_s"][a : a + n],
-                duration_s=float(h5["clip_duration_s"][i]),
-                padded=bool(h5["clip_padded"][i]),
+                logmel=h5["logmel"][a : a + n], mfcc=h5["mfcc"][a : a + n], **common
             )
-        return FaceClipFeatures(
-            clip_id=clip_id,
-            **{name: (h5[name][i] if name in h5 else None) for name in _FACE_FIELDS},
-        )
+        f0, nf = int(self._frame0[i]), int(self._nframes[i])
+        frames = {name: (h5[name][f0 : f0 + nf] if name in h5 else None) for name in _FRAME_FIELDS}
+        return FaceClipFeatures(window_frame0=h5["window_frame0"][a : a + n], **frames, **common)
 
     def close(self) -> None:
         """Close the HDF5 file."""

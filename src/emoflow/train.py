@@ -21,8 +21,10 @@ for ``both``; the best epoch has the highest metric (ties: lower validation loss
 stops after ``patience`` epochs without improvement. Without validation clips the last epoch
 is kept. The validation loss is computed on clip-level outputs.
 
-Clip-level audio outputs: the mean over the clip's windows of the logits (softmax taken after
-the mean), of the valence/arousal outputs and of the embeddings.
+Both branches train on windows of the one time grid (audio: log-mel windows; visual: the face
+frames inside each window) and score a clip by pooling its window outputs with
+:func:`emoflow.pooling.pool_windows`: the mean of the logits (softmax taken after the mean), of
+the valence/arousal outputs and of the embeddings; ``predict`` pools the same way.
 
 Device: CUDA when available and ``train.device`` is ``auto`` or ``cuda`` (then mixed precision
 with ``torch.autocast`` when ``train.mixed_precision``: bfloat16 where supported, else float16
@@ -58,6 +60,7 @@ from emoflow.data import (
     AudioClips,
     AudioWindows,
     FaceClips,
+    FaceWindows,
     clip_targets,
     collate_clips,
     epoch_seed,
@@ -70,6 +73,7 @@ from emoflow.folds import class_names
 from emoflow.models import build_branch_model
 from emoflow.models.audio import load_torchvision_resnet18
 from emoflow.models.losses import branch_loss, ccc, class_weights
+from emoflow.pooling import clip_probabilities, pool_windows
 
 BRANCH_KIND = {"audio": "audio", "visual": "faces"}
 GRAY_FACES = True
@@ -223,22 +227,16 @@ def evaluate(
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
 ) -> ClipOutputs:
-    """Clip-level outputs in dataset order (audio: mean over each clip's windows)."""
+    """Clip-level outputs in dataset order: each clip's window outputs pooled by
+    :func:`emoflow.pooling.pool_windows` (as ``predict`` pools them)."""
     model.eval()
-    collate = collate_clips if branch == "audio" else None
-    loader = make_loader(dataset, batch_size, shuffle=False, seed=0, collate_fn=collate)
+    loader = make_loader(dataset, batch_size, shuffle=False, seed=0, collate_fn=collate_clips)
     chunks: dict[str, list[torch.Tensor]] = {"embedding": [], "logits": [], "va": []}
     ys, vas = [], []
     for batch in loader:
         with _autocast(device, amp_dtype):
             out = _forward(model, branch, batch, device)
-        out = {k: v.float().cpu() for k, v in out.items()}
-        if branch == "audio":
-            counts = batch[1]
-            owner = torch.repeat_interleave(torch.arange(len(counts)), counts)
-            for key, value in out.items():
-                summed = torch.zeros(len(counts), value.shape[1]).index_add_(0, owner, value)
-                out[key] = summed / counts.clamp(min=1).unsqueeze(1).float()
+        out = pool_windows({k: v.float().cpu() for k, v in out.items()}, batch[-3])
         for key, value in out.items():
             chunks[key].append(value)
         ys.append(batch[-2])
@@ -300,7 +298,7 @@ def write_predictions(path: Path, parts: dict[str, ClipOutputs], meta: dict[str,
     rows = []
     for part, out in parts.items():
         probs = (
-            torch.softmax(torch.tensor(out.logits), dim=1).numpy().astype(np.float32)
+            clip_probabilities(torch.tensor(out.logits)).numpy().astype(np.float32)
             if out.logits is not None
             else None
         )
@@ -469,7 +467,7 @@ def run_training(
         bundle_norm: dict[str, Any] = dict(norm)
     else:
         norm = fit_face_norm(shards, roles["train"], size, GRAY_FACES)
-        train_ds = FaceClips(shards, roles["train"], targets, norm, size, GRAY_FACES)
+        train_ds = FaceWindows(shards, roles["train"], targets, norm, size, GRAY_FACES)
         eval_ds = {
             p: FaceClips(shards, roles[p], targets, norm, size, GRAY_FACES) for p in ("val", "test")
         }

@@ -24,6 +24,7 @@ class FaceBackend(Protocol):
 
     name: str
     au_names: list[str]
+    streams: bool  # True: cheap per call (frames go in chunks); False: batch whole clips
 
     def versions(self) -> dict[str, str]:
         """Provenance that also goes into the parameter hash."""

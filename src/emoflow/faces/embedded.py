@@ -92,6 +92,7 @@ class EmbeddedBackend:
 
     name = "embedded"
     au_names: list[str] = []
+    streams = True  # no per-call cost: frames can be aligned chunk by chunk as they decode
 
     def __init__(self, size: int = 112, scale: float = 0.7, upsample: int = 0) -> None:
         self.size = int(size)

@@ -158,6 +158,7 @@ class OpenFaceBackend:
 
     name = "openface"
     au_names: list[str] = [name[:-2] for name in AU_NAMES]
+    streams = False  # each call loads the model (seconds): whole clips, many per call
 
     def __init__(
         self,

@@ -1,0 +1,205 @@
+"""The one featurizer: a media file -> its audio windows and its face frames on the time grid.
+
+The extraction stages (:mod:`emoflow.extract`) and ``emoflow predict`` both call
+:func:`audio_features` and :func:`face_features`; nothing else decodes or windows a clip.
+
+- Audio: decoded once (mono, spec's rate), cut into the grid's windows, each window's log-mel
+  floored on its own (:func:`emoflow.audio.logmel_mfcc`), so a clip's features never depend on
+  what else is computed with it.
+- Faces: sampled at the grid's fixed rate along the whole clip in one streaming ffmpeg pass; a
+  streaming backend (embedded) aligns each chunk of decoded frames as it arrives, so memory is
+  one chunk of full frames plus the 112 x 112 crops; a batching backend (OpenFace) gets all of a
+  batch's clips in one call. A sample time with no decoded frame is masked, never filled with a
+  copy of another frame.
+- Both check truncation: a stream that decodes much shorter than the file declares fails as
+  ``truncated`` (see :func:`emoflow.media.check_truncation`).
+
+:data:`FEATURE_VERSION` is part of each stage's spec, hence of the per-clip cache key and of the
+shard's spec: bump a stage's number whenever a change of code changes its features (the golden
+test in ``tests/test_featurize.py`` fails until you do).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from emoflow.audio import cut_windows, logmel_mfcc
+from emoflow.errors import ClipError, internal_error
+from emoflow.faces.result import FaceResult
+from emoflow.grid import TimeGrid
+from emoflow.media import (
+    MEDIA_DEFAULTS,
+    FrameStream,
+    MediaInfo,
+    check_truncation,
+    decode_audio,
+    probe,
+)
+from emoflow.store import AudioClipFeatures, FaceClipFeatures
+
+log = logging.getLogger("emoflow.featurize")
+
+FEATURE_VERSION = {"audio": 2, "faces": 2}
+"""Per-stage version of the feature code (in the spec, the cache key and the shards)."""
+CHUNK_FRAMES = 32  # decoded full frames held at once by a streaming face backend
+
+
+def _media(media: dict[str, Any] | None, spec: dict[str, Any]) -> dict[str, Any]:
+    # the spec's truncation tolerances win: predict applies the ones the model was trained with
+    return {**MEDIA_DEFAULTS, **(media or {}), **spec.get("truncation", {})}
+
+
+def _probe(path: str | Path, media: dict[str, Any], info: MediaInfo | None) -> MediaInfo:
+    return info or probe(path, media["ffprobe"], media["timeout_s"])
+
+
+def audio_features(
+    path: str | Path,
+    spec: dict[str, Any],
+    media: dict[str, Any] | None = None,
+    info: MediaInfo | None = None,
+) -> AudioClipFeatures:
+    """A clip's audio windows: log-mel and MFCC per grid window (clip_id left empty)."""
+    media = _media(media, spec)
+    info = _probe(path, media, info)
+    sr = int(spec["sample_rate"])
+    samples = decode_audio(path, sr, media["ffmpeg"], media["timeout_s"], info)
+    declared = info.audio_duration_s or info.duration_s
+    if declared:
+        check_truncation("audio", len(samples) / sr, declared, media)
+    windows = cut_windows(samples, sr, spec["window_s"], spec["hop_s"], spec["last_window"])
+    # One BLAS thread: float sums then do not depend on how many threads a process has.
+    with threadpool_limits(limits=1):
+        logmel, mfcc = logmel_mfcc(windows.segments, spec)
+    return AudioClipFeatures(
+        clip_id="",
+        logmel=logmel,
+        mfcc=mfcc,
+        window_start_s=windows.start_s,
+        duration_s=len(samples) / sr,
+        padded=windows.padded,
+    )
+
+
+def _face_record(
+    res: FaceResult, pick: np.ndarray, decoded_t: np.ndarray, times: np.ndarray,
+    grid: TimeGrid, duration_s: float,
+) -> FaceClipFeatures:  # fmt: skip
+    """Spread the decoded frames' faces over the sample times (missing samples masked)."""
+    have = pick >= 0
+    idx = np.where(have, pick, 0)
+
+    def take(values: np.ndarray | None, fill: float | int) -> np.ndarray | None:
+        if values is None:
+            return None
+        out = np.asarray(values)[idx].copy()
+        out[~have] = fill
+        return out
+
+    starts = grid.windows_for_duration(duration_s)
+    return FaceClipFeatures(
+        clip_id="",
+        faces=take(res.faces, 0),
+        mask=np.asarray(res.mask, bool)[idx] & have,
+        landmarks=take(res.landmarks, 0),
+        frame_time_s=np.where(have, decoded_t[idx] if len(decoded_t) else times, times),
+        n_faces=take(res.n_faces, 0),
+        confidence=take(res.confidence, 0),
+        window_start_s=starts,
+        window_frame0=grid.window_frame0(starts),
+        duration_s=float(duration_s),
+        padded=bool(duration_s < grid.window_s),
+        au=take(res.au, np.nan),
+        pose=take(res.pose, np.nan),
+    )
+
+
+def _concat(parts: list[FaceResult]) -> FaceResult:
+    def cat(name: str) -> np.ndarray | None:
+        values = [getattr(p, name) for p in parts]
+        return None if values[0] is None else np.concatenate(values)
+
+    return FaceResult(**{n: cat(n) for n in ("faces", "mask", "landmarks", "n_faces",
+                                             "confidence", "au", "pose")})  # fmt: skip
+
+
+def face_features(
+    clips: Sequence[tuple[str, str | Path]],
+    spec: dict[str, Any],
+    backend: Any,
+    media: dict[str, Any] | None = None,
+) -> list[FaceClipFeatures | ClipError]:
+    """Each clip's face frames on the grid, or its failure (one entry per clip, in order)."""
+    media = _media(media, spec)
+    grid = TimeGrid.of(spec)
+    max_side = int(spec.get("max_side", 640))
+    streaming = bool(getattr(backend, "streams", False))
+    out: dict[str, FaceClipFeatures | ClipError] = {}
+    batch: list[tuple[str, np.ndarray]] = []
+    pending: dict[str, tuple[Any, np.ndarray, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="emoflow-faces-") as work:
+        for clip_id, path in clips:
+            try:
+                info = _probe(path, media, None)
+                if not info.has_video:
+                    raise ClipError("no_video", "the file has no video stream")
+                duration = info.video_duration_s or info.duration_s or _one_frame(info)
+                times = grid.frame_times(duration, info.fps)
+                stream = FrameStream(path, times, grid.rate, info, max_side, media)
+                if streaming:
+                    parts = [_one(backend, clip_id, c, work) for c in stream.chunks(CHUNK_FRAMES)]
+                    sampled = stream.finish()
+                    res = _concat(parts)
+                    out[clip_id] = _face_record(
+                        res, sampled.pick, sampled.decoded_t, times, grid, duration
+                    )
+                else:
+                    frames = list(stream.chunks(CHUNK_FRAMES))
+                    sampled = stream.finish()
+                    batch.append((clip_id, np.concatenate(frames)))
+                    pending[clip_id] = (sampled, times, duration)
+            except ClipError as exc:
+                out[clip_id] = exc
+            except Exception as exc:  # noqa: BLE001 - one clip must never stop the others
+                out[clip_id] = internal_error(exc, clip_id)
+        if batch:
+            try:
+                found = backend.process(batch, Path(work))
+            except Exception as exc:  # noqa: BLE001
+                found = {c: internal_error(exc, c) for c, _ in batch}
+            for clip_id, _ in batch:
+                res = found.get(clip_id) or ClipError(
+                    "tool_crash", "the face backend gave no result"
+                )
+                if isinstance(res, ClipError):
+                    out[clip_id] = res
+                    continue
+                sampled, times, duration = pending[clip_id]
+                out[clip_id] = _face_record(
+                    res, sampled.pick, sampled.decoded_t, times, grid, duration
+                )
+    for clip_id, rec in out.items():
+        if isinstance(rec, FaceClipFeatures) and not rec.mask.any():
+            n = len(rec.mask)
+            out[clip_id] = ClipError("no_face", f"no face found in any of the {n} sampled frames")
+    return [out[clip_id] for clip_id, _ in clips]
+
+
+def _one(backend: Any, clip_id: str, frames: np.ndarray, work: str) -> FaceResult:
+    res = backend.process([(clip_id, frames)], Path(work)).get(clip_id)
+    if isinstance(res, ClipError):
+        raise res
+    if res is None:
+        raise ClipError("tool_crash", "the face backend gave no result")
+    return res
+
+
+def _one_frame(info: MediaInfo) -> float:
+    return 1.0 / (info.fps or 25.0)

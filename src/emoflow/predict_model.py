@@ -1,0 +1,243 @@
+"""The model side of ``emoflow predict``: load a bundle (or one branch ``model.pt``), decide
+how its fusion is applied, and compare tool versions with the ones it was trained with."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from emoflow.bundle import build_model, load_bundle
+from emoflow.config import stable_hash
+from emoflow.errors import EmoflowError, SpecMismatchError, ToolMissingError
+from emoflow.grid import GRID_KEYS, TimeGrid
+from emoflow.media import ffmpeg_version
+
+log = logging.getLogger("emoflow.predict")
+
+BRANCH_STAGE = {"audio": "audio", "visual": "faces"}
+
+
+@dataclass
+class Branch:
+    """One loaded branch model with its bundle."""
+
+    name: str  # "audio" | "visual"
+    bundle: dict[str, Any]
+    model: torch.nn.Module
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.bundle["spec"]
+
+    @property
+    def spec_hash(self) -> str:
+        """The params hash of the shards it was trained on (as in the shard attributes)."""
+        return stable_hash(self.spec)
+
+
+@dataclass(frozen=True)
+class FusionPlan:
+    """How the branch outputs are combined: the method and the parameters fitted by ``fuse``
+    (from the bundle's ``fusion`` and ``fusion_weights``), applied by
+    :func:`emoflow.fuse.apply_fusion`."""
+
+    requested: str | None  # the method chosen at training (None: single branch or none set)
+    applied: str  # "late" | "stacking" | "feature" | "none" (a single branch)
+    params: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """The plan as it goes into the prediction JSON."""
+        out: dict[str, Any] = {"requested": self.requested, "applied": self.applied}
+        if self.applied == "late":
+            late = {k: v for k, v in self.params.items() if k != "n_fit"}
+            out["audio_weight"] = {k: round(float(v), 6) for k, v in sorted(late.items())}
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@dataclass
+class Predictor:
+    """Everything needed to predict: branch models, classes, target and fusion plan."""
+
+    model_path: str  # as given
+    branches: dict[str, Branch]
+    classes: list[str]
+    target: str
+    fusion: FusionPlan
+    warnings: list[str] = field(default_factory=list)
+    backend: Any = None  # the face backend, made on first need (see require_backend)
+
+    @property
+    def grid(self) -> TimeGrid:
+        """The time grid the branch models were trained on (they agree; checked at load)."""
+        first = next(iter(self.branches.values()))
+        return TimeGrid.of(first.spec)
+
+    def require_backend(self) -> Any:
+        """The face backend of the visual spec; ToolMissingError with advice if unavailable."""
+        if self.backend is None:
+            self.backend = make_face_backend(self.branches["visual"].spec)
+            new = backend_warnings(self.branches["visual"].spec, self.backend)
+            for w in new:
+                log.warning("%s", w)
+            self.warnings += new
+        return self.backend
+
+
+def fusion_plan(
+    requested: str | None, weights: dict[str, Any] | None, branches: Sequence[str]
+) -> FusionPlan:
+    """Decide how to fuse from ``bundle.json``'s ``fusion`` and ``fusion_weights`` (pure).
+
+    The stored parameters of the requested method are applied as ``fuse`` applied them (a
+    method that could not be fit at training gives the equal-weight average there and here).
+    An older bundle without them falls back to late fusion with the stored late weight (0.5
+    without one), saying so in ``note``.
+    """
+    if len(branches) < 2:
+        return FusionPlan(requested=None, applied="none", note=f"single branch: {branches[0]}")
+    methods = (weights or {}).get("methods", {}) or {}
+    late = {k: float(v) for k, v in (methods.get("late") or {}).items() if k != "n_fit"}
+    stored = methods.get(requested) if requested else None
+    if requested == "late":
+        return FusionPlan(requested, "late", params=late)
+    if requested == "stacking" and stored is not None:
+        return FusionPlan(requested, "stacking", params=stored)
+    if (
+        requested == "feature"
+        and stored is not None
+        and (not stored.get("fitted") or "state" in stored)
+    ):
+        return FusionPlan(requested, "feature", params=stored)
+    why = {
+        "feature": "the feature-level fusion MLP's parameters are not stored in the bundle "
+        "(an older emoflow stored only their hash)",
+        "stacking": "the bundle stores no stacking coefficients",
+        None: "the bundle names no fusion method",
+    }.get(requested, f"unknown fusion method {requested!r}")
+    source = "the stored late-fusion weight" if late else "equal weights (0.5)"
+    return FusionPlan(
+        requested, "late", params=late, note=f"{why}; fell back to late fusion with {source}"
+    )
+
+
+def make_face_backend(spec: dict[str, Any]) -> Any:
+    """The face backend named by a faces spec; a clear ToolMissingError when unavailable."""
+    from emoflow.faces import make_backend
+
+    try:
+        return make_backend(spec)
+    except ToolMissingError as exc:
+        raise ToolMissingError(
+            f"the visual model was trained with the {spec.get('backend')!r} face backend, "
+            f"which is not available here: {exc}. Install it, or predict from the audio only "
+            "with --model <bundle>/audio.pt"
+        ) from exc
+
+
+def _compare(what: str, trained: Any, here: Any) -> list[str]:
+    if trained is None or trained == here:
+        return []
+    return [f"{what} differs: the model was trained with {trained!r}, this machine has {here!r}"]
+
+
+def tool_warnings(spec: dict[str, Any], stage: str, ffmpeg_bin: str = "ffmpeg") -> list[str]:
+    """Differences between the tool versions a spec records and the local ones."""
+    import librosa
+
+    out = _compare(
+        f"{stage}: ffmpeg version", spec.get("ffmpeg_version"), ffmpeg_version(ffmpeg_bin)
+    )
+    if stage == "audio":
+        out += _compare("audio: librosa version", spec.get("librosa_version"), librosa.__version__)
+    return out
+
+
+def backend_warnings(spec: dict[str, Any], backend: Any) -> list[str]:
+    """Differences between the face backend versions of the spec and of ``backend``."""
+    trained = spec.get("backend_versions") or {}
+    here = backend.versions()
+    return [
+        msg
+        for key in sorted(set(trained) | set(here))
+        for msg in _compare(f"faces: {key}", trained.get(key), here.get(key))
+    ]
+
+
+def check_spec_versions(branches: dict[str, Branch]) -> None:
+    """Refuse models whose specs predate the shared time grid or disagree on it."""
+    from emoflow.featurize import FEATURE_VERSION
+
+    grids = {}
+    for name, b in branches.items():
+        stage = BRANCH_STAGE[name]
+        version = b.spec.get("feature_version")
+        if version != FEATURE_VERSION[stage]:
+            raise SpecMismatchError(
+                f"the {name} model was trained on {stage} features of version {version!r}; this "
+                f"emoflow computes version {FEATURE_VERSION[stage]}: retrain it (rerun the "
+                "workflow; snakemake redoes what changed)"
+            )
+        grid = TimeGrid.of(b.spec).describe()
+        grids[name] = {k: grid[k] for k in GRID_KEYS}
+    if len({json.dumps(g, sort_keys=True) for g in grids.values()}) > 1:
+        raise SpecMismatchError(f"the branch models were trained on different time grids: {grids}")
+
+
+def _load_branch(path: Path, expect: str | None = None) -> Branch:
+    bundle = load_bundle(path)
+    branch = bundle["branch"]
+    if expect is not None and branch != expect:
+        raise SpecMismatchError(f"{path} holds the {branch!r} branch, expected {expect!r}")
+    return Branch(branch, bundle, build_model(bundle))
+
+
+def load_predictor(model: str | Path) -> Predictor:
+    """Load a bundle folder (``results/<name>/model``) or a single branch ``model.pt``.
+
+    The face backend is made later, when a file with video needs it. Tool version differences
+    become warnings (logged and written into every JSON), never errors.
+    """
+    given = str(model)
+    path = Path(model)
+    if path.is_dir():
+        info_path = path / "bundle.json"
+        if not info_path.is_file():
+            raise EmoflowError(f"{path} has no bundle.json: not a model bundle folder")
+        info = json.loads(info_path.read_text("utf-8"))
+        if info.get("format") != "emoflow-bundle" or info.get("format_version") != 1:
+            raise SpecMismatchError(f"{info_path} is not an emoflow-bundle of format version 1")
+        files = info.get("branches") or {b: f"{b}.pt" for b in BRANCH_STAGE}
+        branches = {b: _load_branch(path / files[b], b) for b in BRANCH_STAGE if b in files}
+        requested, weights = info.get("fusion"), info.get("fusion_weights")
+    elif path.is_file():
+        one = _load_branch(path)
+        branches, requested, weights = {one.name: one}, None, None
+    else:
+        raise EmoflowError(f"model not found: {given}")
+    first = next(iter(branches.values())).bundle
+    for b in branches.values():
+        if b.bundle["classes"] != first["classes"] or b.bundle["target"] != first["target"]:
+            raise SpecMismatchError("the bundle's branch models differ in classes or target")
+    check_spec_versions(branches)
+    warnings: list[str] = []
+    for name, b in branches.items():
+        warnings += tool_warnings(b.spec, BRANCH_STAGE[name])
+    for w in warnings:
+        log.warning("%s", w)
+    return Predictor(
+        model_path=given,
+        branches=branches,
+        classes=list(first["classes"]),
+        target=str(first["target"]),
+        fusion=fusion_plan(requested, weights, list(branches)),
+        warnings=warnings,
+    )
