@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/extract.py --clips 32 --rss-clips 50 200
 
-Per clip: (a) ffmpeg decode alone (audio to 16 kHz + the 16 sampled frames: the floor),
-(b) the audio stage, (c) the face stage (embedded backend), each on 1 and 2 workers, as
-clips/s; and the peak RSS of a whole shard job (a fresh process) for two corpus sizes, which
-must be flat. Prints a table and writes bench/results/extract.csv. Figures, never pass/fail.
+Per clip: (a) ffmpeg decode alone (audio to 16 kHz + the frames at the grid's sample times:
+the floor), (b) the audio stage, (c) the face stage (embedded backend), each on 1 and 2
+workers, as clips/s; and the peak RSS of a whole shard job (a fresh process) for two corpus
+sizes, which must be flat. Prints a table and writes bench/results/extract.csv. Figures,
+never pass/fail.
 """
 
 from __future__ import annotations
@@ -71,15 +72,21 @@ def run_stage(cfg: Path, stage: str, workers: int) -> tuple[float, float]:
 
 
 def decode_floor(data: Path) -> float:
-    """Mean seconds per clip to decode the audio and sample 16 frames (ffmpeg only)."""
-    from emoflow.media import decode_audio, probe, sample_frames
+    """Mean seconds per clip to decode the audio and the frames at the grid's sample times
+    (16 per 3 s window; ffmpeg only)."""
+    from emoflow.grid import TimeGrid
+    from emoflow.media import FrameStream, decode_audio, probe
 
+    grid = TimeGrid(16000, 3.0, 1.5, "pad", 16)
     clips = sorted(data.rglob("*.mp4"))
     t = time.perf_counter()
     for clip in clips:
         info = probe(clip)
         decode_audio(clip, 16000, info=info)
-        sample_frames(clip, 16, 640, info=info)
+        stream = FrameStream(clip, grid.frame_times(info.duration_s, info.fps), grid.rate, info)
+        for _ in stream.chunks():
+            pass
+        stream.finish()
     return (time.perf_counter() - t) / len(clips)
 
 
@@ -118,7 +125,7 @@ def main() -> None:
         )
         rows.append(
             {
-                "what": "ffmpeg: audio + 16 frames (floor of both)",
+                "what": "ffmpeg: audio + grid frames (floor of both)",
                 "clips": n,
                 "workers": 1,
                 "s_per_clip": floor_all,

@@ -64,8 +64,12 @@ def test_features_failures_and_cache(corpus: Path, tmp_path: Path) -> None:
     assert short.padded and short.logmel.shape[0] == 1
     f = open_shards([layout.shard("faces", 0)], "faces")
     got = f.get("01-01-03-01-01-01-01")
-    assert got.faces.shape == (16, 112, 112, 3) and got.mask.all()
-    assert got.landmarks.shape == (16, 68, 2) and np.all(np.diff(got.frame_time_s) > 0)
+    # about 3.5 s at 16 frames per 3 s window: 18-19 samples; two windows from frames 0 and 8
+    n = len(got.faces)
+    assert 18 <= n <= 19 and got.faces.shape[1:] == (112, 112, 3) and got.mask.all()
+    assert got.landmarks.shape == (n, 68, 2) and np.all(np.diff(got.frame_time_s) > 0)
+    assert got.window_start_s.tolist() == long.window_start_s.tolist() == [0.0, 1.5]
+    assert got.window_frame0.tolist() == [0, 8]
 
     # Rebuilding the shard computes nothing: every clip (failures too) comes from the cache.
     again = run_shard(cfg, "audio", 0, workers=2)
@@ -121,3 +125,46 @@ def test_training_refuses_shards_made_with_other_parameters(corpus: Path, tmp_pa
     other = config_for(corpus, tmp_path, audio={"n_mels": 64})
     with pytest.raises(SpecMismatchError, match="n_mels: shard has 90, config wants 64"):
         run_train(other, "audio", 0, 0)
+
+
+def test_internal_error_is_reported_not_cached_and_retried(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from emoflow import extract
+
+    cfg = config_for(corpus, tmp_path)
+    refresh(cfg)
+    real = extract.audio_features
+    victim = "01-01-04-01-01-01-02"
+
+    def buggy(path: str, *args: object, **kwargs: object) -> object:
+        if Path(path).stem == victim:
+            raise ZeroDivisionError("a bug in the featurizer")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(extract, "audio_features", buggy)
+    first = run_shard(cfg, "audio", 0, workers=1)
+    [fail] = [f for f in first["failures"] if f["clip_id"] == victim]
+    assert fail["kind"] == "internal_error" and "ZeroDivisionError" in fail["message"]
+    assert "Traceback" in caplog.text and "a bug in the featurizer" in caplog.text
+    monkeypatch.setattr(extract, "audio_features", real)  # the bug is fixed
+    again = run_shard(cfg, "audio", 0, workers=1)
+    assert again["computed"] == [victim] and victim not in {f["clip_id"] for f in again["failures"]}
+
+
+def test_feature_version_is_part_of_the_cache_key(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from emoflow import extract
+
+    cfg = config_for(corpus, tmp_path)
+    refresh(cfg)
+    run_shard(cfg, "audio", 0, workers=1)
+    assert len(run_shard(cfg, "audio", 0, workers=1)["cached"]) == 6
+    monkeypatch.setitem(extract.FEATURE_VERSION, "audio", extract.FEATURE_VERSION["audio"] + 1)
+    bumped = run_shard(cfg, "audio", 0, workers=1)
+    assert len(bumped["computed"]) == 6  # the old results are never served
+    assert (
+        open_shards([Layout.of(cfg).shard("audio", 0)], "audio").spec["feature_version"]
+        == (extract.FEATURE_VERSION["audio"])
+    )

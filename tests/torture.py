@@ -69,6 +69,10 @@ def make_torture(root: Path, good: list[tuple[Path, str, str]]) -> dict[str, dic
     add("empty.mp4", audio="unreadable", faces="unreadable")
     (t / "truncated.mp4").write_bytes(ok.read_bytes()[:30_000])
     add("truncated.mp4", audio="unreadable", faces="unreadable")
+    # moov atom first: ffprobe still reads the full 3.2 s, decoding stops early
+    front = make_clip(t / ".front.mp4", 3.2, image=face, extra=("-movflags", "+faststart"))
+    (t / "truncated_moov_first.mp4").write_bytes(front.read_bytes()[: front.stat().st_size // 2])
+    add("truncated_moov_first.mp4", audio="truncated", faces="truncated")
     (t / "random.mp4").write_bytes(np.random.default_rng(1).bytes(200_000))
     add("random.mp4", audio="unreadable", faces="unreadable")
     make_clip(t / "audio_only.m4a", 2.0, video=False)

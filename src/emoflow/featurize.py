@@ -21,7 +21,6 @@ test in ``tests/test_featurize.py`` fails until you do).
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,13 +37,12 @@ from emoflow.media import (
     MEDIA_DEFAULTS,
     FrameStream,
     MediaInfo,
+    SampledFrames,
     check_truncation,
     decode_audio,
     probe,
 )
 from emoflow.store import AudioClipFeatures, FaceClipFeatures
-
-log = logging.getLogger("emoflow.featurize")
 
 FEATURE_VERSION = {"audio": 2, "faces": 2}
 """Per-stage version of the feature code (in the spec, the cache key and the shards)."""
@@ -109,7 +107,7 @@ def _face_record(
         faces=take(res.faces, 0),
         mask=np.asarray(res.mask, bool)[idx] & have,
         landmarks=take(res.landmarks, 0),
-        frame_time_s=np.where(have, decoded_t[idx] if len(decoded_t) else times, times),
+        frame_time_s=np.where(have, decoded_t[idx], times),
         n_faces=take(res.n_faces, 0),
         confidence=take(res.confidence, 0),
         window_start_s=starts,
@@ -130,66 +128,69 @@ def _concat(parts: list[FaceResult]) -> FaceResult:
                                              "confidence", "au", "pose")})  # fmt: skip
 
 
+def _open_frames(
+    path: str | Path, grid: TimeGrid, max_side: int, media: dict[str, Any]
+) -> tuple[FrameStream, np.ndarray, float]:
+    """The frame stream of a clip's sample times, the times and the video's duration."""
+    info = _probe(path, media, None)
+    if not info.has_video:
+        raise ClipError("no_video", "the file has no video stream")
+    duration = info.video_duration_s or info.duration_s or 1.0 / (info.fps or 25.0)
+    times = grid.frame_times(duration, info.fps)
+    return FrameStream(path, times, grid.rate, info, max_side, media), times, duration
+
+
 def face_features(
     clips: Sequence[tuple[str, str | Path]],
     spec: dict[str, Any],
     backend: Any,
     media: dict[str, Any] | None = None,
 ) -> list[FaceClipFeatures | ClipError]:
-    """Each clip's face frames on the grid, or its failure (one entry per clip, in order)."""
+    """Each clip's face frames on the grid, or its failure (one entry per clip, in order).
+
+    A streaming backend aligns each chunk of decoded frames as it arrives; a batching one
+    (OpenFace) gets the frames of all the clips in one call.
+    """
     media = _media(media, spec)
     grid = TimeGrid.of(spec)
     max_side = int(spec.get("max_side", 640))
     streaming = bool(getattr(backend, "streams", False))
-    out: dict[str, FaceClipFeatures | ClipError] = {}
+    out: dict[str, FaceClipFeatures | FaceResult | ClipError] = {}
+    sampled: dict[str, tuple[SampledFrames, np.ndarray, float]] = {}
     batch: list[tuple[str, np.ndarray]] = []
-    pending: dict[str, tuple[Any, np.ndarray, float]] = {}
     with tempfile.TemporaryDirectory(prefix="emoflow-faces-") as work:
         for clip_id, path in clips:
             try:
-                info = _probe(path, media, None)
-                if not info.has_video:
-                    raise ClipError("no_video", "the file has no video stream")
-                duration = info.video_duration_s or info.duration_s or _one_frame(info)
-                times = grid.frame_times(duration, info.fps)
-                stream = FrameStream(path, times, grid.rate, info, max_side, media)
+                stream, times, duration = _open_frames(path, grid, max_side, media)
                 if streaming:
                     parts = [_one(backend, clip_id, c, work) for c in stream.chunks(CHUNK_FRAMES)]
-                    sampled = stream.finish()
-                    res = _concat(parts)
-                    out[clip_id] = _face_record(
-                        res, sampled.pick, sampled.decoded_t, times, grid, duration
-                    )
+                    out[clip_id] = _concat(parts)
                 else:
-                    frames = list(stream.chunks(CHUNK_FRAMES))
-                    sampled = stream.finish()
-                    batch.append((clip_id, np.concatenate(frames)))
-                    pending[clip_id] = (sampled, times, duration)
+                    batch.append((clip_id, np.concatenate(list(stream.chunks(CHUNK_FRAMES)))))
+                sampled[clip_id] = (stream.finish(), times, duration)
             except ClipError as exc:
                 out[clip_id] = exc
             except Exception as exc:  # noqa: BLE001 - one clip must never stop the others
                 out[clip_id] = internal_error(exc, clip_id)
+        batch = [(c, f) for c, f in batch if c in sampled]
         if batch:
             try:
-                found = backend.process(batch, Path(work))
+                out.update(backend.process(batch, Path(work)))
             except Exception as exc:  # noqa: BLE001
-                found = {c: internal_error(exc, c) for c, _ in batch}
-            for clip_id, _ in batch:
-                res = found.get(clip_id) or ClipError(
-                    "tool_crash", "the face backend gave no result"
-                )
-                if isinstance(res, ClipError):
-                    out[clip_id] = res
-                    continue
-                sampled, times, duration = pending[clip_id]
-                out[clip_id] = _face_record(
-                    res, sampled.pick, sampled.decoded_t, times, grid, duration
-                )
-    for clip_id, rec in out.items():
-        if isinstance(rec, FaceClipFeatures) and not rec.mask.any():
-            n = len(rec.mask)
-            out[clip_id] = ClipError("no_face", f"no face found in any of the {n} sampled frames")
-    return [out[clip_id] for clip_id, _ in clips]
+                out.update({c: internal_error(exc, c) for c, _ in batch})
+    results = [out.get(c) or ClipError("tool_crash", "the face backend gave no result")
+               for c, _ in clips]  # fmt: skip
+    return [_finish(res, *sampled[c], grid) if isinstance(res, FaceResult) else res
+            for (c, _), res in zip(clips, results, strict=True)]  # fmt: skip
+
+
+def _finish(
+    res: FaceResult, sampled: SampledFrames, times: np.ndarray, duration: float, grid: TimeGrid
+) -> FaceClipFeatures | ClipError:
+    rec = _face_record(res, sampled.pick, sampled.decoded_t, times, grid, duration)
+    if not rec.mask.any():
+        return ClipError("no_face", f"no face found in any of the {len(rec.mask)} sampled frames")
+    return rec
 
 
 def _one(backend: Any, clip_id: str, frames: np.ndarray, work: str) -> FaceResult:
@@ -199,7 +200,3 @@ def _one(backend: Any, clip_id: str, frames: np.ndarray, work: str) -> FaceResul
     if res is None:
         raise ClipError("tool_crash", "the face backend gave no result")
     return res
-
-
-def _one_frame(info: MediaInfo) -> float:
-    return 1.0 / (info.fps or 25.0)

@@ -145,11 +145,22 @@ def probe(path: str | Path, ffprobe: str = "ffprobe", timeout_s: float = 60.0) -
 
 
 def _duration(stream: dict | None) -> float | None:
-    value = (stream or {}).get("duration")
+    """A stream's own declared duration: ``duration`` (mp4, avi, ...) or Matroska's
+    ``DURATION`` tag (``HH:MM:SS.fffffffff``); None when it declares none."""
+    stream = stream or {}
+    value = stream.get("duration")
+    tag = (stream.get("tags") or {}).get("DURATION")
     try:
-        return float(value) if value not in (None, "N/A") and float(value) > 0 else None
+        if value not in (None, "N/A"):
+            seconds = float(value)
+        elif tag:
+            h, m, sec = tag.split(":")
+            seconds = int(h) * 3600 + int(m) * 60 + float(sec)
+        else:
+            return None
     except ValueError:
         return None
+    return seconds if seconds > 0 else None
 
 
 def decode_audio(
