@@ -5,8 +5,8 @@ Each file goes through the same code as the workflow's training data: the featur
 audio windows and its face frames on the one time grid; :func:`emoflow.data.face_windows` and
 :func:`emoflow.data.normalise_audio` give the model inputs; each branch's window outputs are
 pooled per clip with :func:`emoflow.pooling.pool_windows` as evaluation pools them; the fusion
-chosen at training is applied with :func:`emoflow.fuse.apply_fusion`, per window (the timeline)
-and per clip (the JSON). This module only orchestrates and writes.
+chosen at training is applied with :func:`emoflow.fusion_apply.apply_fusion`, per window (the
+timeline) and per clip (the JSON). This module only orchestrates and writes.
 
 A window with audio and a face is ``both``; without a face ``audio_only``; a file without audio
 gives ``visual_only`` windows (a window with neither is ``none`` and has empty values).
@@ -35,7 +35,7 @@ from emoflow.atomic import write_text
 from emoflow.data import face_windows, normalise_audio
 from emoflow.errors import ClipError, EmoflowError
 from emoflow.featurize import audio_features, face_features
-from emoflow.fuse import apply_fusion, has_categorical, has_dimensional
+from emoflow.fusion_apply import apply_fusion, has_categorical, has_dimensional
 from emoflow.media import MediaInfo, probe
 from emoflow.pooling import clip_probabilities, pool_windows
 from emoflow.predict_model import BRANCH_STAGE, Predictor, load_predictor

@@ -45,7 +45,7 @@ class Branch:
 class FusionPlan:
     """How the branch outputs are combined: the method and the parameters fitted by ``fuse``
     (from the bundle's ``fusion`` and ``fusion_weights``), applied by
-    :func:`emoflow.fuse.apply_fusion`."""
+    :func:`emoflow.fusion_apply.apply_fusion`."""
 
     requested: str | None  # the method chosen at training (None: single branch or none set)
     applied: str  # "late" | "stacking" | "feature" | "none" (a single branch)
