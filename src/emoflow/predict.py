@@ -45,7 +45,6 @@ log = logging.getLogger("emoflow.predict")
 FORMAT = "emoflow-prediction"
 FORMAT_VERSION = 1
 BATCH_WINDOWS = 16  # windows per model call
-SOURCES = ("both", "audio_only", "visual_only", "none")
 _DIGITS = 6
 
 
@@ -70,8 +69,6 @@ class Timeline:
     end_s: np.ndarray  # (W,)
     face_fraction: np.ndarray  # (W,)
     has: dict[str, np.ndarray]  # branch -> (W,) bool
-    branch_prob: dict[str, np.ndarray]  # branch -> (W, C)
-    branch_va: dict[str, np.ndarray]  # branch -> (W, 2)
     prob: np.ndarray  # fused (W, C)
     fused_va: np.ndarray  # fused (W, 2)
 
@@ -121,6 +118,8 @@ def visual_windows(path: Path, predictor: Predictor) -> BranchWindows | ClipErro
         raise rec
     x, mask = face_windows(rec, int(spec["frames"]), int(norm["size"]), bool(norm["gray"]), norm)
     has = mask.any(dim=1).numpy()
+    if not has.any():  # faces only outside every window (last_window: drop)
+        return ClipError("no_face", "no face in any window")
     kept = window_outputs(branch, [x[has], mask[has]])
     rows = torch.as_tensor(np.flatnonzero(has))
     out = {k: v.new_zeros(len(has), v.shape[1]).index_copy_(0, rows, v) for k, v in kept.items()}
@@ -201,7 +200,7 @@ def predict_timeline(path: Path, predictor: Predictor, info: MediaInfo) -> tuple
     fused_p, fused_va = apply_fusion(
         plan.applied, plan.params, predictor.target, prob, va, has, emb
     )
-    timeline = Timeline(start_s, end_s, face_fraction, has, prob, va, fused_p, fused_va)
+    timeline = Timeline(start_s, end_s, face_fraction, has, fused_p, fused_va)
     cprob, cva, chas, cemb = _arrays(got, 1, predictor, pooled=True)
     clip_p, clip_va = apply_fusion(plan.applied, plan.params, predictor.target, cprob, cva, chas,
                                    cemb)  # fmt: skip
