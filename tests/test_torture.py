@@ -65,8 +65,11 @@ def test_partial_modalities_kept(torture_run: tuple[Path, Path, dict]) -> None:
     long = audio.get("torture/four_minutes")
     assert len(long.window_start_s) == pytest.approx(159, abs=1)
     long_faces = faces.get("torture/four_minutes")
-    # one time grid: the same windows, 16 face samples per 3 s along the whole clip
-    assert long_faces.window_start_s.tolist() == long.window_start_s.tolist()
+    # one time grid: the same windows (the audio, decoded a few ms longer, may have one more
+    # padded window at the end), 16 face samples per 3 s along the whole clip
+    n = len(long_faces.window_start_s)
+    assert len(long.window_start_s) - n in (0, 1)
+    assert long_faces.window_start_s.tolist() == long.window_start_s[:n].tolist()
     assert len(long_faces.mask) == pytest.approx(1279, abs=2) and long_faces.mask.mean() > 0.99
     fused = pd.read_parquet(sorted((out / "fusion").rglob("*.parquet"))[0])
     assert set(fused.source) >= {"both"}
