@@ -142,3 +142,6 @@ def test_shard_clips_on_a_dask_slurm_cluster(cluster: SlurmCluster, tmp_path: Pa
         os.environ.update(saved)
     assert summary["with_features"] == 4 and len(summary["computed"]) == 4
     assert any("dask" in job.get("JobName", "") for job in jobs), jobs
+    # the worker jobs' logs go under the results, never into the working directory
+    assert list((tmp_path / "results" / "d" / "logs" / "dask").glob("*.out"))
+    assert not list(Path.cwd().glob("slurm-*.out"))

@@ -127,16 +127,14 @@ def executor_for(config: Config, workers: int) -> Iterator[Any]:
     if mode == "slurm":
         from emoflow.dask_cluster import slurm_client
 
-        with slurm_client(config["execution"]["slurm"]) as client:
+        log_dir = results_dir(config) / "logs" / "dask"
+        with slurm_client(config["execution"]["slurm"], log_dir) as client:
             yield client
     elif mode == "local":
-        from distributed import Client, LocalCluster
+        from emoflow.dask_cluster import local_client
 
-        from emoflow.dask_cluster import _Submitter
-
-        with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as lc:
-            with Client(lc) as client:
-                yield _Submitter(client)
+        with local_client(workers) as client:
+            yield client
     elif workers <= 1:
         yield _InProcess()
     else:
