@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from emoflow.datasets import ADAPTERS, ClipRecord, ScanResult, scan_dataset
@@ -381,6 +382,37 @@ def test_omg_split_column_and_all_csvs_when_unset(tmp_path: Path) -> None:
         "v3/utterance_1": ("sad", 1.0, "train"),
     }
     assert result.failures == []
+
+
+def test_omg_real_validation_rows_make_a_scored_validation_part(tmp_path: Path) -> None:
+    """The challenge's own CSV (header and rows as published): validation clips, speaker = the
+    video, and under the official protocol the labelled validation part is the test set."""
+    from emoflow.folds import make_split
+
+    src = Path(__file__).parent / "data" / "omg" / "omg_ValidationVideos.csv"
+    (tmp_path / src.name).write_bytes(src.read_bytes())
+    rows = list(csv.DictReader(src.open()))
+    touch(tmp_path, *(f"{r['video']}/{r['utterance']}" for r in rows))
+    touch(tmp_path, "trainvid/utterance_1.mp4", "trainvid2/utterance_1.mp4")
+    touch(tmp_path, "trainvid3/utterance_1.mp4")
+    header = ["video", "utterance", "arousal", "valence", "EmotionMaxVote"]
+    train = [[f"trainvid{s}", "utterance_1.mp4", "0.5", "0.1", "4"] for s in ("", "2", "3")]
+    write_csv(tmp_path / "omg_TrainVideos.csv", header, train)
+    result = scan(tmp_path, "omg")
+    got = by_id(result)
+    clip = got["74de88564/utterance_6"]
+    assert (clip.speaker, clip.split, clip.label) == ("74de88564", "val", "surprised")
+    assert (clip.arousal, clip.valence) == (0.541360409764, 0.14135798020999998)
+    assert got["8c49a05d3_1/utterance_4"].label == "sad"
+    assert result.failures == []
+    table = pd.DataFrame(
+        [{"clip_id": c, "speaker": r.speaker, "label": r.label, "valence": r.valence,
+          "arousal": r.arousal, "split": r.split} for c, r in sorted(got.items())]
+    )  # fmt: skip
+    split = make_split(table, {"val_speakers": 0.34}, "dimensional", "omg")
+    test = split.folds.loc[split.folds.role == "test", "clip_id"].tolist()
+    assert sorted(test) == sorted(f"{r['video']}/{r['utterance'][:-4]}" for r in rows)
+    assert split.protocol["name"] == "official"
 
 
 def test_omg_missing_column(tmp_path: Path) -> None:

@@ -1,13 +1,23 @@
-"""Folds: speaker independence, balance, official split, exclusions, leakage check."""
+"""Protocols: speaker-independent k-fold, the official split (AFEW, OMG), a fold file; guards
+against empty or one-class parts; exclusions; the leakage check."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from emoflow.errors import EmoflowError
-from emoflow.folds import check_leakage, class_names, make_folds, uses_official_split
+from emoflow.folds import (
+    check_leakage,
+    class_names,
+    fold_numbers,
+    make_folds,
+    make_split,
+    resolve_protocol,
+)
 
 
 def manifest(counts: list[int], labels: tuple[str, ...] = ("a", "b")) -> pd.DataFrame:
@@ -61,20 +71,98 @@ def test_deterministic_and_seeded() -> None:
 def test_official_split_with_and_without_val() -> None:
     table = manifest([2] * 6)
     table["split"] = ["train"] * 6 + ["val"] * 2 + ["test"] * 4
-    assert uses_official_split(table, {"use_official": True})
-    folds = make_folds(table, {"k": 5, "use_official": True})
+    assert resolve_protocol(table, {}, "csv") == "official"
+    folds = make_folds(table, {"k": 5})
     assert folds["fold"].unique().tolist() == [0]
     assert folds["role"].tolist() == table["split"].tolist()
     # no val rows: validation speakers drawn from the training speakers
     table["split"] = ["train"] * 8 + ["test"] * 4
-    folds = make_folds(table, {"k": 5, "use_official": True, "val_speakers": 0.25})
+    split = make_split(table, {"k": 5, "val_speakers": 0.25})
+    folds = split.folds
     val = set(folds.loc[folds.role == "val", "speaker"])
     assert len(val) == 1 and val < {"s00", "s01", "s02", "s03"}
     assert (folds.loc[folds.role == "test", "clip_id"] == table["clip_id"][8:].values).all()
-    # use_official false -> k-fold
-    assert not uses_official_split(table, {"use_official": False})
-    folds = make_folds(table, {"k": 3, "use_official": False})
+    assert split.protocol["name"] == "official"
+    assert "0.25 of the training speakers" in split.protocol["description"]
+    # protocol kfold ignores the split column
+    assert resolve_protocol(table, {"protocol": "kfold"}, "csv") == "kfold"
+    folds = make_folds(table, {"k": 3, "protocol": "kfold"})
     assert folds["fold"].nunique() == 3
+
+
+def afew_table() -> pd.DataFrame:
+    """AFEW's layout: Train and Val labelled, Test unlabelled (EmotiW)."""
+    rows = []
+    for split, n_speakers, labelled in (("train", 6, True), ("val", 3, True), ("test", 2, False)):
+        for s in range(n_speakers):
+            for j in range(3):
+                rows.append(
+                    {"clip_id": f"{split}/{s}_{j}", "speaker": None,
+                     "label": ("angry", "happy", "sad")[j] if labelled else None,
+                     "valence": None, "arousal": None, "split": split}
+                )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_afew_scores_val_and_predicts_unlabelled_test() -> None:
+    table = afew_table()
+    assert resolve_protocol(table, {}, "afew") == "official"
+    assert fold_numbers(table, {"k": 5}, "afew") == [0]
+    split = make_split(table, {"val_speakers": 0.2, "seed": 0}, "categorical", "afew")
+    role = dict(zip(split.folds["clip_id"], split.folds["role"], strict=True))
+    assert {c for c, r in role.items() if r == "test"} == set(table.clip_id[18:27])
+    assert {c for c, r in role.items() if r == "unlabelled"} == set(table.clip_id[27:])
+    train_val = {r for c, r in role.items() if c.startswith("train/")}
+    assert train_val == {"train", "val"}  # validation carved from Train
+    assert split.protocol["unlabelled"] == 6
+    assert "validation part scored (the test part has no labels)" in (split.protocol["description"])
+
+
+def test_empty_or_one_class_test_part_stops_split() -> None:
+    table = afew_table()
+    table.loc[table.split == "val", "label"] = None  # no labelled Val and no labelled Test
+    with pytest.raises(EmoflowError, match=r"protocol official: fold 0: empty test part "
+                       r"\(train \d+, val \d+, test 0 clips\)"):  # fmt: skip
+        make_split(table, {}, "categorical", "afew")
+    table = afew_table()
+    table.loc[table.split == "val", "label"] = "happy"
+    with pytest.raises(EmoflowError, match="fold 0: the test part has 1 class \\(happy"):
+        make_split(table, {}, "categorical", "afew")
+
+
+def write_fold_file(path: Path, rows: list[tuple]) -> Path:
+    path.write_text("fold,speaker,role\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    return path
+
+
+def test_fold_file_reproduces_a_split_and_rejects_leaks(tmp_path: Path) -> None:
+    table = manifest([2] * 6)
+    rows = [
+        (0, "s00", "test"), (0, "s01", "val"), (0, "s02", "train"), (0, "s03", "train"),
+        (1, "s04", "test"), (1, "s05", "val"), (1, "s00", "train"), (1, "s01", "train"),
+    ]  # fmt: skip
+    path = write_fold_file(tmp_path / "folds.csv", rows)
+    cfg = {"protocol": "file", "file": str(path)}
+    assert fold_numbers(table, cfg, "ravdess") == [0, 1]
+    split = make_split(table, cfg, "categorical", "ravdess")
+    got = {
+        (f, s, r) for f, s, r in split.folds[["fold", "speaker", "role"]].itertuples(index=False)
+    }
+    assert got == set(rows)
+    assert len(split.folds) == 2 * len(rows)  # two clips per speaker
+    assert split.protocol["name"] == "file"
+    leaking = write_fold_file(tmp_path / "leak.csv", [*rows, (1, "s04", "train")])
+    with pytest.raises(EmoflowError, match="listed twice in one fold: s04"):
+        make_split(table, {"protocol": "file", "file": str(leaking)})
+    # by clip id: a speaker in train and test of one fold is a leak
+    by_clip = tmp_path / "clips.csv"
+    by_clip.write_text("fold,clip_id,role\n0,s00_00,train\n0,s00_01,test\n0,s01_00,val\n")
+    with pytest.raises(EmoflowError, match="fold 0: speaker\\(s\\) s00 in train/val and test"):
+        make_split(table, {"protocol": "file", "file": str(by_clip)})
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("clip_id,role\ns00_00,train\nnope_1,test\nnope_2,val\n")
+    with pytest.raises(EmoflowError, match="clip_id\\(s\\) not in the clip table: nope_1, nope_2"):
+        make_split(table, {"protocol": "file", "file": str(unknown)})
 
 
 def test_exclusions_and_speakerless_clips() -> None:

@@ -155,12 +155,14 @@ def test_output_schema_order_and_metadata(categorical) -> None:
     table = pq.read_table(out)
     assert table.schema.names == [
         "clip_id", "method", "y", "valence_true", "arousal_true", "prob", "valence",
-        "arousal", "source",
+        "arousal", "source", "part",
     ]  # fmt: skip
     assert table.schema.field("prob").type == pa.list_(pa.float32())
     assert table.schema.field("y").type == pa.int32()
     meta = json.loads(table.schema.metadata[b"emoflow"])
-    assert meta == {"classes": CLASSES, "fold": 0, "seed": 0, "target": "categorical"}
+    assert meta == {
+        "classes": CLASSES, "fold": 0, "seed": 0, "target": "categorical", "fusion_problems": {},
+    }  # fmt: skip
     d = table.to_pydict()
     keys = list(zip(d["method"], d["clip_id"], strict=True))
     assert keys == sorted(keys)
@@ -259,6 +261,17 @@ def test_both_targets(tmp_path: Path) -> None:
     assert set(json.loads(weights.read_text())["methods"]["late"]) == {
         "categorical", "dimensional", "n_fit",
     }  # fmt: skip
+
+
+def test_a_fusion_that_cannot_be_fitted_says_why(tmp_path: Path) -> None:
+    # 1 validation clip with both modalities: stacking and the MLP cannot be fitted
+    paths = make_inputs(tmp_path, n_val=3, drop_audio=("v000",), drop_visual=("v001",))
+    out, weights = fuse(tmp_path, paths)
+    problems = json.loads(pq.read_table(out).schema.metadata[b"emoflow"])["fusion_problems"]
+    assert sorted(problems) == ["feature", "stacking"]
+    assert problems["feature"] == "1 validation clips with both modalities; the MLP needs 2"
+    assert "logistic regression needs 2" in problems["stacking"]
+    assert json.loads(weights.read_text())["fusion_problems"] == problems
 
 
 def test_grid_search_tie_break() -> None:

@@ -79,10 +79,12 @@ def test_workflow_through_slurm_matches_local_run(
     out = tmp_path / "results" / "t"
     for name in TABLES:
         assert (out / "report" / name).read_bytes() == (local_run / "report" / name).read_bytes()
-    # only training asks for a GPU: the request reached sbatch and SLURM recorded it
-    train = [j for j in jobs if j.get("Comment", "").startswith("rule_train")]
+    # only training (per fold, and the bundle's refit) asks for a GPU: the request reached
+    # sbatch and SLURM recorded it
+    gpu_rules = ("rule_train", "rule_refit")
+    train = [j for j in jobs if j.get("Comment", "").startswith(gpu_rules)]
     other = [j for j in jobs if j not in train]
-    assert len(train) == 2 and all("gpu:1" in j.get("TresPerNode", "") for j in train)
+    assert len(train) == 4 and all("gpu:1" in j.get("TresPerNode", "") for j in train)
     assert other and not any("gpu" in j.get("TresPerNode", "") for j in other)
     sbatch = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "sbatch call:" in ln]
-    assert all(("--gres=gpu:1" in ln) == ("rule_train" in ln) for ln in sbatch), sbatch
+    assert all(("--gres=gpu:1" in ln) == any(r in ln for r in gpu_rules) for ln in sbatch)

@@ -31,7 +31,7 @@ EMOFLOW = Path(sys.executable).parent / "emoflow"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _config(root: Path, **folds: Any) -> dict[str, Any]:
+def _config(root: Path, bundle: str = "fold0", **folds: Any) -> dict[str, Any]:
     from emoflow.config import validate_config
 
     return validate_config(
@@ -42,6 +42,7 @@ def _config(root: Path, **folds: Any) -> dict[str, Any]:
             "folds": {"k": 3, **folds},
             "train": {"epochs": 2, "patience": 2, "batch_size": 8, "seeds": [0], "threads": 1},
             "execution": {"workers": 1},
+            "bundle": {"mode": bundle},
         }
     )
 
@@ -212,6 +213,49 @@ def test_feature_fusion_is_reapplied(trained: dict[str, Any], tmp_path: Path) ->
     row = fused[(fused.clip_id == _clip_id(trained, path)) & (fused.method == "feature")].iloc[0]
     got = np.array([doc["probabilities"][c] for c in doc["classes"]])
     np.testing.assert_allclose(got, row.prob, rtol=0, atol=1e-5)
+
+
+def test_ensemble_and_refit_bundles(trained: dict[str, Any], tmp_path: Path) -> None:
+    """ensemble: each fold model with its own normalisation, outputs averaged; refit: retrained
+    on every labelled clip for the median best epoch. predict names the mode."""
+    from emoflow import deploy, stages
+
+    config = trained["config"]
+    for branch in ("audio", "visual"):
+        stages.run_train(config, branch, 1, 0)
+    stages.run_fuse(config, 1, 0)
+    clip = trained["clips"][0]
+    single = {}
+    for fold in (0, 1):
+        path = trained["root"] / f"results/t/models/audio/fold{fold}/seed0/model.pt"
+        single[fold] = run_predict([clip], path, tmp_path / f"fold{fold}", threads=1)[0]
+    ensemble = _config(trained["root"], bundle="ensemble", only=[0, 1])
+    model = stages.run_bundle(ensemble)
+    info = json.loads((model / "bundle.json").read_text())
+    assert info["branches"]["audio"] == ["audio_fold0.pt", "audio_fold1.pt"]
+    assert "out-of-fold test predictions of folds [0, 1]" in info["fusion_weights"]["fitted_on"]
+    doc = run_predict([clip], model, tmp_path / "ens", threads=1)[0]
+    assert doc["model_mode"] == "ensemble"
+    # the mean of the members' pooled logits = softmax of the mean log-probabilities
+    logp = np.mean([np.log([d["probabilities"][c] for c in d["classes"]]) for d in single.values()],
+                   axis=0)  # fmt: skip
+    expected = np.exp(logp) / np.exp(logp).sum()
+    got = [doc["branches"]["audio"]["probabilities"][c] for c in doc["classes"]]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+    refit = _config(trained["root"], bundle="refit", only=[0, 1])
+    histories = [trained["root"] / f"results/t/models/audio/fold{f}/seed0/history.csv"
+                 for f in (0, 1)]  # fmt: skip
+    for branch in ("audio", "visual"):
+        stages.run_refit(refit, branch)
+    done = json.loads((trained["root"] / "results/t/models/audio/refit/refit.json").read_text())
+    labelled = pd.read_parquet(trained["root"] / "results/t/folds.parquet")
+    assert done == {"epochs": deploy.refit_epochs(histories),
+                    "clips": labelled[labelled.fold == 0].clip_id.nunique()}  # fmt: skip
+    model = stages.run_bundle(refit)
+    assert json.loads((model / "bundle.json").read_text())["mode"] == "refit"
+    doc = run_predict([clip], model, tmp_path / "refit", threads=1)[0]
+    assert doc["model_mode"] == "refit" and doc["label"] in doc["classes"]
 
 
 def test_fusion_plan_of_older_bundles() -> None:

@@ -14,18 +14,27 @@ import pytest
 
 from emoflow import metrics
 from emoflow.fuse import FUSED_SCHEMA
-from emoflow.report import run_evaluate, tex_escape
+from emoflow.report import run_evaluate
+from emoflow.report_tables import tex_escape
 
 CLASSES = ["angry", "happy", "neutral", "sad"]
 # accuracy of each method's argmax (the rest of the clips get a wrong class)
 HIT_RATE = {"audio": 0.5, "visual": 0.6, "late": 0.8, "stacking": 0.7}
-PROVENANCE = {"manifest_sha256": "ab" * 32, "config_hash": "0123456789abcdef", "torch": "2.13.0"}
+PROTOCOL = {"name": "kfold", "k": 2, "description": "speaker-independent 2-fold cross-validation"}
+PROVENANCE = {
+    "manifest_sha256": "ab" * 32, "config_hash": "0123456789abcdef", "torch": "2.13.0",
+    "protocol": PROTOCOL,
+}  # fmt: skip
 
 
-def write_fused(path: Path, fold: int, seed: int, target: str, methods: list[str]) -> None:
-    """20 test clips per fold; the clips ending in 0 or 5 have no video (audio only)."""
+def write_fused(
+    path: Path, fold: int, seed: int, target: str, methods: list[str], problems: dict | None = None
+) -> None:
+    """20 test clips per fold (the clips ending in 0 or 5 have no video: audio only) and, in
+    fold 0, 3 unlabelled clips."""
     rng = np.random.default_rng(100 * fold + seed)
     clips = [f"f{fold}/c{i:02d}" for i in range(20)]
+    unlabelled = [f"f{fold}/u{i}" for i in range(3)] if fold == 0 else []
     y = np.arange(20) % 4
     valence = rng.uniform(-1, 1, 20)
     arousal = rng.uniform(-1, 1, 20)
@@ -34,7 +43,9 @@ def write_fused(path: Path, fold: int, seed: int, target: str, methods: list[str
     cols: dict[str, list] = {name: [] for name in FUSED_SCHEMA.names}
     for method in methods:  # deliberately unsorted: the report must not depend on it
         hits = rng.random(20) < HIT_RATE[method]
-        for i, clip in enumerate(clips):
+        for i, clip in enumerate(clips + unlabelled):
+            part = "unlabelled" if i >= 20 else "test"
+            i = i % 20
             no_video = i % 5 == 0
             if method == "visual" and no_video:
                 continue
@@ -55,7 +66,9 @@ def write_fused(path: Path, fold: int, seed: int, target: str, methods: list[str
             cols["valence"].append(float(valence[i] + rng.normal(0, noise)) if dim else np.nan)
             cols["arousal"].append(float(arousal[i] + rng.normal(0, noise)) if dim else np.nan)
             cols["source"].append(source)
-    meta = {"classes": CLASSES, "target": target, "fold": fold, "seed": seed}
+            cols["part"].append(part)
+    meta = {"classes": CLASSES, "target": target, "fold": fold, "seed": seed,
+            "fusion_problems": problems or {}}  # fmt: skip
     table = pa.Table.from_pydict(cols, schema=FUSED_SCHEMA)
     table = table.replace_schema_metadata({b"emoflow": json.dumps(meta)})
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +81,8 @@ def make_run(root: Path, target: str = "categorical") -> dict:
     for fold in (0, 1):
         for seed in (0, 1):
             path = root / "fusion" / f"fold{fold}" / f"seed{seed}.parquet"
-            write_fused(path, fold, seed, target, methods)
+            problems = {"stacking": "1 class(es) among 5 validation clips"} if fold else {}
+            write_fused(path, fold, seed, target, methods, problems)
             fused.append(path)
             for branch in ("audio", "visual"):
                 h = root / "models" / branch / f"fold{fold}" / f"seed{seed}" / "history.csv"
@@ -80,11 +94,12 @@ def make_run(root: Path, target: str = "categorical") -> dict:
                 ]
                 h.write_text("\n".join(lines) + "\n")
                 histories.append(h)
+    clips = [f"f{f}/c{i:02d}" for f in (0, 1) for i in range(20)] + ["c40", "c41"]
     manifest = pa.table(
         {
-            "clip_id": [f"c{i}" for i in range(42)],
-            "path": [f"/data/c{i}.mp4" for i in range(42)],
-            "speaker": ["s"] * 42,
+            "clip_id": clips,
+            "path": [f"/data/{c}.mp4" for c in clips],
+            "speaker": [f"s{f}{i % 4}" for f in (0, 1) for i in range(20)] + [None, None],
         }
     )
     pq.write_table(manifest, root / "manifest.parquet")
@@ -132,6 +147,7 @@ def test_report_files(categorical) -> None:
         "figures/confusion_stacking.png", "figures/confusion_visual.png",
         "figures/curves_audio.png", "figures/curves_visual.png", "per_class.csv",
         "provenance.json", "results.csv", "results.md", "results.tex", "summary.md",
+        "unlabelled_predictions.csv",
     ]  # fmt: skip
     assert (out / "figures/confusion_late.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"Software" not in (out / "figures/curves_audio.png").read_bytes()
@@ -143,54 +159,86 @@ def test_byte_identical_rerun(categorical, tmp_path: Path) -> None:
     table2 = evaluate(run, other, reverse=True)
     assert table == table2
     names = (
-        "results.csv",
-        "results.md",
-        "results.tex",
-        "per_class.csv",
-        "summary.md",
-        "provenance.json",
-        "figures/confusion_late.png",
+        "results.csv", "results.md", "results.tex", "per_class.csv", "summary.md",
+        "provenance.json", "unlabelled_predictions.csv", "figures/confusion_late.png",
         "figures/curves_visual.png",
-    )
+    )  # fmt: skip
     for name in names:
         assert (out / name).read_bytes() == (other / name).read_bytes(), name
 
 
-def test_row_order_and_columns(categorical) -> None:
+def table_lines(md: str) -> list[str]:
+    return [line for line in md.splitlines() if line.startswith("|")]
+
+
+def test_row_order_columns_and_caption(categorical) -> None:
     _, out, table = categorical
-    lines = table.splitlines()
-    assert lines[0] == ("| Model | n | Accuracy | UAR | Macro-F1 | Accuracy 95 % CI | Fallback |")
+    lines = table_lines(table)
+    assert lines[0] == (
+        "| Model | n | Missing | Accuracy | UAR | Macro-F1 | Δ UAR vs best branch | Fusion |"
+    )
     models = [line.split("|")[1].strip() for line in lines[2:]]
     assert models == ["Audio", "Visual", "Late fusion", "Stacking"]  # no feature rows given
     rows = list(csv.DictReader(io.StringIO((out / "results.csv").read_text())))
     assert [r["method"] for r in rows] == ["audio", "visual", "late", "stacking"]
-    assert list(rows[0]) == [
-        "method", "n", "accuracy_mean", "accuracy_std", "accuracy_ci_low", "accuracy_ci_high",
-        "uar_mean", "uar_std", "macro_f1_mean", "macro_f1_std", "fallback",
+    assert list(rows[0])[:7] == [
+        "method", "n", "missing", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
+        "accuracy_seed_std",
     ]  # fmt: skip
+    assert list(rows[0])[-5:] == ["best_branch", "delta", "delta_ci_low", "delta_ci_high", "fusion"]
     assert b"\r" not in (out / "results.csv").read_bytes()
+    caption = table.split("\n\n")[0]
+    assert caption.startswith("Protocol: speaker-independent 2-fold cross-validation. ")
+    assert "the same 32 test clips" in caption
+    assert "bootstrap over speakers (8 clusters" in caption
+    assert "3 unlabelled test clips" not in caption  # the protocol dict reports none
+
+
+def seed_averaged(run: dict, method: str) -> dict[tuple[int, str], tuple[int, np.ndarray]]:
+    """(fold, clip) -> (label, mean probability over seeds), straight from the files."""
+    acc: dict[tuple[int, str], list] = {}
+    for path in run["fused"]:
+        d = pq.read_table(path).to_pydict()
+        fold = json.loads(pq.read_schema(path).metadata[b"emoflow"])["fold"]
+        for i, m in enumerate(d["method"]):
+            if m == method and d["part"][i] == "test":
+                acc.setdefault((fold, d["clip_id"][i]), [d["y"][i], []])[1].append(d["prob"][i])
+    return {k: (y, np.mean(p, axis=0)) for k, (y, p) in acc.items()}
 
 
 def test_numbers_match_the_predictions(categorical) -> None:
     run, out, _ = categorical
     rows = {r["method"]: r for r in csv.DictReader(io.StringIO((out / "results.csv").read_text()))}
-    # recompute the late-fusion accuracy per (fold, seed) straight from the files
-    accs = []
-    for path in run["fused"]:
-        d = pq.read_table(path).to_pydict()
-        idx = [i for i, m in enumerate(d["method"]) if m == "late"]
-        y = np.array([d["y"][i] for i in idx])
-        pred = np.array([np.argmax(d["prob"][i]) for i in idx])
-        accs.append(metrics.accuracy(y, pred))
-    mean, std = metrics.mean_std(accs)
-    assert rows["late"]["accuracy_mean"] == f"{mean:.3f}"
-    assert rows["late"]["accuracy_std"] == f"{std:.3f}"
-    assert float(rows["late"]["accuracy_ci_low"]) <= mean <= float(rows["late"]["accuracy_ci_high"])
-    assert rows["audio"]["n"] == "40" and rows["visual"]["n"] == "32"
-    assert rows["late"]["fallback"] == "8" and rows["audio"]["fallback"] == ""
-    assert float(rows["late"]["accuracy_mean"]) > float(rows["audio"]["accuracy_mean"])
-    md = (out / "results.md").read_text()
-    assert f"| Late fusion | 40 | {mean:.3f} ± {std:.3f} |" in md
+    common = sorted(set(seed_averaged(run, "visual")))  # visual lacks 8 clips; the others none
+    assert all(r["n"] == str(len(common)) == "32" for r in rows.values())
+    assert [rows[m]["missing"] for m in ("audio", "visual", "late")] == ["0", "8", "0"]
+    for method in ("audio", "late"):
+        clips = seed_averaged(run, method)
+        y = np.array([clips[k][0] for k in common])
+        pred = np.array([np.argmax(clips[k][1]) for k in common])
+        assert rows[method]["accuracy"] == f"{metrics.accuracy(y, pred):.3f}"
+        assert rows[method]["uar"] == f"{metrics.uar(y, pred):.3f}"
+        low, high = float(rows[method]["accuracy_ci_low"]), float(rows[method]["accuracy_ci_high"])
+        assert low <= metrics.accuracy(y, pred) <= high and low < high
+    best = max(("audio", "visual"), key=lambda m: float(rows[m]["uar"]))
+    assert rows["late"]["best_branch"] == best
+    delta = float(rows["late"]["uar"]) - float(rows[best]["uar"])
+    assert abs(float(rows["late"]["delta"]) - delta) <= 0.0015
+    assert float(rows["late"]["delta_ci_low"]) <= float(rows["late"]["delta"])
+    assert rows["late"]["fusion"] == "fitted"
+    assert rows["stacking"]["fusion"] == (
+        "fallback (equal weights) in 2 of 4 runs: 1 class(es) among 5 validation clips"
+    )
+    assert rows["audio"]["delta"] == "-" and rows["audio"]["fusion"] == "-"
+
+
+def test_unlabelled_clips_are_written_not_scored(categorical) -> None:
+    _, out, _ = categorical
+    rows = list(csv.DictReader(io.StringIO((out / "unlabelled_predictions.csv").read_text())))
+    assert sorted({r["clip_id"] for r in rows}) == ["f0/u0", "f0/u1", "f0/u2"]
+    assert {r["method"] for r in rows} == {"audio", "visual", "late", "stacking"}
+    assert list(rows[0]) == ["clip_id", "method", "predicted", *(f"p_{c}" for c in CLASSES)]
+    assert all(r["predicted"] in CLASSES for r in rows)
 
 
 def test_per_class_and_latex(categorical) -> None:
@@ -198,11 +246,12 @@ def test_per_class_and_latex(categorical) -> None:
     rows = list(csv.DictReader(io.StringIO((out / "per_class.csv").read_text())))
     assert len(rows) == 4 * 4
     assert [r["class"] for r in rows[:4]] == CLASSES
-    assert sum(int(r["support"]) for r in rows if r["method"] == "audio") == 80  # 2 seeds
+    assert sum(int(r["support"]) for r in rows if r["method"] == "audio") == 32  # common clips
     tex = (out / "results.tex").read_text()
-    assert tex.startswith(r"\begin{tabular}{lrrrrrr}" + "\n" + r"\toprule")
+    assert tex.startswith("% Protocol: speaker-independent")
+    assert "\n" + r"\begin{tabular}{lrrrrrrl}" + "\n" + r"\toprule" in tex
     assert r"\midrule" in tex and tex.endswith("\\bottomrule\n\\end{tabular}\n")
-    assert r"$\pm$" in tex and "±" not in tex and r"95 \% CI" in tex
+    assert r"$\Delta$ UAR vs best branch" in tex and "Δ" not in tex.split("\n", 1)[1]
     assert tex_escape("a_b & 5%") == r"a\_b \& 5\%"
 
 
@@ -235,21 +284,68 @@ def test_no_failures(tmp_path: Path) -> None:
 def test_dimensional_table(tmp_path: Path) -> None:
     run = make_run(tmp_path, target="dimensional")
     table = evaluate(run, tmp_path / "report")
-    assert table.splitlines()[0] == (
-        "| Model | n | Arousal CCC | Valence CCC | Pearson r | MAE | Fallback |"
+    assert table_lines(table)[0] == (
+        "| Model | n | Missing | Arousal CCC | Valence CCC | Pearson r | MAE "
+        "| Δ mean CCC vs best branch | Fusion |"
     )
     rows = {r["method"]: r for r in csv.DictReader(io.StringIO(
         (tmp_path / "report" / "results.csv").read_text()))}  # fmt: skip
-    assert float(rows["late"]["arousal_ccc_mean"]) > float(rows["audio"]["arousal_ccc_mean"])
-    assert float(rows["late"]["mae_mean"]) < float(rows["audio"]["mae_mean"])
+    assert float(rows["late"]["arousal_ccc"]) > float(rows["audio"]["arousal_ccc"])
+    assert float(rows["late"]["mae"]) < float(rows["audio"]["mae"])
     assert not (tmp_path / "report" / "per_class.csv").exists()
     assert not list((tmp_path / "report").rglob("confusion_*.png"))
+    assert "omg_arousal_ccc" not in rows["late"]  # only for OMG-Emotion
 
 
 def test_both_targets_table(tmp_path: Path) -> None:
     run = make_run(tmp_path, target="both")
-    header = evaluate(run, tmp_path / "report", curves=False).splitlines()[0]
+    header = table_lines(evaluate(run, tmp_path / "report", curves=False))[0]
     assert header == (
-        "| Model | n | Accuracy | UAR | Macro-F1 | Accuracy 95 % CI | Arousal CCC | Valence CCC "
-        "| Pearson r | MAE | Fallback |"
+        "| Model | n | Missing | Accuracy | UAR | Macro-F1 | Arousal CCC | Valence CCC "
+        "| Pearson r | MAE | Δ UAR vs best branch | Fusion |"
     )
+
+
+def challenge_script_ccc(rows: list[tuple[str, float, float]]) -> float:
+    """calculateEvaluationCCC.py of the OMG-Emotion challenge, re-typed: per video, CCC with
+    scipy's pearsonr and numpy's population std, then the mean over videos."""
+    from scipy.stats import pearsonr
+
+    values = []
+    for video in sorted({v for v, _, _ in rows}):
+        t = np.array([a for v, a, _ in rows if v == video])
+        p = np.array([b for v, _, b in rows if v == video])
+        rho, _ = pearsonr(p, t)
+        values.append(
+            2 * rho * np.std(t) * np.std(p)
+            / (np.std(p) ** 2 + np.std(t) ** 2 + (np.mean(p) - np.mean(t)) ** 2)
+        )  # fmt: skip
+    return float(np.mean(values))
+
+
+def test_omg_challenge_aggregation(tmp_path: Path) -> None:
+    run = make_run(tmp_path, target="dimensional")
+    run["config"]["dataset"] = {"adapter": "omg"}
+    table = evaluate(run, tmp_path / "report", curves=False)
+    assert "Arousal CCC (OMG per video) | Valence CCC (OMG per video)" in table_lines(table)[0]
+    rows = {r["method"]: r for r in csv.DictReader(io.StringIO(
+        (tmp_path / "report" / "results.csv").read_text()))}  # fmt: skip
+    # the same numbers by the challenge's own recipe, videos = speakers of the manifest
+    speakers = pq.read_table(run["manifest"]).to_pydict()
+    video = dict(zip(speakers["clip_id"], speakers["speaker"], strict=True))
+    common = {c for path in run["fused"] for m, c in zip(*_cols(path, "method", "clip_id"),
+              strict=True) if m == "visual"}  # fmt: skip
+    by_clip: dict[str, list] = {}
+    for path in run["fused"]:
+        for m, c, t, p, part in zip(*_cols(path, "method", "clip_id", "arousal_true", "arousal",
+                                           "part"), strict=True):  # fmt: skip
+            if m == "late" and part == "test" and c in common:
+                by_clip.setdefault(c, [t, []])[1].append(p)
+    script = challenge_script_ccc([(video[c], t, np.mean(p)) for c, (t, p) in by_clip.items()])
+    assert rows["late"]["omg_arousal_ccc"] == f"{script:.3f}"
+    assert rows["late"]["omg_arousal_ccc"] != rows["late"]["arousal_ccc"]
+
+
+def _cols(path: Path, *names: str) -> list[list]:
+    d = pq.read_table(path).to_pydict()
+    return [d[n] for n in names]

@@ -171,6 +171,22 @@ def train(
 
 
 @app.command()
+def refit(
+    config: ConfigOpt,
+    branch: Annotated[str, typer.Option(help="audio or visual")],
+    log: LogOpt = None,
+) -> None:
+    """Retrain one branch on every labelled clip for the cross-validated epoch count."""
+    _setup_logging(log)
+    if branch not in ("audio", "visual"):
+        _fail(f"--branch must be audio or visual, not {branch!r}")
+    from emoflow.stages import run_refit
+
+    out = run_refit(_config(config), branch)
+    typer.echo(f"refitted model in {out}")
+
+
+@app.command()
 def fuse(
     config: ConfigOpt,
     fold: Annotated[int, typer.Option(help="fold index")],

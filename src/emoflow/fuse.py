@@ -55,6 +55,7 @@ FUSED_SCHEMA = pa.schema(
         ("valence", pa.float32()),
         ("arousal", pa.float32()),
         ("source", pa.string()),
+        ("part", pa.string()),
     ]
 )
 
@@ -248,7 +249,12 @@ def fit_stacking(a: Aligned, fit_rows: np.ndarray, target: str, seed: int) -> di
                 "n_fit": int(rows.sum()),
             }
         else:
-            info["categorical"] = {"fitted": False, "n_fit": int(rows.sum())}
+            info["categorical"] = {
+                "fitted": False,
+                "n_fit": int(rows.sum()),
+                "reason": f"{np.unique(a.y[rows]).size} class(es) among {int(rows.sum())} "
+                "validation clips with both modalities; logistic regression needs 2",
+            }
     if has_dimensional(target):
         x = np.hstack([a.va["audio"], a.va["visual"]])
         dims: dict[str, Any] = {}
@@ -263,7 +269,12 @@ def fit_stacking(a: Aligned, fit_rows: np.ndarray, target: str, seed: int) -> di
                     "n_fit": int(rows.sum()),
                 }
             else:
-                dims[name] = {"fitted": False, "n_fit": int(rows.sum())}
+                dims[name] = {
+                    "fitted": False,
+                    "n_fit": int(rows.sum()),
+                    "reason": f"{int(rows.sum())} validation clips with both modalities and "
+                    f"{name}; ridge regression needs 2",
+                }
         info["dimensional"] = dims
     return info
 
@@ -278,7 +289,12 @@ def fit_feature(
 
     x = np.hstack([a.embedding["audio"], a.embedding["visual"]])
     if int(fit_rows.sum()) < 2 or x.shape[1] == 0:
-        return {"fitted": False, "n_fit": int(fit_rows.sum())}
+        return {
+            "fitted": False,
+            "n_fit": int(fit_rows.sum()),
+            "reason": f"{int(fit_rows.sum())} validation clips with both modalities; "
+            "the MLP needs 2",
+        }
     model = train_fusion_mlp(
         x[fit_rows],
         a.y[fit_rows] if has_categorical(target) else np.full(int(fit_rows.sum()), -1),
@@ -310,6 +326,8 @@ def fuse_arrays(
     for method in methods:
         if method == "late":
             info["late"] = {**fit_late(a, fit_rows, target), "n_fit": int(fit_rows.sum())}
+            if not fit_rows.any():
+                info["late"]["reason"] = "no validation clip with both modalities"
         elif method == "stacking":
             info["stacking"] = fit_stacking(a, fit_rows, target, seed)
         elif method == "feature":
@@ -320,6 +338,20 @@ def fuse_arrays(
             method, info[method], target, a.prob, a.va, a.has, a.embedding
         )
     return results, info
+
+
+def fit_problems(info: dict[str, Any]) -> dict[str, str]:
+    """``{method: reason}`` for every method (or part of one) that could not be fitted and so
+    falls back to the equal-weight average; empty when all were fitted."""
+    problems: dict[str, str] = {}
+    for method, params in sorted(info.items()):
+        parts = [params, *(v for v in params.values() if isinstance(v, dict))]
+        parts += [d for v in params.values() if isinstance(v, dict) for d in v.values()
+                  if isinstance(d, dict)]  # fmt: skip
+        reasons = sorted({p["reason"] for p in parts if isinstance(p, dict) and "reason" in p})
+        if reasons:
+            problems[method] = "; ".join(reasons)
+    return problems
 
 
 # --------------------------------------------------------------------------- I/O wrapper
@@ -349,7 +381,7 @@ def _check_parts(a: Aligned, folds_path: Path, fold: int) -> None:
         if int(f) == fold
     }
     for clip, part in zip(a.clip_id, a.part, strict=True):
-        if part not in ("val", "test"):
+        if part not in ("val", "test", "unlabelled"):
             raise EmoflowError(f"clip {clip!r}: unexpected part {part!r} in predictions")
         if role.get(clip) != part:
             raise EmoflowError(
@@ -364,8 +396,8 @@ def fused_table(
     target: str,
     meta: dict[str, Any],
 ) -> pa.Table:
-    """The fused predictions of the test clips, sorted by (method, clip_id)."""
-    test = a.part == "test"
+    """The fused predictions of the test and unlabelled clips, sorted by (method, clip_id)."""
+    test = np.isin(a.part, ["test", "unlabelled"])
     rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     for branch in BRANCHES:
         sel = test & a.has[branch]
@@ -390,6 +422,7 @@ def fused_table(
         cols["valence"].extend(vv[:, 0].tolist())
         cols["arousal"].extend(vv[:, 1].tolist())
         cols["source"].extend(src[idx].tolist())
+        cols["part"].extend(a.part[idx].tolist())
     table = pa.Table.from_pydict(cols, schema=FUSED_SCHEMA)
     blob = json.dumps(meta, sort_keys=True).encode("utf-8")
     return table.replace_schema_metadata({META_KEY: blob})
@@ -426,6 +459,7 @@ def run_fusion(
     methods = [m for m in METHODS if m in config.get("fusion", {}).get("methods", list(METHODS))]
     target = meta["target"]
     results, info = fuse_arrays(aligned, methods, target, n_classes, seed)
+    meta = {**meta, "fusion_problems": fit_problems(info)}
     write_parquet(fused_table(aligned, results, target, meta), Path(out_path))
     test = aligned.part == "test"
     weights = {

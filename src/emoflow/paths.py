@@ -41,6 +41,10 @@ class Layout:
     def folds(self) -> Path:
         return self.root / "folds.parquet"
 
+    @property
+    def protocol(self) -> Path:
+        return self.root / "protocol.json"
+
     def shard_list(self, k: int) -> Path:
         return self.root / "shards" / f"{k}.json"
 
@@ -52,6 +56,9 @@ class Layout:
 
     def model_dir(self, branch: str, fold: int, seed: int) -> Path:
         return self.root / "models" / branch / f"fold{fold}" / f"seed{seed}"
+
+    def refit_dir(self, branch: str) -> Path:
+        return self.root / "models" / branch / "refit"
 
     def fused(self, fold: int, seed: int) -> Path:
         return self.root / "fusion" / f"fold{fold}" / f"seed{seed}.parquet"

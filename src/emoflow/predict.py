@@ -38,7 +38,7 @@ from emoflow.featurize import audio_features, face_features
 from emoflow.fusion_apply import apply_fusion, has_categorical, has_dimensional
 from emoflow.media import MediaInfo, probe
 from emoflow.pooling import clip_probabilities, pool_windows
-from emoflow.predict_model import BRANCH_STAGE, Predictor, load_predictor
+from emoflow.predict_model import BRANCH_STAGE, Branch, Predictor, load_predictor
 
 log = logging.getLogger("emoflow.predict")
 
@@ -78,14 +78,21 @@ class Timeline:
 
 
 @torch.inference_mode()
-def window_outputs(branch: Any, inputs: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A branch model's outputs (float32, CPU) for every window, ``BATCH_WINDOWS`` at a time."""
+def window_outputs(model: Any, inputs: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A model's outputs (float32, CPU) for every window, ``BATCH_WINDOWS`` at a time."""
     parts: dict[str, list[torch.Tensor]] = {}
     for lo in range(0, len(inputs[0]), BATCH_WINDOWS):
-        out = branch.model(*(x[lo : lo + BATCH_WINDOWS] for x in inputs))
+        out = model(*(x[lo : lo + BATCH_WINDOWS] for x in inputs))
         for key, value in out.items():
             parts.setdefault(key, []).append(value.float())
     return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def member_outputs(branch: Branch, inputs_of: Any) -> dict[str, torch.Tensor]:
+    """The branch's window outputs; an ensemble bundle averages its members' outputs, each
+    member fed with its own normalisation (``inputs_of(norm)`` gives a member's inputs)."""
+    outs = [window_outputs(model, inputs_of(bundle["norm"])) for bundle, model in branch.members]
+    return {k: torch.stack([o[k] for o in outs]).mean(dim=0) for k in outs[0]}
 
 
 @dataclass
@@ -102,9 +109,8 @@ def audio_windows(path: Path, predictor: Predictor, info: MediaInfo) -> BranchWi
     """The audio model's outputs on every audio window of the file."""
     branch = predictor.branches["audio"]
     rec = audio_features(path, branch.spec, info=info)
-    x = normalise_audio(rec.logmel, branch.bundle["norm"])
-    out = window_outputs(branch, [x])
-    return BranchWindows(rec.window_start_s, np.ones(len(x), bool), out)
+    out = member_outputs(branch, lambda norm: [normalise_audio(rec.logmel, norm)])
+    return BranchWindows(rec.window_start_s, np.ones(len(rec.window_start_s), bool), out)
 
 
 def visual_windows(path: Path, predictor: Predictor) -> BranchWindows | ClipError:
@@ -116,11 +122,19 @@ def visual_windows(path: Path, predictor: Predictor) -> BranchWindows | ClipErro
         if rec.kind == "no_face":
             return rec
         raise rec
-    x, mask = face_windows(rec, int(spec["frames"]), int(norm["size"]), bool(norm["gray"]), norm)
+    frames = int(spec["frames"])
+    x, mask = face_windows(rec, frames, int(norm["size"]), bool(norm["gray"]), norm)
     has = mask.any(dim=1).numpy()
     if not has.any():  # faces only outside every window (last_window: drop)
         return ClipError("no_face", "no face in any window")
-    kept = window_outputs(branch, [x[has], mask[has]])
+
+    def inputs(member_norm: dict[str, Any]) -> list[torch.Tensor]:
+        xm = x if member_norm is norm else face_windows(
+            rec, frames, int(norm["size"]), bool(norm["gray"]), member_norm
+        )[0]  # fmt: skip
+        return [xm[has], mask[has]]
+
+    kept = member_outputs(branch, inputs)
     rows = torch.as_tensor(np.flatnonzero(has))
     out = {k: v.new_zeros(len(has), v.shape[1]).index_copy_(0, rows, v) for k, v in kept.items()}
     return BranchWindows(rec.window_start_s, has, out, mask.float().mean(dim=1).numpy())
@@ -244,6 +258,7 @@ def clip_prediction(
         "format_version": FORMAT_VERSION,
         "file": video,
         "model": predictor.model_path,
+        "model_mode": predictor.mode,
         "target": target,
         "classes": classes,
         **_outputs(clip["prob"], clip["va"], classes, target),
@@ -345,7 +360,8 @@ def print_summary(docs: list[dict[str, Any]], failed: dict[str, str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="emoflow predict")
+    modes = sorted({d["model_mode"] for d in docs})
+    table = Table(title=f"emoflow predict (model: {', '.join(modes) or '-'})")
     for name in ("file", "duration", "windows", "modalities", "fusion", "prediction", "faces"):
         right = name in ("duration", "windows", "faces")
         table.add_column(name, justify="right" if right else "left", overflow="fold")

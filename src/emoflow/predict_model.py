@@ -30,6 +30,12 @@ class Branch:
     name: str  # "audio" | "visual"
     bundle: dict[str, Any]
     model: torch.nn.Module
+    others: list[tuple[dict[str, Any], torch.nn.Module]] = field(default_factory=list)
+
+    @property
+    def members(self) -> list[tuple[dict[str, Any], torch.nn.Module]]:
+        """(bundle, model) of every model whose outputs are averaged (one unless an ensemble)."""
+        return [(self.bundle, self.model), *self.others]
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -72,6 +78,7 @@ class Predictor:
     classes: list[str]
     target: str
     fusion: FusionPlan
+    mode: str = "single branch model"  # the bundle's mode (refit, fold0)
     warnings: list[str] = field(default_factory=list)
     backend: Any = None  # the face backend, made on first need (see require_backend)
 
@@ -200,6 +207,18 @@ def _load_branch(path: Path, expect: str | None = None) -> Branch:
     return Branch(branch, bundle, build_model(bundle))
 
 
+def _load_members(folder: Path, files: str | list[str], expect: str) -> Branch:
+    """One branch from one file, or an ensemble from several trained on the same features."""
+    names = [files] if isinstance(files, str) else list(files)
+    first = _load_branch(folder / names[0], expect)
+    for name in names[1:]:
+        other = _load_branch(folder / name, expect)
+        if other.spec != first.spec or other.bundle["classes"] != first.bundle["classes"]:
+            raise SpecMismatchError(f"{folder / name} differs from {names[0]} in spec or classes")
+        first.others.append((other.bundle, other.model))
+    return first
+
+
 def load_predictor(model: str | Path) -> Predictor:
     """Load a bundle folder (``results/<name>/model``) or a single branch ``model.pt``.
 
@@ -216,11 +235,13 @@ def load_predictor(model: str | Path) -> Predictor:
         if info.get("format") != "emoflow-bundle" or info.get("format_version") != 1:
             raise SpecMismatchError(f"{info_path} is not an emoflow-bundle of format version 1")
         files = info.get("branches") or {b: f"{b}.pt" for b in BRANCH_STAGE}
-        branches = {b: _load_branch(path / files[b], b) for b in BRANCH_STAGE if b in files}
+        branches = {b: _load_members(path, files[b], b) for b in BRANCH_STAGE if b in files}
         requested, weights = info.get("fusion"), info.get("fusion_weights")
+        mode = str(info.get("mode", "fold0"))
     elif path.is_file():
         one = _load_branch(path)
         branches, requested, weights = {one.name: one}, None, None
+        mode = "single branch model"
     else:
         raise EmoflowError(f"model not found: {given}")
     first = next(iter(branches.values())).bundle
@@ -239,5 +260,6 @@ def load_predictor(model: str | Path) -> Predictor:
         classes=list(first["classes"]),
         target=str(first["target"]),
         fusion=fusion_plan(requested, weights, list(branches)),
+        mode=mode,
         warnings=warnings,
     )

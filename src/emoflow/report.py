@@ -5,24 +5,20 @@ Everything written is a function of the inputs alone: rows in a fixed order (aud
 late, stacking, feature), columns in a fixed order, numbers with three decimals, no times and
 no absolute paths, so the tables come out byte-identical on a rerun.
 
-Numbers in the results table:
-
-- categorical: accuracy, UAR and macro-F1 per (fold, seed), shown as mean ± std (sample std)
-  over folds × seeds; the accuracy 95 % interval is a percentile bootstrap over the test clips
-  pooled across folds and seeds (``report.bootstrap`` resamples, seed ``report.seed``);
-- dimensional: arousal CCC, valence CCC, Pearson r and MAE (the last two averaged over valence
-  and arousal), also mean ± std over folds × seeds;
-- ``n``: test clips evaluated (distinct (fold, clip) pairs); ``fallback``: how many of them a
-  fusion method predicted from one modality only (blank for the single-branch rows).
+What the numbers are (:mod:`emoflow.evaluation`): every row is scored on the same test clips
+(those every row has a prediction for), seed predictions averaged per clip, folds pooled; each
+metric has a 95 % speaker-level (cluster) bootstrap interval (``report.bootstrap`` resamples,
+seed ``report.seed``); each fusion has its paired difference to the best single branch; the
+``Fusion`` column says whether a fusion could be fitted in every run or fell back to equal
+weights, and why. The table's caption names the evaluation protocol. Unlabelled official test
+clips are written to ``unlabelled_predictions.csv``, never scored.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,46 +27,28 @@ import pyarrow.parquet as pq
 
 from emoflow.atomic import write_bytes, write_text
 from emoflow.errors import EmoflowError
+from emoflow.evaluation import (
+    BRANCH_METHODS,
+    ClipPredictions,
+    Evaluation,
+    average_seeds,
+    evaluate_methods,
+    restrict,
+)
 from emoflow.fuse import META_KEY, has_categorical, has_dimensional
-from emoflow.metrics import (
-    accuracy,
-    bootstrap_ci,
-    ccc,
-    confusion_matrix,
-    format_mean_std,
-    format_number,
-    known_classes,
-    known_values,
-    macro_f1,
-    mae,
-    mean_std,
-    pearson_r,
-    per_class_prf,
-    uar,
+from emoflow.metrics import confusion_matrix, known_classes, per_class_prf
+from emoflow.report_tables import (
+    METHOD_NAMES,
+    csv_text,
+    display_row,
+    fmt,
+    fusion_cell,
+    results_csv,
+    results_latex,
+    results_markdown,
 )
 
 METHOD_ORDER = ("audio", "visual", "late", "stacking", "feature")
-BRANCH_METHODS = ("audio", "visual")
-METHOD_NAMES = {
-    "audio": "Audio",
-    "visual": "Visual",
-    "late": "Late fusion",
-    "stacking": "Stacking",
-    "feature": "Feature fusion",
-}
-CAT_METRICS = ("accuracy", "uar", "macro_f1")
-DIM_METRICS = ("arousal_ccc", "valence_ccc", "pearson_r", "mae")
-HEADERS = {
-    "accuracy": "Accuracy",
-    "uar": "UAR",
-    "macro_f1": "Macro-F1",
-    "accuracy_ci": "Accuracy 95 % CI",
-    "arousal_ccc": "Arousal CCC",
-    "valence_ccc": "Valence CCC",
-    "pearson_r": "Pearson r",
-    "mae": "MAE",
-}
-DIGITS = 3
 MAX_LISTED_FAILURES = 50
 
 
@@ -92,6 +70,8 @@ class FusedRows:
     prob: np.ndarray  # (N, C)
     va: np.ndarray  # (N, 2)
     source: np.ndarray
+    part: np.ndarray
+    problems: dict[tuple[int, int], dict[str, str]]  # (fold, seed) -> {method: reason}
 
 
 def load_fused(paths: list[Path]) -> FusedRows:
@@ -99,6 +79,7 @@ def load_fused(paths: list[Path]) -> FusedRows:
     parts: list[dict[str, Any]] = []
     classes: list[str] | None = None
     target: str | None = None
+    problems: dict[tuple[int, int], dict[str, str]] = {}
     for path in paths:
         table = pq.read_table(path)
         raw = (table.schema.metadata or {}).get(META_KEY)
@@ -109,6 +90,7 @@ def load_fused(paths: list[Path]) -> FusedRows:
             classes, target = list(meta["classes"]), meta["target"]
         elif list(meta["classes"]) != classes or meta["target"] != target:
             raise EmoflowError("fused predictions differ in classes or target")
+        problems[(int(meta["fold"]), int(meta["seed"]))] = dict(meta.get("fusion_problems", {}))
         cols = table.to_pydict()
         n = table.num_rows
         k = len(classes) if has_categorical(meta["target"]) else 0
@@ -128,6 +110,7 @@ def load_fused(paths: list[Path]) -> FusedRows:
                     n, 2
                 ),
                 "source": np.asarray(cols["source"], dtype=object),
+                "part": np.asarray(cols["part"], dtype=object),
             }
         )
     if classes is None or target is None:
@@ -141,235 +124,121 @@ def load_fused(paths: list[Path]) -> FusedRows:
             joined["method"].astype(str),
         )
     )
-    return FusedRows(classes, target, **{key: value[order] for key, value in joined.items()})
+    ordered = {key: value[order] for key, value in joined.items()}
+    return FusedRows(classes, target, **ordered, problems=dict(sorted(problems.items())))
 
 
-# --------------------------------------------------------------------------- pure summaries
+# --------------------------------------------------------------------------- scoring
+
+
+def method_predictions(
+    rows: FusedRows, part: str = "test"
+) -> tuple[dict[str, ClipPredictions], dict[str, list[ClipPredictions]]]:
+    """Per method (table order): seed-averaged predictions per (fold, clip) of ``part``, and
+    each seed's own."""
+    per_method: dict[str, ClipPredictions] = {}
+    per_seed: dict[str, list[ClipPredictions]] = {}
+    for method in METHOD_ORDER:
+        sel = (rows.method == method) & (rows.part == part)
+        if not sel.any():
+            continue
+
+        def pick(mask: np.ndarray) -> ClipPredictions:
+            keys = list(zip(rows.fold[mask].tolist(), rows.clip_id[mask].tolist(), strict=True))
+            return average_seeds(
+                keys, rows.y[mask], rows.va_true[mask], rows.prob[mask], rows.va[mask]
+            )
+
+        per_method[method] = pick(sel)
+        per_seed[method] = [pick(sel & (rows.seed == s)) for s in sorted(set(rows.seed[sel]))]
+    return per_method, per_seed
 
 
 @dataclass
-class MethodSummary:
-    """Per-method numbers: per-(fold, seed) metric values and pooled statistics."""
+class Report:
+    """Everything the tables show."""
 
-    method: str
-    n: int
-    fallback: int | None
-    per_group: dict[str, list[float]] = field(default_factory=dict)
-    accuracy_ci: tuple[float, float] = (float("nan"), float("nan"))
-    per_class: dict[str, np.ndarray] | None = None
-    confusion: np.ndarray | None = None
+    evaluation: Evaluation
+    fusion: dict[str, str]
+    per_class: dict[str, dict[str, np.ndarray]]
+    confusion: dict[str, np.ndarray]
 
 
-def _dim_group_metrics(va_true: np.ndarray, va: np.ndarray) -> dict[str, float]:
-    out: dict[str, float] = {}
-    r, err = [], []
-    for d, name in ((1, "arousal"), (0, "valence")):
-        t, p = known_values(va_true[:, d], va[:, d])
-        if t.size >= 2:
-            out[f"{name}_ccc"] = ccc(t, p)
-            r.append(pearson_r(t, p))
-            err.append(mae(t, p))
-        else:
-            out[f"{name}_ccc"] = float("nan")
-    out["pearson_r"] = float(np.mean(r)) if r else float("nan")
-    out["mae"] = float(np.mean(err)) if err else float("nan")
-    return out
+def summarise(
+    rows: FusedRows, speaker_of: dict[str, str | None], n_boot: int, boot_seed: int, omg: bool
+) -> Report:
+    """Score the test predictions of every method on the common clips."""
+    per_method, per_seed = method_predictions(rows)
+    if not per_method:
+        raise EmoflowError("no test predictions to score (every test clip failed or is unlabelled)")
+    ev = evaluate_methods(per_method, per_seed, speaker_of, rows.target, n_boot, boot_seed, omg)
+    runs = len(rows.problems)
+    fusion = {m: fusion_cell(m, rows.problems, runs) for m in per_method}
+    per_class, confusion = {}, {}
+    if has_categorical(rows.target):
+        k = len(rows.classes)
+        for method, p in per_method.items():
+            common = restrict(p, ev.common)
+            t, pred = known_classes(common.y, np.argmax(common.prob, axis=1))
+            per_class[method] = per_class_prf(t, pred, k)
+            confusion[method] = confusion_matrix(t, pred, k)
+    return Report(ev, fusion, per_class, confusion)
 
 
-def summarise(rows: FusedRows, n_boot: int = 1000, boot_seed: int = 0) -> list[MethodSummary]:
-    """One :class:`MethodSummary` per method present, in :data:`METHOD_ORDER`."""
-    cat, dim = has_categorical(rows.target), has_dimensional(rows.target)
-    k = len(rows.classes)
-    summaries = []
-    for method in METHOD_ORDER:
-        sel = rows.method == method
-        if not sel.any():
-            continue
-        keys = set(zip(rows.fold[sel].tolist(), rows.clip_id[sel].tolist(), strict=True))
-        fallback = None
-        if method not in BRANCH_METHODS:
-            single = sel & (rows.source != "both")
-            fallback = len(
-                set(zip(rows.fold[single].tolist(), rows.clip_id[single].tolist(), strict=True))
-            )
-        summary = MethodSummary(method=method, n=len(keys), fallback=fallback)
-        groups = sorted(set(zip(rows.fold[sel].tolist(), rows.seed[sel].tolist(), strict=True)))
-        metrics: dict[str, list[float]] = {
-            m: [] for m in (CAT_METRICS if cat else ()) + (DIM_METRICS if dim else ())
-        }
-        for fold, seed in groups:
-            g = sel & (rows.fold == fold) & (rows.seed == seed)
-            if cat:
-                t, p = known_classes(rows.y[g], np.argmax(rows.prob[g], axis=1))
-                metrics["accuracy"].append(accuracy(t, p))
-                metrics["uar"].append(uar(t, p))
-                metrics["macro_f1"].append(macro_f1(t, p))
-            if dim:
-                for name, value in _dim_group_metrics(rows.va_true[g], rows.va[g]).items():
-                    metrics[name].append(value)
-        summary.per_group = metrics
-        if cat:
-            t, p = known_classes(rows.y[sel], np.argmax(rows.prob[sel], axis=1))
-            summary.accuracy_ci = bootstrap_ci(accuracy, t, p, n=n_boot, seed=boot_seed)
-            summary.per_class = per_class_prf(t, p, k)
-            summary.confusion = confusion_matrix(t, p, k)
-        summaries.append(summary)
-    return summaries
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-def _display_columns(target: str) -> list[str]:
-    cols = ["model", "n"]
-    if has_categorical(target):
-        cols += [*CAT_METRICS, "accuracy_ci"]
-    if has_dimensional(target):
-        cols += list(DIM_METRICS)
-    return [*cols, "fallback"]
-
-
-def _display_row(s: MethodSummary, target: str) -> dict[str, str]:
-    row = {"model": METHOD_NAMES[s.method], "n": str(s.n)}
-    for name, values in s.per_group.items():
-        row[name] = format_mean_std(values, DIGITS)
-    if has_categorical(target):
-        lo, hi = s.accuracy_ci
-        row["accuracy_ci"] = (
-            "-" if np.isnan(lo) else f"[{format_number(lo, DIGITS)}, {format_number(hi, DIGITS)}]"
-        )
-    row["fallback"] = "-" if s.fallback is None else str(s.fallback)
-    return row
-
-
-def _header(col: str) -> str:
-    return {"model": "Model", "n": "n", "fallback": "Fallback"}.get(col, HEADERS.get(col, col))
-
-
-def results_markdown(summaries: list[MethodSummary], target: str) -> str:
-    """The results table as GitHub Markdown (fixed columns, fixed number format)."""
-    cols = _display_columns(target)
-    lines = [
-        "| " + " | ".join(_header(c) for c in cols) + " |",
-        "|" + "|".join(":---" if c == "model" else "---:" for c in cols) + "|",
-    ]
-    for s in summaries:
-        row = _display_row(s, target)
-        lines.append("| " + " | ".join(row[c] for c in cols) + " |")
-    return "\n".join(lines) + "\n"
-
-
-_TEX_ESCAPES = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-}
-
-
-def tex_escape(text: str) -> str:
-    """Escape LaTeX special characters; ``±`` becomes ``$\\pm$``."""
-    escaped = re.sub(r"[\\&%$#_{}~^]", lambda m: _TEX_ESCAPES[m.group(0)], text)
-    return escaped.replace("±", r"$\pm$")
-
-
-def results_latex(summaries: list[MethodSummary], target: str) -> str:
-    """The results table as a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``)."""
-    cols = _display_columns(target)
-    spec = "".join("l" if c == "model" else "r" for c in cols)
-    lines = [
-        rf"\begin{{tabular}}{{{spec}}}",
-        r"\toprule",
-        " & ".join(tex_escape(_header(c)) for c in cols) + r" \\",
-        r"\midrule",
-    ]
-    for s in summaries:
-        row = _display_row(s, target)
-        lines.append(" & ".join(tex_escape(row[c]) for c in cols) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines) + "\n"
-
-
-def _csv_text(header: list[str], rows: list[list[str]]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
-def results_csv(summaries: list[MethodSummary], target: str) -> str:
-    """Machine-readable results: one numeric column per statistic, three decimals.
-
-    Columns: method, n, then ``<metric>_mean``/``<metric>_std`` (and
-    ``accuracy_ci_low``/``accuracy_ci_high``) in table order, then fallback (blank for
-    single-branch rows).
-    """
-    header = ["method", "n"]
-    metric_cols: list[str] = []
-    if has_categorical(target):
-        metric_cols += list(CAT_METRICS)
-    if has_dimensional(target):
-        metric_cols += list(DIM_METRICS)
-    for m in metric_cols:
-        header += [f"{m}_mean", f"{m}_std"]
-        if m == "accuracy":
-            header += ["accuracy_ci_low", "accuracy_ci_high"]
-    header.append("fallback")
+def per_class_csv(report: Report, classes: list[str]) -> str:
+    """Per-class precision, recall and F1 per method on the common clips."""
     rows = []
-    for s in summaries:
-        row = [s.method, str(s.n)]
-        for m in metric_cols:
-            mean, std = mean_std(s.per_group[m])
-            row += [format_number(mean, DIGITS), format_number(std, DIGITS)]
-            if m == "accuracy":
-                row += [format_number(v, DIGITS) for v in s.accuracy_ci]
-        row.append("" if s.fallback is None else str(s.fallback))
-        rows.append(row)
-    return _csv_text(header, rows)
-
-
-def per_class_csv(summaries: list[MethodSummary], classes: list[str]) -> str:
-    """Per-class precision, recall and F1 per method, pooled over folds and seeds."""
-    rows = []
-    for s in summaries:
-        if s.per_class is None:
-            continue
+    for method, prf in report.per_class.items():
         for i, name in enumerate(classes):
             rows.append(
-                [
-                    s.method,
-                    name,
-                    str(int(s.per_class["support"][i])),
-                    format_number(float(s.per_class["precision"][i]), DIGITS),
-                    format_number(float(s.per_class["recall"][i]), DIGITS),
-                    format_number(float(s.per_class["f1"][i]), DIGITS),
-                ]
+                [method, name, str(int(prf["support"][i]))]
+                + [fmt(float(prf[m][i])) for m in ("precision", "recall", "f1")]
             )
-    return _csv_text(["method", "class", "support", "precision", "recall", "f1"], rows)
+    return csv_text(["method", "class", "support", "precision", "recall", "f1"], rows)
 
 
-def table_notes(rows: FusedRows, n_boot: int, boot_seed: int) -> str:
-    """One paragraph explaining the table's numbers (for summary.md)."""
-    groups = len(set(zip(rows.fold.tolist(), rows.seed.tolist(), strict=True)))
-    notes = [f"Mean ± sample std over {groups} fold × seed runs."]
-    if has_categorical(rows.target):
-        notes.append(
-            f"Accuracy 95 % CI: percentile bootstrap over the pooled test clips "
-            f"({n_boot} resamples, seed {boot_seed})."
-        )
-    if has_dimensional(rows.target):
-        notes.append("Pearson r and MAE are averaged over valence and arousal.")
-    notes.append(
-        "n: test clips evaluated; Fallback: clips a fusion method predicted from one modality."
+def unlabelled_csv(rows: FusedRows) -> str | None:
+    """Seed-averaged predictions of the unlabelled (official test) clips, or None."""
+    per_method, _ = method_predictions(rows, part="unlabelled")
+    if not per_method:
+        return None
+    cat, dim = has_categorical(rows.target), has_dimensional(rows.target)
+    header = ["clip_id", "method"]
+    header += ["predicted", *(f"p_{c}" for c in rows.classes)] if cat else []
+    header += ["valence", "arousal"] if dim else []
+    out = []
+    for method, p in per_method.items():
+        for i, (_, clip) in enumerate(p.keys):
+            row = [clip, method]
+            if cat:
+                row += [rows.classes[int(np.argmax(p.prob[i]))], *map(fmt, p.prob[i])]
+            if dim:
+                row += [fmt(p.va[i, 0]), fmt(p.va[i, 1])]
+            out.append(row)
+    return csv_text(header, sorted(out))
+
+
+def caption(ev: Evaluation, protocol: dict[str, Any], n_boot: int, boot_seed: int) -> str:
+    """What the table shows, in one paragraph: protocol, clips, what was resampled."""
+    what = {
+        "speaker": f"speakers ({ev.n_clusters} clusters; all of a drawn speaker's clips)",
+        "clip": f"clips ({ev.n_clusters}; the corpus has no speaker ids, so clip level)",
+        "mixed": f"speakers, a clip without a speaker being its own cluster ({ev.n_clusters})",
+    }[ev.clusters]
+    text = (
+        f"Protocol: {protocol.get('description', 'not recorded')}. "
+        f"Every row is scored on the same {len(ev.common)} test clips (those every row has a "
+        "prediction for); Missing: test clips a row has no prediction for, left out of every "
+        "row. Seed predictions are averaged per clip; folds are pooled. 95 % intervals: "
+        f"percentile bootstrap over {what}, {n_boot} resamples, seed {boot_seed}; each fusion's "
+        "Δ to the best single branch is paired (same resamples)."
     )
-    return " ".join(notes) + "\n"
+    if protocol.get("unlabelled"):
+        text += (
+            f" {protocol['unlabelled']} unlabelled test clips are predicted "
+            "(unlabelled_predictions.csv) and not scored."
+        )
+    return text
 
 
 # --------------------------------------------------------------------------- failures etc.
@@ -444,6 +313,31 @@ def _metric_name(target: str) -> str:
 # --------------------------------------------------------------------------- I/O wrapper
 
 
+def _speakers(manifest_path: Path) -> dict[str, str | None]:
+    cols = pq.read_table(manifest_path, columns=["clip_id", "speaker"]).to_pydict()
+    return {
+        str(c): (str(s) if s not in (None, "") else None)
+        for c, s in zip(cols["clip_id"], cols["speaker"], strict=True)
+    }
+
+
+def _write_figures(out_dir: Path, rows: FusedRows, report: Report, history_paths: list) -> None:
+    from emoflow.report_figures import confusion_png, curves_png
+
+    for method, cm in report.confusion.items():
+        title = f"{METHOD_NAMES[method]}: confusion matrix (common test clips)"
+        png = confusion_png(cm, rows.classes, title)
+        write_bytes(out_dir / "figures" / f"confusion_{method}.png", png)
+    by_branch: dict[str, list[tuple[str, dict[str, np.ndarray]]]] = {}
+    for path in map(Path, history_paths):
+        if path.exists():
+            branch, label = history_label(path)
+            by_branch.setdefault(branch or "model", []).append((label, _read_history(path)))
+    for branch in sorted(by_branch):
+        png = curves_png(by_branch[branch], f"{branch}: training curves", _metric_name(rows.target))
+        write_bytes(out_dir / "figures" / f"curves_{branch}.png", png)
+
+
 def run_evaluate(
     config: dict[str, Any],
     fused_paths: list[Path],
@@ -453,71 +347,52 @@ def run_evaluate(
     out_dir: Path,
     provenance: dict[str, Any],
 ) -> str:
-    """Write the report into ``out_dir`` and return the Markdown results table.
+    """Write the report into ``out_dir`` and return ``results.md`` (caption and table).
 
     Files: ``results.csv``, ``results.md``, ``results.tex``, ``per_class.csv`` (categorical),
+    ``unlabelled_predictions.csv`` (when there are unlabelled test clips),
     ``figures/confusion_<method>.png`` (categorical), ``figures/curves_<branch>.png`` (each
-    branch with a history file), ``summary.md`` (table, notes, failures, provenance) and
-    ``provenance.json``.
+    branch with a history file), ``summary.md`` (table, failures, provenance) and
+    ``provenance.json``. ``provenance["protocol"]`` (from protocol.json) names the protocol.
     Missing history files are skipped; a missing failures table counts as no failures.
     """
-    from emoflow.report_figures import confusion_png, curves_png
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report_cfg = config.get("report", {})
     n_boot = int(report_cfg.get("bootstrap", 1000))
     boot_seed = int(report_cfg.get("seed", 0))
+    omg = config.get("dataset", {}).get("adapter") == "omg" and has_dimensional(
+        config.get("train", {}).get("target", "categorical")
+    )
 
     rows = load_fused([Path(p) for p in fused_paths])
-    summaries = summarise(rows, n_boot=n_boot, boot_seed=boot_seed)
-    table_md = results_markdown(summaries, rows.target)
+    report = summarise(rows, _speakers(Path(manifest_path)), n_boot, boot_seed, omg)
+    ev = report.evaluation
+    display = [display_row(r, ev, rows.target, omg, report.fusion[r.method]) for r in ev.rows]
+    text = caption(ev, provenance.get("protocol", {}), n_boot, boot_seed)
+    table_md = text + "\n\n" + results_markdown(display, rows.target, omg)
     write_text(out_dir / "results.md", table_md)
-    write_text(out_dir / "results.csv", results_csv(summaries, rows.target))
-    write_text(out_dir / "results.tex", results_latex(summaries, rows.target))
-
+    write_text(out_dir / "results.csv", results_csv(ev, rows.target, omg, report.fusion))
+    write_text(out_dir / "results.tex", results_latex(display, rows.target, omg, text))
     if has_categorical(rows.target):
-        write_text(out_dir / "per_class.csv", per_class_csv(summaries, rows.classes))
-        for s in summaries:
-            if s.confusion is not None:
-                title = f"{METHOD_NAMES[s.method]}: pooled confusion matrix"
-                png = confusion_png(s.confusion, rows.classes, title)
-                write_bytes(out_dir / "figures" / f"confusion_{s.method}.png", png)
-
-    by_branch: dict[str, list[tuple[str, dict[str, np.ndarray]]]] = {}
-    for path in history_paths:
-        path = Path(path)
-        if not path.exists():
-            continue
-        branch, label = history_label(path)
-        by_branch.setdefault(branch or "model", []).append((label, _read_history(path)))
-    for branch in sorted(by_branch):
-        png = curves_png(by_branch[branch], f"{branch}: training curves", _metric_name(rows.target))
-        write_bytes(out_dir / "figures" / f"curves_{branch}.png", png)
+        write_text(out_dir / "per_class.csv", per_class_csv(report, rows.classes))
+    unlabelled = unlabelled_csv(rows)
+    if unlabelled is not None:
+        write_text(out_dir / "unlabelled_predictions.csv", unlabelled)
+    _write_figures(out_dir, rows, report, history_paths)
 
     manifest_clips = pq.read_metadata(manifest_path).num_rows
     failures = _read_failures(Path(failures_path))
+    classes = ", ".join(rows.classes) if rows.classes else "-"
     summary = "\n".join(
         [
-            "# emoflow report",
-            "",
-            "## Results",
-            "",
-            table_md,
-            table_notes(rows, n_boot, boot_seed),
-            f"Clips in the manifest: {manifest_clips}. "
-            f"Classes: {', '.join(rows.classes) if rows.classes else '-'}. "
-            f"Target: {rows.target}.",
-            "",
-            failures_markdown(failures),
-            "## Provenance",
-            "",
-            "```json",
-            _json(provenance).rstrip("\n"),
-            "```",
-            "",
+            "# emoflow report", "", "## Results", "", table_md,
+            f"Clips in the manifest: {manifest_clips}. Classes: {classes}. "
+            f"Target: {rows.target}. Per-metric std over seeds: results.csv.",
+            "", failures_markdown(failures), "## Provenance", "", "```json",
+            _json(provenance).rstrip("\n"), "```", "",
         ]
-    )
+    )  # fmt: skip
     write_text(out_dir / "summary.md", summary)
     write_text(out_dir / "provenance.json", _json(provenance))
     return table_md

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,26 +27,29 @@ FOLDS_SCHEMA = pa.schema(
 
 
 def fold_ids(config: Config, manifest: pd.DataFrame | None = None) -> list[int]:
-    """The folds the workflow trains: official split -> [0]; else range(k) or folds.only."""
-    from emoflow.folds import uses_official_split
+    """The folds the workflow trains: the protocol's folds, or those of them in folds.only."""
+    from emoflow.folds import fold_numbers
 
     if manifest is None:
         manifest = pd.read_parquet(Layout.of(config).manifest)
-    folds = [0] if uses_official_split(manifest, config["folds"]) else range(config["folds"]["k"])
+    folds = fold_numbers(manifest, config["folds"], config["dataset"]["adapter"])
     only = config["folds"]["only"]
     return [f for f in folds if only is None or f in only]
 
 
 def run_split(config: Config) -> int:
-    """Write folds.parquet (speaker-independent) after the leakage check; return the fold count."""
-    from emoflow.folds import check_leakage, make_folds
+    """Write folds.parquet and protocol.json after the leakage and part checks; return the
+    fold count."""
+    from emoflow.folds import make_split
 
     layout = Layout.of(config)
     manifest = pd.read_parquet(layout.manifest)
-    folds = make_folds(manifest, config["folds"], target=config["train"]["target"])
-    check_leakage(folds)
-    write_bytes(layout.folds, parquet_bytes(folds.to_dict("records"), FOLDS_SCHEMA))
-    return int(folds["fold"].nunique())
+    split = make_split(
+        manifest, config["folds"], config["train"]["target"], config["dataset"]["adapter"]
+    )
+    write_bytes(layout.folds, parquet_bytes(split.folds.to_dict("records"), FOLDS_SCHEMA))
+    write_text(layout.protocol, json.dumps(split.protocol, indent=1, sort_keys=True) + "\n")
+    return int(split.folds["fold"].nunique())
 
 
 def run_train(config: Config, branch: str, fold: int, seed: int) -> Path:
@@ -64,6 +66,13 @@ def run_train(config: Config, branch: str, fold: int, seed: int) -> Path:
     out = layout.model_dir(branch, fold, seed)
     run_training(config, branch, fold, seed, layout.manifest, layout.folds, shards, out)
     return out
+
+
+def run_refit(config: Config, branch: str) -> Path:
+    """Retrain one branch on all labelled clips for the cross-validated epoch count."""
+    from emoflow.deploy import run_refit as refit
+
+    return refit(config, branch, fold_ids(config))
 
 
 def run_fuse(config: Config, fold: int, seed: int) -> None:
@@ -102,6 +111,8 @@ def provenance(config: Config) -> dict[str, Any]:
         if torch.cuda.is_available() and config["train"]["device"] != "cpu"
         else "cpu",
         "deterministic": config["train"]["deterministic"],
+        "protocol": json.loads(layout.protocol.read_text("utf-8")),
+        "bundle_mode": config["bundle"]["mode"],
     }
 
 
@@ -122,25 +133,42 @@ def run_report(config: Config) -> str:
 
 
 def run_bundle(config: Config) -> Path:
-    """Copy the first fold's and seed's branch models and fusion weights into model/."""
+    """Assemble model/ (``bundle.mode``, see :mod:`emoflow.deploy`): the refitted branch
+    models with fusion refitted on out-of-fold predictions, or fold 0's models and weights."""
+    from emoflow.deploy import copy_model, pooled_fusion_weights
+
     layout = Layout.of(config)
-    fold, seed = fold_ids(config)[0], config["train"]["seeds"][0]
+    mode = config["bundle"]["mode"]
+    folds, seed = fold_ids(config), config["train"]["seeds"][0]
     out = layout.bundle
     out.mkdir(parents=True, exist_ok=True)
-    for branch in BRANCHES:
-        src = layout.model_dir(branch, fold, seed) / "model.pt"
-        tmp = out / f".tmp-{branch}.pt"
-        shutil.copyfile(src, tmp)
-        tmp.replace(out / f"{branch}.pt")
-    weights = json.loads(layout.fusion_weights(fold, seed).read_text("utf-8"))
-    info = {
-        "format": "emoflow-bundle",
-        "format_version": 1,
-        "fold": fold,
+    info: dict[str, Any] = {"format": "emoflow-bundle", "format_version": 1, "mode": mode}
+    files: dict[str, Any] = {b: f"{b}.pt" for b in BRANCHES}
+    if mode == "refit":
+        for branch in BRANCHES:
+            copy_model(layout.refit_dir(branch) / "model.pt", out / f"{branch}.pt")
+            refit = json.loads((layout.refit_dir(branch) / "refit.json").read_text("utf-8"))
+            info[f"{branch}_refit"] = refit
+        weights = pooled_fusion_weights(config, folds)
+    elif mode == "ensemble":
+        for branch in BRANCHES:
+            files[branch] = [f"{branch}_fold{f}.pt" for f in folds]
+            for f, name in zip(folds, files[branch], strict=True):
+                copy_model(layout.model_dir(branch, f, seed) / "model.pt", out / name)
+            copy_model(out / files[branch][0], out / f"{branch}.pt")  # one model, for tools
+        weights = pooled_fusion_weights(config, folds)
+        info["folds"] = folds
+    else:
+        for branch in BRANCHES:
+            copy_model(layout.model_dir(branch, folds[0], seed) / "model.pt", out / f"{branch}.pt")
+        weights = json.loads(layout.fusion_weights(folds[0], seed).read_text("utf-8"))
+        info["fold"] = folds[0]
+    info |= {
         "seed": seed,
+        "protocol": json.loads(layout.protocol.read_text("utf-8")).get("description"),
         "fusion": config["fusion"]["methods"][0] if config["fusion"]["methods"] else None,
         "fusion_weights": weights,
-        "branches": {b: f"{b}.pt" for b in BRANCHES},
+        "branches": files,
     }
     write_text(out / "bundle.json", json.dumps(info, indent=1, sort_keys=True) + "\n")
     return out

@@ -273,6 +273,7 @@ def _clip_loss(outputs: ClipOutputs, target: str, weight: torch.Tensor | None) -
 
 # --------------------------------------------------------------------------- outputs
 
+EVAL_PARTS = ("val", "test", "unlabelled")
 PREDICTION_SCHEMA = pa.schema(
     [
         ("clip_id", pa.string()),
@@ -416,14 +417,15 @@ def run_training(
     fold: int,
     seed: int,
     manifest_path: Path,
-    folds_path: Path,
+    folds_path: Path | pd.DataFrame,
     shard_paths: list[Path],
     out_dir: Path,
 ) -> None:
     """Train ``branch`` ("audio" | "visual") on ``fold`` with ``seed``; write the outputs.
 
-    ``config`` is a validated config (defaults filled). Resumes from ``out_dir/checkpoint.pt``
-    when it was written with the same parameters.
+    ``config`` is a validated config (defaults filled); ``folds_path`` is folds.parquet or the
+    fold table itself. The ``val``, ``test`` and ``unlabelled`` clips are predicted. Resumes
+    from ``out_dir/checkpoint.pt`` when it was written with the same parameters.
     """
     from emoflow.store import open_shards
 
@@ -440,17 +442,18 @@ def run_training(
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
     manifest = pd.read_parquet(manifest_path)
-    folds = pd.read_parquet(folds_path)
+    folds = folds_path if isinstance(folds_path, pd.DataFrame) else pd.read_parquet(folds_path)
     folds = folds[folds["fold"] == fold]
     if folds.empty:
-        raise EmoflowError(f"fold {fold} is not in {folds_path}")
+        raise EmoflowError(f"fold {fold} is not in the fold table")
     classes = [] if target == "dimensional" else class_names(manifest, config["dataset"])
     targets = clip_targets(manifest, classes)
     shards = open_shards([Path(p) for p in shard_paths], BRANCH_KIND[branch])
     roles: dict[str, list[str]] = {}
-    for role in ("train", "val", "test"):
+    for role in ("train", *EVAL_PARTS):
         ids = sorted(folds.loc[folds["role"] == role, "clip_id"].astype(str))
         roles[role] = [c for c in ids if c in shards and c in targets]
+    parts_to_predict = [p for p in EVAL_PARTS if p != "unlabelled" or roles[p]]
     roles["train"] = [c for c in roles["train"] if _targets_usable(targets, c, target)]
     if not roles["train"]:
         raise EmoflowError(f"fold {fold}: no training clip has {branch} features")
@@ -463,13 +466,14 @@ def run_training(
     if branch == "audio":
         norm = fit_audio_norm(shards, roles["train"])
         train_ds: Any = AudioWindows(shards, roles["train"], targets, norm)
-        eval_ds = {p: AudioClips(shards, roles[p], targets, norm) for p in ("val", "test")}
+        eval_ds = {p: AudioClips(shards, roles[p], targets, norm) for p in parts_to_predict}
         bundle_norm: dict[str, Any] = dict(norm)
     else:
         norm = fit_face_norm(shards, roles["train"], size, GRAY_FACES)
         train_ds = FaceWindows(shards, roles["train"], targets, norm, size, GRAY_FACES)
         eval_ds = {
-            p: FaceClips(shards, roles[p], targets, norm, size, GRAY_FACES) for p in ("val", "test")
+            p: FaceClips(shards, roles[p], targets, norm, size, GRAY_FACES)
+            for p in parts_to_predict
         }
         bundle_norm = {**norm, "size": size, "gray": GRAY_FACES}
 
@@ -590,7 +594,7 @@ def run_training(
     model.load_state_dict(state["best_state"])
     parts = {
         p: evaluate(model, branch, eval_ds[p], batch_size, device, amp_dtype)
-        for p in ("val", "test")
+        for p in parts_to_predict
     }
     meta = {"classes": classes, "branch": branch, "fold": fold, "seed": seed, "target": target}
     write_predictions(out_dir / "predictions.parquet", parts, meta)

@@ -70,3 +70,27 @@ def all_outputs():
         LAYOUT.bundle / "bundle.json",
         LAYOUT.failures,
     ]
+
+
+def bundle_inputs():
+    """What model/ is built from: the refitted models and every fold's first-seed predictions
+    (refit), or fold 0's models and fusion weights (fold0)."""
+    seed = SEEDS[0]
+    models = LAYOUT.root / "models" / "{branch}"
+    if CFG["bundle"]["mode"] == "refit":
+        return expand(models / "refit" / "model.pt", branch=BRANCHES) + expand(
+            models / "fold{fold}" / f"seed{seed}" / "predictions.parquet",
+            branch=BRANCHES,
+            fold=FOLDS,
+        ) + [LAYOUT.protocol]
+    if CFG["bundle"]["mode"] == "ensemble":
+        return expand(
+            models / "fold{fold}" / f"seed{seed}" / "{name}",
+            branch=BRANCHES,
+            fold=FOLDS,
+            name=["model.pt", "predictions.parquet"],
+        ) + [LAYOUT.protocol]
+    return expand(models / f"fold{FOLDS[0]}" / f"seed{seed}" / "model.pt", branch=BRANCHES) + [
+        LAYOUT.fusion_weights(FOLDS[0], seed),
+        LAYOUT.protocol,
+    ]

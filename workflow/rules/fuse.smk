@@ -24,15 +24,7 @@ rule fuse:
 
 rule bundle:
     input:
-        models=expand(
-            LAYOUT.root / "models" / "{branch}" / "fold{fold}" / "seed{seed}" / "model.pt",
-            branch=BRANCHES,
-            fold=FOLDS[:1],
-            seed=SEEDS[:1],
-        ),
-        weights=expand(
-            LAYOUT.root / "fusion" / "fold{fold}" / "seed{seed}.json", fold=FOLDS[:1], seed=SEEDS[:1]
-        ),
+        bundle_inputs(),
     output:
         LAYOUT.bundle / "audio.pt",
         LAYOUT.bundle / "visual.pt",
@@ -40,6 +32,7 @@ rule bundle:
     params:
         cli=EMOFLOW,
         config=CONFIG_JSON,
+        bundle=params_hash(["bundle", "fusion"]),
     log:
         LAYOUT.log("bundle.log"),
     conda:

@@ -12,6 +12,7 @@ rule evaluate:
         ),
         manifest=LAYOUT.manifest,
         failures=LAYOUT.failures,
+        protocol=LAYOUT.protocol,
     output:
         csv=report(
             LAYOUT.report / "results.csv",

@@ -1,9 +1,11 @@
-# ---- speaker-independent folds (or the official split), with a leakage check ----
+# ---- the evaluation protocol's folds (k-fold, official split or a fold file), checked ----
 rule split:
     input:
-        LAYOUT.manifest,
+        manifest=LAYOUT.manifest,
+        fold_file=[CFG["folds"]["file"]] if CFG["folds"]["file"] else [],
     output:
-        LAYOUT.folds,
+        folds=LAYOUT.folds,
+        protocol=LAYOUT.protocol,
     params:
         cli=EMOFLOW,
         config=CONFIG_JSON,

@@ -1,4 +1,4 @@
-# ---- one training job per (branch, fold, seed); the only rule that asks for a GPU ----
+# ---- one training job per (branch, fold, seed); with refit, the only rules that ask for a GPU ----
 rule train:
     input:
         manifest=LAYOUT.manifest,
@@ -24,3 +24,34 @@ rule train:
     shell:
         "{params.cli} train --config {params.config:q} --branch {wildcards.branch} "
         "--fold {wildcards.fold} --seed {wildcards.seed} --log {log:q}"
+
+
+# ---- the deployable model (bundle.mode: refit): each branch retrained on every labelled clip ----
+rule refit:
+    input:
+        manifest=LAYOUT.manifest,
+        folds=LAYOUT.folds,
+        shards=branch_shards,
+        histories=lambda w: expand(
+            LAYOUT.root / "models" / w.branch / "fold{fold}" / "seed{seed}" / "history.csv",
+            fold=FOLDS,
+            seed=SEEDS,
+        ),
+    output:
+        model=LAYOUT.root / "models" / "{branch}" / "refit" / "model.pt",
+        info=LAYOUT.root / "models" / "{branch}" / "refit" / "refit.json",
+    params:
+        cli=EMOFLOW,
+        config=CONFIG_JSON,
+        train=params_hash(["train", "folds"]),
+    benchmark:
+        LAYOUT.root / "benchmarks" / "train" / "{branch}_refit.tsv"
+    log:
+        LAYOUT.root / "logs" / "train" / "{branch}_refit.log",
+    threads: 2
+    resources:
+        gpu=0,
+    conda:
+        "../../envs/training.yaml"
+    shell:
+        "{params.cli} refit --config {params.config:q} --branch {wildcards.branch} --log {log:q}"
