@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from emoflow.errors import EmoflowError
@@ -42,7 +42,6 @@ from emoflow.grid import TimeGrid, window_frame_index
 
 Targets = dict[str, tuple[int, float, float]]
 DEFAULT_CACHE_BYTES = 512 * 2**20
-_GRAY = (0.299, 0.587, 0.114)
 
 
 def clip_targets(manifest: pd.DataFrame, classes: Sequence[str]) -> Targets:
@@ -190,17 +189,23 @@ def collate_clips(batch: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, 
 
 
 def preprocess_faces(faces: np.ndarray, size: int, gray: bool = True) -> torch.Tensor:
-    """``(K, S, S, 3)`` uint8 crops -> ``(K, C, size, size)`` uint8 (rounded).
+    """``(K, S, S, 3)`` uint8 crops -> ``(K, C, size, size)`` uint8.
 
-    Grayscale (C = 1, ITU-R 601 weights) by default; resized with area averaging.
+    Grayscale (C = 1, ITU-R 601 luma) by default; resized with area averaging (PIL's box
+    filter). Integer image operations throughout: no float copies of whole clips, which made
+    the process's memory grow with every clip read (glibc kept the freed float buffers).
     """
-    x = torch.as_tensor(np.ascontiguousarray(faces)).permute(0, 3, 1, 2).float()
-    if gray:
-        w = torch.tensor(_GRAY, dtype=torch.float32).view(1, 3, 1, 1)
-        x = (x * w).sum(dim=1, keepdim=True)
-    if x.shape[-1] != size or x.shape[-2] != size:
-        x = F.interpolate(x, size=(size, size), mode="area")
-    return x.round_().clamp_(0, 255).to(torch.uint8).contiguous()
+    frames = np.asarray(faces)
+    channels = 1 if gray else 3
+    out = np.empty((len(frames), size, size, channels), dtype=np.uint8)
+    for i, frame in enumerate(frames):
+        image = Image.fromarray(np.ascontiguousarray(frame))
+        if gray:
+            image = image.convert("L")
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.Resampling.BOX)
+        out[i] = np.asarray(image).reshape(size, size, channels)
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
 def face_model_input(x: torch.Tensor, norm: dict[str, Any]) -> torch.Tensor:
