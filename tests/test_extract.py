@@ -108,8 +108,8 @@ def test_unreadable_cache_entry_is_recomputed(corpus: Path, tmp_path: Path) -> N
     cfg = config_for(corpus, tmp_path)
     refresh(cfg)
     first = run_shard(cfg, "audio", 0, workers=1)
-    entries = sorted((tmp_path / "results" / "t" / "cache" / "audio").rglob("*.npz"))
-    entries[0].write_bytes(b"not an npz")
+    entries = sorted((tmp_path / "results" / "t" / "cache" / "audio").rglob("*.h5"))
+    entries[0].write_bytes(b"not an HDF5 file")
     again = run_shard(cfg, "audio", 0, workers=1)
     assert len(again["computed"]) == 1 and len(again["cached"]) == 5
     assert again["with_features"] == first["with_features"]
@@ -168,3 +168,30 @@ def test_feature_version_is_part_of_the_cache_key(
         open_shards([Layout.of(cfg).shard("audio", 0)], "audio").spec["feature_version"]
         == (extract.FEATURE_VERSION["audio"])
     )
+
+
+def test_a_shard_job_with_every_clip_cached_loads_no_feature_code(
+    corpus: Path, tmp_path: Path
+) -> None:
+    """Its fixed cost: neither librosa's features (numba), scipy's alignment nor dlib's models."""
+    import subprocess
+    import sys
+
+    cfg = config_for(corpus, tmp_path)
+    refresh(cfg)
+    for stage in ("audio", "faces"):
+        run_shard(cfg, stage, 0, workers=1)
+    config_json = tmp_path / "config.json"
+    config_json.write_text(json.dumps(cfg))
+    probe = (
+        "import json, sys; from emoflow.extract import run_shard; "
+        "from emoflow.faces import embedded; "
+        f"s = run_shard(json.load(open({str(config_json)!r})), sys.argv[1], 0, workers=1); "
+        "heavy = [m for m in ('numba', 'librosa.feature', 'scipy.ndimage', 'torch') "
+        "if m in sys.modules]; "
+        "print(json.dumps([len(s['computed']), heavy, embedded._models.cache_info().currsize]))"
+    )
+    for stage in ("audio", "faces"):
+        done = subprocess.run([sys.executable, "-c", probe, stage], capture_output=True,
+                              text=True, check=True)  # fmt: skip
+        assert json.loads(done.stdout.splitlines()[-1]) == [0, [], 0]

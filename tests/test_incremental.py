@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from emoflow.demo import make_demo_corpus
+from tests.test_store import stored_chunks
 from tests.workflow import REPO, env, mtimes, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -75,6 +76,7 @@ def test_new_changed_and_deleted_clips(tmp_path: Path, pool: Path) -> None:
     snakemake(cfg, "features")
     manifest = pd.read_parquet(out / "manifest.parquet")
     before = mtimes(out)
+    chunks_before = {p: stored_chunks(p) for p in sorted(out.glob("*/[0-9]*.h5"))}
 
     # scenario 2: N new clips -> exactly N extracted, only their shards rebuilt
     new = clips_of(pool)[8:11]
@@ -94,6 +96,17 @@ def test_new_changed_and_deleted_clips(tmp_path: Path, pool: Path) -> None:
         assert rebuilt == touched
         assert sum(len(json.loads((out / stage / f"{k}.json").read_text())["computed"])
                    for k in rebuilt) == len(new_ids)  # fmt: skip
+        # a rebuilt shard holds every untouched clip's stored chunks unchanged, and only the
+        # new clips were encoded (once, into their cache entries)
+        for k in rebuilt:
+            path = out / stage / f"{k}.h5"
+            summary = json.loads(path.with_suffix(".json").read_text())
+            old, now = chunks_before[path], stored_chunks(path)
+            assert old and all(now[c] == old[c] for c in old)
+            assert set(now) - set(old) == set(summary["computed"]) <= set(new_ids)
+            shas = manifest2.set_index("clip_id").sha256[summary["computed"]]
+            entries = [next((tmp_path / "cache" / stage).rglob(f"{sha}.h5")) for sha in shas]
+            assert summary["encoded_bytes"] == sum(e.stat().st_size for e in entries) > 0
 
     # scenario 3: one clip's bytes change under the same name -> only it is re-extracted
     victim = manifest.clip_id.iloc[0]
@@ -153,9 +166,14 @@ def shard_digest(out: Path) -> dict[str, str]:
     return digests
 
 
+def cache_entries(tmp: Path, stage: str) -> list[Path]:
+    """The per-clip cache's result entries of a stage (temp files of a write aside)."""
+    return [p for p in (tmp / "cache" / stage).rglob("*.h5") if not p.name.startswith(".tmp-")]
+
+
 KILL_POINTS = {
-    "audio extraction": lambda tmp, out: len(list((tmp / "cache" / "audio").rglob("*.npz"))) >= 2,
-    "face extraction": lambda tmp, out: len(list((tmp / "cache" / "faces").rglob("*.npz"))) >= 3,
+    "audio extraction": lambda tmp, out: len(cache_entries(tmp, "audio")) >= 2,
+    "face extraction": lambda tmp, out: len(cache_entries(tmp, "faces")) >= 3,
     "between shard jobs": lambda tmp, out: any(out.glob("*/[0-9]*.h5")),
 }
 
@@ -184,10 +202,8 @@ def test_killed_run_resumes_to_the_same_outputs(
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    cached_before = {
-        stage: {p.stem for p in (tmp_path / "cache" / stage).rglob("*.npz")}
-        for stage in ("audio", "faces")
-    }
+    cached_before = {stage: {p.stem for p in cache_entries(tmp_path, stage)}
+                     for stage in ("audio", "faces")}  # fmt: skip
     assert sum(map(len, cached_before.values())) >= 2
     assert not (out / "failures.parquet").exists()
     assert not [p for p in out.rglob("*") if p.name.startswith(".tmp-") and p.suffix != ".h5"]

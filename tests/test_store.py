@@ -62,9 +62,11 @@ def test_faces_round_trip_and_chunking(tmp_path: Path) -> None:
     recs = [face_rec("a", 4), face_rec("b", 21, windows=3), face_rec("c", 1)]
     write_shard(path, "faces", SPEC, {}, recs)
     with h5py.File(path) as h5:
-        # each clip's frame sequence once, frames chunked a window's worth at a time
-        assert h5["faces"].shape == (26, 8, 8, 3) and h5["faces"].chunks == (16, 8, 8, 3)
-        assert h5["faces"].compression == "gzip" and "au" not in h5
+        # each clip's frame sequence once, one frame per chunk (a chunk never mixes clips),
+        # crops uncompressed; the small per-frame columns contiguous
+        assert h5["faces"].shape == (26, 8, 8, 3) and h5["faces"].chunks == (1, 8, 8, 3)
+        assert h5["faces"].compression is None and "au" not in h5
+        assert h5["landmarks"].chunks is None and h5["mask"].chunks is None
         assert h5["frame_clip"][()].tolist() == [0] * 4 + [1] * 21 + [2]
         assert h5["window_clip"][()].tolist() == [0, 1, 1, 1, 2]
         assert h5["clip_nframes"][()].tolist() == [4, 21, 1]
@@ -116,3 +118,75 @@ def test_empty_shard(tmp_path: Path) -> None:
     path = tmp_path / "0.h5"
     assert write_shard(path, "audio", SPEC, {}, []) == 0
     assert open_shards([path], "audio").clip_ids == []
+
+
+def stored_chunks(path: Path) -> dict[str, dict[str, list[bytes]]]:
+    """clip id -> row-chunked dataset -> the clip's stored (encoded) chunk bytes, in order."""
+    import h5py
+
+    from emoflow.shard_write import group_of
+    from emoflow.store import ROW_CHUNKED
+
+    out: dict[str, dict[str, list[bytes]]] = {}
+    with h5py.File(path) as h5:
+        kind = h5.attrs["kind"]
+        for i, clip_id in enumerate(h5["clip_id"].asstr()[()]):
+            out[clip_id] = {}
+            for name in sorted(set(ROW_CHUNKED[kind]) & set(h5)):
+                group = group_of(kind, name)
+                first = int(h5[f"clip_{'frame0' if group == 'frame' else 'window0'}"][i])
+                rows = int(h5[f"clip_{'nframes' if group == 'frame' else 'nwindows'}"][i])
+                rest = (0,) * (h5[name].ndim - 1)
+                out[clip_id][name] = [h5[name].id.read_direct_chunk((r, *rest))[1]
+                                      for r in range(first, first + rows)]  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("kind", ["audio", "faces"])
+def test_adding_a_clip_moves_the_other_clips_stored_chunks_unchanged(
+    tmp_path: Path, kind: str
+) -> None:
+    from emoflow.shard_write import assemble_shard, write_entry
+
+    make = {"audio": lambda c, n: audio_rec(c, n), "faces": lambda c, n: face_rec(c, 5 + n, n)}
+    recs = {c: make[kind](c, n) for c, n in (("a", 2), ("b", 3), ("c", 1))}
+    entries = {}
+    for clip_id, rec in recs.items():
+        entries[clip_id] = tmp_path / f"{clip_id}.entry.h5"
+        assert write_entry(entries[clip_id], kind, SPEC, {}, rec) > 0
+    old, new = tmp_path / "old.h5", tmp_path / "new.h5"
+    first = assemble_shard(old, kind, SPEC, {}, [(c, entries[c]) for c in ("a", "c")])
+    assert first.encoded_bytes == 0 and first.copied_bytes > 0
+    stats = assemble_shard(new, kind, SPEC, {}, [(c, entries[c]) for c in ("a", "b", "c")])
+    assert stats.clips == 3 and stats.encoded_bytes == 0  # nothing decoded or encoded again
+    before, after = stored_chunks(old), stored_chunks(new)
+    assert before["a"] and all(before["a"].values())
+    assert after["a"] == before["a"] and after["c"] == before["c"]  # chunk for chunk
+    assert after["b"] == stored_chunks(entries["b"])["b"]  # the new clip: its entry's chunks
+    # the same shard as one written from scratch, byte for byte
+    scratch = tmp_path / "scratch.h5"
+    write_shard(scratch, kind, SPEC, {}, [recs[c] for c in ("a", "b", "c")])
+    assert scratch.read_bytes() == new.read_bytes()
+    with ShardReader(new) as r:
+        for clip_id, rec in recs.items():
+            got = r.get(clip_id)
+            for name in ("logmel", "faces", "landmarks", "mask", "window_frame0"):
+                if hasattr(rec, name):
+                    np.testing.assert_array_equal(getattr(got, name), getattr(rec, name))
+
+
+def test_an_entry_stored_otherwise_is_re_encoded_not_copied(tmp_path: Path) -> None:
+    import h5py
+
+    from emoflow.shard_write import assemble_shard, write_entry
+
+    entry = tmp_path / "a.entry.h5"
+    write_entry(entry, "audio", SPEC, {}, audio_rec("a", 2))
+    with h5py.File(entry, "r+") as h5:  # as an older writer would have stored it
+        data = h5["logmel"][()]
+        del h5["logmel"]
+        h5.create_dataset("logmel", data=data, chunks=(2, 4, 5), compression="lzf")
+    stats = assemble_shard(tmp_path / "0.h5", "audio", SPEC, {}, [("a", entry)])
+    assert stats.encoded_bytes == data.nbytes
+    with ShardReader(tmp_path / "0.h5") as r:
+        np.testing.assert_array_equal(r.get("a").logmel, data)

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,8 @@ from emoflow.featurize import FEATURE_VERSION, audio_features, face_features
 from emoflow.grid import GRID_KEYS
 from emoflow.manifest import read_shard_list
 from emoflow.media import ffmpeg_version
-from emoflow.store import AudioClipFeatures, FaceClipFeatures, write_shard
+from emoflow.shard_write import assemble_shard
+from emoflow.store import FORMAT_VERSION, storage_spec
 
 log = logging.getLogger("emoflow.extract")
 
@@ -54,7 +56,8 @@ def truncation(config: Config) -> dict[str, float]:
 
 def config_params(config: Config, stage: str) -> dict[str, Any]:
     """The config a stage depends on (cheap; Snakemake ``params``, so a change reruns it)."""
-    version = {"feature_version": FEATURE_VERSION[stage], "truncation": truncation(config)}
+    version = {"feature_version": FEATURE_VERSION[stage], "truncation": truncation(config),
+               "shard_format": FORMAT_VERSION}  # fmt: skip
     if stage == "audio":
         return {"audio": config["audio"], "ffmpeg": config["media"]["ffmpeg"], **version}
     faces = {k: v for k, v in config["faces"].items() if k != "openface"}
@@ -72,14 +75,15 @@ def stage_spec(config: Config, stage: str) -> dict[str, Any]:
     version = FEATURE_VERSION[stage]
     if stage == "audio":
         spec = audio_spec(config["audio"], ff)
-        return {**spec, "feature_version": version, "truncation": truncation(config)}
+        spec.update(feature_version=version, truncation=truncation(config))
+        return {**spec, "storage": storage_spec(stage)}
     from emoflow.faces import make_backend
 
     backend = make_backend(config["faces"])
     spec = config_params(config, "faces")["faces"]
     spec.update(ffmpeg_version=ff, backend_versions=backend.versions(), au_names=backend.au_names)
     spec.update(feature_version=version, truncation=truncation(config))
-    return spec
+    return {**spec, "storage": storage_spec(stage)}
 
 
 # --------------------------------------------------------------------------- workers
@@ -99,10 +103,6 @@ def _faces_task(items: list[tuple[str, str]], spec: dict, config: Config) -> lis
     from emoflow.faces import make_backend
 
     return face_features(items, spec, make_backend(config["faces"]), config["media"])
-
-
-def _warm_up_librosa(spec: dict[str, Any]) -> None:
-    logmel_mfcc(np.zeros((1, int(spec["window_s"] * spec["sample_rate"])), np.float32), spec)
 
 
 # --------------------------------------------------------------------------- execution
@@ -159,87 +159,103 @@ def default_workers(config: Config) -> int:
     return config["execution"]["workers"] or len(os.sched_getaffinity(0))
 
 
-def run_shard(config: Config, stage: str, shard: int, workers: int | None = None) -> dict[str, Any]:
-    """Build ``<results>/<name>/<stage>/<shard>.h5`` and its ``.json`` summary; return it."""
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}")
-    out = results_dir(config)
-    entries = sorted(read_shard_list(out / "shards" / f"{shard}.json"))
-    spec = stage_spec(config, stage)
-    params_hash = stable_hash(spec)
-    cache = ClipCache(cache_dir(config), stage, params_hash)
-    record_type = AudioClipFeatures if stage == "audio" else FaceClipFeatures
-    workers = workers or default_workers(config)
+def _warm_up(stage: str, spec: dict[str, Any], config: Config) -> None:
+    """Load what computing clips needs once, here: forked workers inherit it (only when some
+    clip is computed; a job whose clips are all cached loads neither librosa nor face models)."""
+    if stage == "audio":
+        logmel_mfcc(np.zeros((1, int(spec["window_s"] * spec["sample_rate"])), np.float32), spec)
+    else:
+        from emoflow.faces import make_backend
+
+        getattr(make_backend(config["faces"]), "load", lambda: None)()
+
+
+def _compute(
+    config: Config, stage: str, spec: dict, todo: list[tuple[str, str, str]], workers: int
+) -> Iterator[tuple[str, str, Any]]:
+    """(clip id, sha256, record or ClipError) of each clip of ``todo``, in order."""
     batch = (
         config["faces"]["openface"]["batch"]
         if stage == "faces" and spec["backend"] == "openface"
         else 1
     )
     task = _audio_task if stage == "audio" else _faces_task
+    batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
+    tasks = [(task, [(c, p) for c, _, p in b], spec, config) for b in batches]
+    with executor_for(config, workers) as pool:
+        for b, results in zip(batches, ordered_map(pool, tasks, 2 * workers), strict=True):
+            for (clip_id, sha, _), res in zip(b, results, strict=True):
+                yield clip_id, sha, res
 
-    status: dict[str, str] = {}
-    failures: list[dict[str, str]] = []
+
+def run_shard(config: Config, stage: str, shard: int, workers: int | None = None) -> dict[str, Any]:
+    """Build ``<results>/<name>/<stage>/<shard>.h5`` and its ``.json`` summary; return it.
+
+    First every clip not in the per-clip cache is computed and put there (encoded once, in the
+    shard's storage); then the shard is assembled from the cache entries by raw chunk copy
+    (:func:`emoflow.shard_write.assemble_shard`), so untouched clips are never re-encoded.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}")
+    out = results_dir(config)
+    entries = sorted(read_shard_list(out / "shards" / f"{shard}.json"))
+    spec = stage_spec(config, stage)
+    params_hash = stable_hash(spec)
+    versions = {k: v for k, v in spec.items() if k.endswith("_version") or k == "backend_versions"}
+    cache = ClipCache(cache_dir(config), stage, params_hash, spec, versions)
+    workers = workers or default_workers(config)
+
+    found: dict[str, Path | ClipError] = {}
     todo = []
     for clip_id, sha, path in entries:
-        status[clip_id] = "cached" if cache.has(sha) else "computed"
-        if status[clip_id] == "computed":
+        got = cache.lookup(sha)
+        if got is None:  # absent, or an entry that no longer reads
             todo.append((clip_id, sha, path))
-    if stage == "audio" and todo:
-        _warm_up_librosa(spec)  # JIT once here; forked workers inherit the compiled code
+        else:
+            found[clip_id] = got
+    computed = {c for c, _, _ in todo}
     log.info("%s shard %d: %d clips, %d cached, %d to compute on %d workers",
              stage, shard, len(entries), len(entries) - len(todo), len(todo), workers)  # fmt: skip
-
-    def computed() -> Iterator[tuple[str, Any]]:
-        batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
-        tasks = [(task, [(c, p) for c, _, p in b], spec, config) for b in batches]
-        with executor_for(config, workers) as pool:
-            for b, results in zip(batches, ordered_map(pool, tasks, 2 * workers), strict=True):
-                for (clip_id, sha, _), res in zip(b, results, strict=True):
-                    cache.put(sha, res)
-                    yield clip_id, res
-
-    def records() -> Iterator[Any]:
-        fresh = computed()
-        pending: dict[str, Any] = {}
-        bar = tqdm(total=len(entries), desc=f"{stage} shard {shard}", unit="clip",
+    encoded = 0
+    if todo:
+        _warm_up(stage, spec, config)
+        bar = tqdm(total=len(todo), desc=f"{stage} shard {shard}", unit="clip",
                    disable=not sys.stderr.isatty())  # fmt: skip
-        for clip_id, sha, path in entries:
-            if status[clip_id] == "cached":
-                res = cache.get(sha, record_type)
-                if res is None:  # an entry that no longer reads: compute the clip here
-                    status[clip_id] = "computed"
-                    res = task([(clip_id, path)], spec, config)[0]
-                    cache.put(sha, res)
-            else:
-                while clip_id not in pending:
-                    got_id, got = next(fresh)
-                    pending[got_id] = got
-                res = pending.pop(clip_id)
+        for clip_id, sha, res in _compute(config, stage, spec, todo, workers):
+            encoded += cache.put(sha, res)
+            found[clip_id] = res if isinstance(res, ClipError) else cache.lookup(sha) or res
             bar.update(1)
-            if isinstance(res, ClipError):
-                failures.append({"clip_id": clip_id, "stage": stage, "kind": res.kind,
-                                 "message": res.message})  # fmt: skip
-                log.warning("%s: %s (%s)", clip_id, res.message, res.kind)
-                continue
-            res.clip_id = clip_id
-            yield res
         bar.close()
+
+    failures: list[dict[str, str]] = []
+    sources = []
+    for clip_id, _, _ in entries:
+        res = found[clip_id]
+        if isinstance(res, ClipError):
+            failures.append({"clip_id": clip_id, "stage": stage, "kind": res.kind,
+                             "message": res.message})  # fmt: skip
+            log.warning("%s: %s (%s)", clip_id, res.message, res.kind)
+        elif isinstance(res, Path):
+            sources.append((clip_id, res))
+        else:  # pragma: no cover - put() wrote the entry it could not read back
+            raise OSError(f"the cache entry of {clip_id} cannot be read back")
 
     h5_path = out / stage / f"{shard}.h5"
     if remove_stale_temps(h5_path):
         log.info("removed the temp file of an interrupted write of %s", h5_path.name)
-    versions = {k: v for k, v in spec.items() if k.endswith("_version") or k == "backend_versions"}
-    n_ok = write_shard(h5_path, stage, spec, versions, records())
+    stats = assemble_shard(h5_path, stage, spec, versions, sources)
     summary = {
         "stage": stage,
         "shard": shard,
         "spec_hash": params_hash,
         "clips": len(entries),
-        "with_features": n_ok,
-        "computed": sorted(c for c, s in status.items() if s == "computed"),
-        "cached": sorted(c for c, s in status.items() if s == "cached"),
+        "with_features": stats.clips,
+        "computed": sorted(computed),
+        "cached": sorted(c for c, _, _ in entries if c not in computed),
         "failures": failures,
+        "encoded_bytes": encoded + stats.encoded_bytes,
+        "copied_bytes": stats.copied_bytes,
     }
     write_text(out / stage / f"{shard}.json", json.dumps(summary, indent=1, sort_keys=True) + "\n")
-    log.info("%s shard %d: %d with features, %d failed", stage, shard, n_ok, len(failures))
+    log.info("%s shard %d: %d with features, %d failed", stage, shard, stats.clips, len(failures))
     return summary

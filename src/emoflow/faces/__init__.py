@@ -13,10 +13,18 @@ from typing import Any, Protocol
 import numpy as np
 
 from emoflow.errors import ClipError
-from emoflow.faces.align import openface_template
 from emoflow.faces.result import FaceResult
 
 __all__ = ["FaceBackend", "FaceResult", "make_backend", "openface_template"]
+
+
+def __getattr__(name: str) -> Any:
+    # alignment (scipy) is imported on first use: a shard job with every clip cached skips it
+    if name == "openface_template":
+        from emoflow.faces.align import openface_template
+
+        return openface_template
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class FaceBackend(Protocol):

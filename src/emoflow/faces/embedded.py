@@ -11,11 +11,11 @@ import hashlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from emoflow.errors import ClipError, ToolMissingError
-from emoflow.faces.align import align_face
 from emoflow.faces.result import FaceResult
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
@@ -46,6 +46,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def align_face(*args: Any, **kwargs: Any) -> Any:
+    """:func:`emoflow.faces.align.align_face`, imported on first use (it needs scipy, which a
+    shard job whose clips are all cached never loads)."""
+    from emoflow.faces import align
+
+    return align.align_face(*args, **kwargs)
+
+
 @dataclass(frozen=True)
 class _Models:
     detector: object
@@ -68,7 +76,7 @@ def _models() -> _Models:
 
 @functools.cache
 def _predictor_sha256() -> str:
-    return _sha256(_models().path)
+    return _sha256(predictor_path())
 
 
 def detect_largest(frame: np.ndarray, upsample: int = 0) -> tuple[int, float, np.ndarray | None]:
@@ -98,7 +106,13 @@ class EmbeddedBackend:
         self.size = int(size)
         self.scale = float(scale)
         self.upsample = int(upsample)
-        _models()  # fail early (ToolMissingError) and pay the load once
+        if importlib.util.find_spec("dlib") is None:  # fail early, as loading would
+            raise ToolMissingError("the embedded face backend needs dlib (pip install dlib-bin)")
+        predictor_path()  # fail early (ToolMissingError); the models load on first use
+
+    def load(self) -> None:
+        """Load dlib's models now (once per process; forked workers inherit them)."""
+        _models()
 
     def versions(self) -> dict[str, str]:
         """dlib version, predictor sha256 and the settings that change the crops."""
