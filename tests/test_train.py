@@ -152,6 +152,41 @@ def test_checkpoint_is_device_neutral(
     assert moved["b"][1] == 3 and moved["a"][0].device.type == "cpu"
 
 
+def test_mixed_precision_keeps_the_prediction_format(
+    corpus: dict[str, Any], reference: dict[str, Path], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Under autocast (bfloat16 on the CPU here, as on a GPU) the model computes in low
+    precision, but evaluation outputs and predictions.parquet stay float32."""
+    from emoflow import train as train_mod
+    from emoflow.data import FaceClips, clip_targets
+    from emoflow.train import evaluate, write_predictions
+
+    used = []
+
+    def cpu_autocast(device: torch.device, amp_dtype: torch.dtype | None) -> Any:
+        used.append(amp_dtype)
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp_dtype is not None)
+
+    monkeypatch.setattr(train_mod, "autocast", cpu_autocast)
+    bundle = load_bundle(reference["visual"] / "model.pt")
+    model = build_model(bundle)
+    shards = open_shards(corpus["visual"], "faces")
+    targets = clip_targets(pd.read_parquet(corpus["manifest"]), CLASSES)
+    ds = FaceClips(shards, corpus["test_ids"], targets, bundle["norm"]["size"])
+    cpu = torch.device("cpu")
+    low = evaluate(model, "visual", ds, 8, cpu, bundle["norm"], amp_dtype=torch.bfloat16)
+    full = evaluate(model, "visual", ds, 8, cpu, bundle["norm"], amp_dtype=None)
+    assert set(used) == {torch.bfloat16, None}  # both passes went through the autocast hook
+    assert low.logits.dtype == full.logits.dtype == np.float32
+    assert low.embedding.dtype == np.float32
+    assert 0 < np.abs(low.logits - full.logits).max() < 0.5  # low precision, same model
+    meta = {"classes": CLASSES, "branch": "visual", "fold": 0, "seed": 0, "target": "categorical"}
+    write_predictions(tmp_path / "low.parquet", {"test": low}, meta)
+    write_predictions(tmp_path / "full.parquet", {"test": full}, meta)
+    assert pq.read_schema(tmp_path / "low.parquet") == pq.read_schema(tmp_path / "full.parquet")
+
+
 def test_cuda_without_a_gpu_is_a_clear_error_and_auto_falls_back() -> None:
     from emoflow.train import select_device
 
