@@ -145,8 +145,8 @@ def test_predict_sees_the_shards_windows_and_gives_the_stored_prediction(
     np.testing.assert_array_equal(got_f.mask, ref_f.mask)
     np.testing.assert_array_equal(got_f.window_frame0, ref_f.window_frame0)
     norm = load_bundle(trained["model"] / "visual.pt")["norm"]
-    x_got, m_got = face_windows(got_f, 16, int(norm["size"]), True, norm)
-    x_ref, m_ref = face_windows(ref_f, 16, int(norm["size"]), True, norm)
+    x_got, m_got = face_windows(got_f, 16, int(norm["size"]), True)
+    x_ref, m_ref = face_windows(ref_f, 16, int(norm["size"]), True)
     assert bool((x_got == x_ref).all()) and bool((m_got == m_ref).all())
     # one time grid: audio window i and face window i start at the same second
     np.testing.assert_array_equal(ref_f.window_start_s, ref_a.window_start_s)

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from emoflow.bundle import FORMAT_VERSION, build_model, load_bundle, save_bundle
-from emoflow.data import face_windows, normalise_audio
-from emoflow.errors import SpecMismatchError
+from emoflow.data import face_model_input, face_windows, normalise_audio
+from emoflow.errors import EmoflowError, SpecMismatchError
 from emoflow.folds import make_folds
 from emoflow.store import open_shards
 from emoflow.train import STOP_ENV, TrainingInterrupted, _selection_key, run_training
@@ -119,6 +119,85 @@ def test_kill_and_resume_is_byte_identical(
     assert read_bytes(out) == read_bytes(reference["audio"])
 
 
+def test_checkpoint_is_device_neutral(
+    corpus: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every tensor of a checkpoint is a CPU tensor (model, optimizer moments, RNG), so one
+    written on a GPU resumes on a CPU and vice versa (both load with map_location and move the
+    state to the run's device)."""
+    from emoflow.train import to_cpu
+
+    out = tmp_path / "ckpt"
+    monkeypatch.setenv(STOP_ENV, "1")
+    with pytest.raises(TrainingInterrupted):
+        train(corpus, "visual", out)
+    found: list[torch.Tensor] = []
+
+    def walk(obj: Any) -> None:
+        if isinstance(obj, torch.Tensor):
+            found.append(obj)
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                walk(v)
+        elif isinstance(obj, list | tuple):
+            for v in obj:
+                walk(v)
+
+    raw = torch.load(out / "checkpoint.pt", weights_only=True)  # no map_location
+    walk(raw)
+    assert found and all(t.device.type == "cpu" for t in found)
+    assert set(raw) >= {"model", "optimizer", "scaler", "rng", "state"}
+    assert len(raw["optimizer"]["state"]) > 0  # Adam moments are in it
+    moved = to_cpu({"a": [torch.ones(2)], "b": (torch.zeros(1), 3)})
+    assert moved["b"][1] == 3 and moved["a"][0].device.type == "cpu"
+
+
+def test_mixed_precision_keeps_the_prediction_format(
+    corpus: dict[str, Any], reference: dict[str, Path], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Under autocast (bfloat16 on the CPU here, as on a GPU) the model computes in low
+    precision, but evaluation outputs and predictions.parquet stay float32."""
+    from emoflow import train as train_mod
+    from emoflow.data import FaceClips, clip_targets
+    from emoflow.train import evaluate, write_predictions
+
+    used = []
+
+    def cpu_autocast(device: torch.device, amp_dtype: torch.dtype | None) -> Any:
+        used.append(amp_dtype)
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp_dtype is not None)
+
+    monkeypatch.setattr(train_mod, "autocast", cpu_autocast)
+    bundle = load_bundle(reference["visual"] / "model.pt")
+    model = build_model(bundle)
+    shards = open_shards(corpus["visual"], "faces")
+    targets = clip_targets(pd.read_parquet(corpus["manifest"]), CLASSES)
+    ds = FaceClips(shards, corpus["test_ids"], targets, bundle["norm"]["size"])
+    cpu = torch.device("cpu")
+    low = evaluate(model, "visual", ds, 8, cpu, bundle["norm"], amp_dtype=torch.bfloat16)
+    full = evaluate(model, "visual", ds, 8, cpu, bundle["norm"], amp_dtype=None)
+    assert set(used) == {torch.bfloat16, None}  # both passes went through the autocast hook
+    assert low.logits.dtype == full.logits.dtype == np.float32
+    assert low.embedding.dtype == np.float32
+    assert 0 < np.abs(low.logits - full.logits).max() < 0.5  # low precision, same model
+    meta = {"classes": CLASSES, "branch": "visual", "fold": 0, "seed": 0, "target": "categorical"}
+    write_predictions(tmp_path / "low.parquet", {"test": low}, meta)
+    write_predictions(tmp_path / "full.parquet", {"test": full}, meta)
+    assert pq.read_schema(tmp_path / "low.parquet") == pq.read_schema(tmp_path / "full.parquet")
+
+
+def test_cuda_without_a_gpu_is_a_clear_error_and_auto_falls_back() -> None:
+    from emoflow.train import select_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: cuda is valid here")
+    with pytest.raises(EmoflowError, match="train.device is 'cuda' but no CUDA device"):
+        select_device({"device": "cuda"})
+    assert select_device({"device": "auto"}).type == "cpu"
+    assert select_device({"device": "cpu"}).type == "cpu"
+
+
 _CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
@@ -181,7 +260,7 @@ def test_bundle_round_trip(corpus: dict[str, Any], reference: dict[str, Path]) -
     model = build_model(bundle)
     shards = open_shards(corpus["audio"], "audio")
     for clip_id in corpus["test_ids"][:3]:
-        x = normalise_audio(shards.get(clip_id).logmel, bundle["norm"])
+        x = normalise_audio(shards.get(clip_id).logmel, bundle["norm"])[:, None]
         with torch.no_grad():
             prob = torch.softmax(model(x)["logits"].mean(dim=0), dim=0).numpy()
         assert np.allclose(prob, preds.loc[clip_id, "prob"], atol=1e-5)
@@ -193,9 +272,12 @@ def test_bundle_round_trip(corpus: dict[str, Any], reference: dict[str, Path]) -
     preds = pd.read_parquet(reference["visual"] / "predictions.parquet").set_index("clip_id")
     clip_id = corpus["test_ids"][1]
     rec = faces.get(clip_id)
-    x, mask = face_windows(rec, 4, norm["size"], norm["gray"], norm)
+    x, mask = face_windows(rec, 4, norm["size"], norm["gray"])
+    assert x.dtype == torch.uint8  # uint8 until the model's device
     with torch.no_grad():
-        emb = model(x, mask)["embedding"].mean(dim=0).numpy()  # pooled over the windows
+        emb = (
+            model(face_model_input(x, norm), mask)["embedding"].mean(dim=0).numpy()
+        )  # pooled over the windows
     assert np.allclose(emb, preds.loc[clip_id, "embedding"], atol=1e-5)
 
 

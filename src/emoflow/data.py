@@ -4,9 +4,13 @@
   targets. ``AudioClips``: one item per clip holding all its windows (evaluation: a clip's
   score is pooled over its windows by the caller); batch it with :func:`collate_clips`.
 - ``FaceWindows``: one item per face window (training): the window's K frames resized to
-  ``size`` x ``size`` (grayscale by default, see :func:`preprocess_faces`), normalised, and the
+  ``size`` x ``size`` (grayscale by default, see :func:`preprocess_faces`) as **uint8**, and the
   face mask. ``FaceClips``: one item per clip holding its windows (evaluation), like
   ``AudioClips``. Both build windows with :func:`face_windows`, as ``predict`` does.
+- Items are **not normalised**: log-mel windows stay raw float32 and faces uint8 until the
+  model's device, where :func:`normalise_audio` / :func:`face_model_input` standardise them
+  (the same functions ``predict`` calls), so a GPU gets 9× fewer face bytes than float RGB and
+  the CPU workers only gather.
 - Normalisation statistics (per-mel mean/std for audio, per-channel for faces) are fitted on
   the training clips of a fold only, in one streaming pass (running sums in float64; one clip
   in memory at a time).
@@ -16,19 +20,21 @@
   :func:`worker_init_fn` seeds numpy and ``random`` in each worker.
 
 Decoded clips are kept in a per-dataset memory cache up to ``cache_bytes`` (first come, never
-evicted), which makes later epochs cheap without ever loading more than the budget.
+evicted; faces as one uint8 frame sequence per clip, windows gathered per item), which makes
+later epochs cheap without ever loading more than the budget.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from emoflow.errors import EmoflowError
@@ -36,7 +42,6 @@ from emoflow.grid import TimeGrid, window_frame_index
 
 Targets = dict[str, tuple[int, float, float]]
 DEFAULT_CACHE_BYTES = 512 * 2**20
-_GRAY = (0.299, 0.587, 0.114)
 
 
 def clip_targets(manifest: pd.DataFrame, classes: Sequence[str]) -> Targets:
@@ -98,26 +103,26 @@ def fit_audio_norm(shards: Any, clip_ids: Iterable[str]) -> dict[str, torch.Tens
     }
 
 
-def normalise_audio(logmel: np.ndarray, norm: dict[str, torch.Tensor]) -> torch.Tensor:
-    """``(W, n_mels, T)`` log-mel -> ``(W, 1, n_mels, T)`` float32, standardised per mel."""
-    x = torch.as_tensor(np.asarray(logmel, dtype=np.float32))
-    x = (x - norm["mean"][None, :, None]) / norm["std"][None, :, None]
-    return x.unsqueeze(1)
+def normalise_audio(logmel: np.ndarray | torch.Tensor, norm: dict[str, Any]) -> torch.Tensor:
+    """``(..., n_mels, T)`` log-mel -> float32 standardised per mel, on the input's device
+    (training calls it on the model's device, ``predict`` on the CPU)."""
+    x = torch.as_tensor(logmel, dtype=torch.float32)
+    mean = norm["mean"].to(x.device)[:, None]
+    std = norm["std"].to(x.device)[:, None]
+    return (x - mean) / std
 
 
 class AudioWindows(Dataset):
-    """One item per log-mel window of the given clips: ``(x (1, M, T), y, va (2,))``."""
+    """One item per log-mel window of the given clips: ``(x (1, M, T) raw, y, va (2,))``."""
 
     def __init__(
         self,
         shards: Any,
         clip_ids: Sequence[str],
         targets: Targets,
-        norm: dict[str, torch.Tensor],
         cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self.shards = shards
-        self.norm = norm
         self.targets = targets
         self.cache = _Cache(cache_bytes)
         self.index: list[tuple[str, int]] = []
@@ -138,26 +143,24 @@ class AudioWindows(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         clip_id, w = self.index[i]
-        x = normalise_audio(self._logmel(clip_id)[w : w + 1], self.norm)[0]
+        x = torch.from_numpy(self._logmel(clip_id)[w : w + 1])  # raw: normalised on the device
         y, v, a = self.targets[clip_id]
         return x, torch.tensor(y), torch.tensor([v, a], dtype=torch.float32)
 
 
 class AudioClips(Dataset):
-    """One item per clip with all its windows: ``(x (W, 1, M, T), y, va (2,))``."""
+    """One item per clip with all its windows: ``(x (W, 1, M, T) raw, y, va (2,))``."""
 
     def __init__(
         self,
         shards: Any,
         clip_ids: Sequence[str],
         targets: Targets,
-        norm: dict[str, torch.Tensor],
         cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self.shards = shards
         self.clip_ids = list(clip_ids)
         self.targets = targets
-        self.norm = norm
         self.cache = _Cache(cache_bytes)
 
     def __len__(self) -> int:
@@ -167,7 +170,7 @@ class AudioClips(Dataset):
         clip_id = self.clip_ids[i]
         x = self.cache.get(clip_id)
         if x is None:
-            x = normalise_audio(self.shards.get(clip_id).logmel, self.norm)
+            x = torch.as_tensor(np.asarray(self.shards.get(clip_id).logmel, np.float32))[:, None]
             self.cache.put(clip_id, x, x.numel() * 4)
         y, v, a = self.targets[clip_id]
         return x, torch.tensor(y), torch.tensor([v, a], dtype=torch.float32)
@@ -186,17 +189,32 @@ def collate_clips(batch: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, 
 
 
 def preprocess_faces(faces: np.ndarray, size: int, gray: bool = True) -> torch.Tensor:
-    """``(K, S, S, 3)`` uint8 crops -> ``(K, C, size, size)`` float32 in [0, 1].
+    """``(K, S, S, 3)`` uint8 crops -> ``(K, C, size, size)`` uint8.
 
-    Grayscale (C = 1, ITU-R 601 weights) by default; resized with area averaging.
+    Grayscale (C = 1, ITU-R 601 luma) by default; resized with area averaging (PIL's box
+    filter). Integer image operations throughout: no float copies of whole clips, which made
+    the process's memory grow with every clip read (glibc kept the freed float buffers).
     """
-    x = torch.as_tensor(np.ascontiguousarray(faces)).permute(0, 3, 1, 2).float() / 255.0
-    if gray:
-        w = torch.tensor(_GRAY, dtype=torch.float32).view(1, 3, 1, 1)
-        x = (x * w).sum(dim=1, keepdim=True)
-    if x.shape[-1] != size or x.shape[-2] != size:
-        x = F.interpolate(x, size=(size, size), mode="area")
-    return x.contiguous()
+    frames = np.asarray(faces)
+    channels = 1 if gray else 3
+    out = np.empty((len(frames), size, size, channels), dtype=np.uint8)
+    for i, frame in enumerate(frames):
+        image = Image.fromarray(np.ascontiguousarray(frame))
+        if gray:
+            image = image.convert("L")
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.Resampling.BOX)
+        out[i] = np.asarray(image).reshape(size, size, channels)
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+def face_model_input(x: torch.Tensor, norm: dict[str, Any]) -> torch.Tensor:
+    """uint8 frames ``(..., C, s, s)`` -> float32 in [0, 1] standardised per channel, on the
+    input's device (training: the model's device; ``predict``: the CPU)."""
+    c = x.shape[-3]
+    mean = norm["mean"].to(x.device).view(c, 1, 1)
+    std = norm["std"].to(x.device).view(c, 1, 1)
+    return (x.float() / 255.0 - mean) / std
 
 
 def fit_face_norm(
@@ -210,7 +228,7 @@ def fit_face_norm(
         mask = np.asarray(rec.mask, dtype=bool)
         if not mask.any():
             continue
-        x = preprocess_faces(np.asarray(rec.faces)[mask], size, gray).double()
+        x = preprocess_faces(np.asarray(rec.faces)[mask], size, gray).double() / 255.0
         s, s2 = x.sum(dim=(0, 2, 3)), (x**2).sum(dim=(0, 2, 3))
         total = s if total is None else total + s
         sq = s2 if sq is None else sq + s2
@@ -222,57 +240,71 @@ def fit_face_norm(
     return {"mean": mean.float(), "std": std.float()}
 
 
-def normalise_faces(x: torch.Tensor, norm: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Standardise ``(K, C, s, s)`` frames per channel."""
-    return (x - norm["mean"].view(1, -1, 1, 1)) / norm["std"].view(1, -1, 1, 1)
+@dataclass
+class ClipFaces:
+    """One clip's frames at model size (uint8, each frame once) and its windows' frame indices:
+    window *i* is ``frames[index[i]]`` with ``mask[i]``."""
+
+    frames: torch.Tensor  # (F, C, s, s) uint8
+    index: torch.Tensor  # (W, K) int64
+    mask: torch.Tensor  # (W, K) bool
+
+    def windows(self, rows: Any = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x (w, K, C, s, s)`` uint8 and ``mask (w, K)`` of the windows ``rows``."""
+        return self.frames[self.index[rows]], self.mask[rows]
+
+    @property
+    def nbytes(self) -> int:
+        return self.frames.numel() + self.index.numel() * 8 + self.mask.numel()
 
 
-def face_windows(
-    rec: Any, frames: int, size: int, gray: bool, norm: dict[str, torch.Tensor]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A clip's face windows as the visual model takes them: ``x (W, K, C, size, size)``
-    normalised and ``mask (W, K)``; window *i* holds the ``K`` frames from its first one
-    (frames past the clip's end are masked). Training, evaluation and predict all use this."""
+def clip_faces(rec: Any, frames: int, size: int, gray: bool) -> ClipFaces:
+    """A clip's face windows as the visual model takes them (before :func:`face_model_input`):
+    window *i* holds the ``K`` frames from its first one (frames past the clip's end are
+    masked). Training, evaluation and predict all use this."""
     faces = np.asarray(rec.faces)
-    x = normalise_faces(preprocess_faces(faces, size, gray), norm)
     idx, exists = window_frame_index(np.asarray(rec.window_frame0), frames, len(faces))
     mask = np.asarray(rec.mask, dtype=bool)[idx] & exists
-    return x[torch.as_tensor(idx)], torch.as_tensor(mask)
+    return ClipFaces(
+        preprocess_faces(faces, size, gray), torch.as_tensor(idx), torch.as_tensor(mask)
+    )
+
+
+def face_windows(rec: Any, frames: int, size: int, gray: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """All windows of :func:`clip_faces`: ``x (W, K, C, size, size)`` uint8, ``mask (W, K)``."""
+    return clip_faces(rec, frames, size, gray).windows()
 
 
 class FaceWindows(Dataset):
-    """One item per face window with at least one face: ``(x (K, C, s, s), mask (K,), y, va)``
-    (training; a window without any face teaches nothing)."""
+    """One item per face window with at least one face: ``(x (K, C, s, s) uint8, mask (K,), y,
+    va)`` (training; a window without any face teaches nothing)."""
 
     def __init__(
         self,
         shards: Any,
         clip_ids: Sequence[str],
         targets: Targets,
-        norm: dict[str, torch.Tensor],
         size: int,
         gray: bool = True,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self.shards = shards
         self.targets = targets
-        self.norm = norm
         self.size = size
         self.gray = gray
         self.frames = int(TimeGrid.of(shards.spec).frames)
         self.cache = _Cache(cache_bytes)
         self.index: list[tuple[str, int]] = []
         for clip_id in clip_ids:
-            _, mask = self._windows(clip_id)
-            self.index += [(clip_id, int(w)) for w in np.flatnonzero(mask.any(dim=1).numpy())]
+            has = self._clip(clip_id).mask.any(dim=1).numpy()
+            self.index += [(clip_id, int(w)) for w in np.flatnonzero(has)]
         self.labels = np.array([targets[c][0] for c, _ in self.index], dtype=np.int64)
 
-    def _windows(self, clip_id: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def _clip(self, clip_id: str) -> ClipFaces:
         item = self.cache.get(clip_id)
         if item is None:
-            rec = self.shards.get(clip_id)
-            item = face_windows(rec, self.frames, self.size, self.gray, self.norm)
-            self.cache.put(clip_id, item, item[0].numel() * 4)
+            item = clip_faces(self.shards.get(clip_id), self.frames, self.size, self.gray)
+            self.cache.put(clip_id, item, item.nbytes)
         return item
 
     def __len__(self) -> int:
@@ -280,14 +312,14 @@ class FaceWindows(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         clip_id, w = self.index[i]
-        x, mask = self._windows(clip_id)
+        x, mask = self._clip(clip_id).windows(w)
         y, v, a = self.targets[clip_id]
-        return x[w], mask[w], torch.tensor(y), torch.tensor([v, a], dtype=torch.float32)
+        return x, mask, torch.tensor(y), torch.tensor([v, a], dtype=torch.float32)
 
 
 class FaceClips(FaceWindows):
-    """One item per clip with its windows that have a face: ``(x (W, K, C, s, s), mask (W, K),
-    y, va)`` (evaluation: the caller pools the window outputs; batch with
+    """One item per clip with its windows that have a face: ``(x (W, K, C, s, s) uint8,
+    mask (W, K), y, va)`` (evaluation: the caller pools the window outputs; batch with
     :func:`collate_clips`). Clips without such a window are left out of ``clip_ids``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -300,10 +332,10 @@ class FaceClips(FaceWindows):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         clip_id = self.clip_ids[i]
-        x, mask = self._windows(clip_id)
-        keep = mask.any(dim=1)
+        faces = self._clip(clip_id)
+        x, mask = faces.windows(faces.mask.any(dim=1))
         y, v, a = self.targets[clip_id]
-        return x[keep], mask[keep], torch.tensor(y), torch.tensor([v, a], dtype=torch.float32)
+        return x, mask, torch.tensor(y), torch.tensor([v, a], dtype=torch.float32)
 
 
 # --------------------------------------------------------------------------- loaders

@@ -32,7 +32,7 @@ import torch
 
 from emoflow import __version__
 from emoflow.atomic import write_text
-from emoflow.data import face_windows, normalise_audio
+from emoflow.data import face_model_input, face_windows, normalise_audio
 from emoflow.errors import ClipError, EmoflowError
 from emoflow.featurize import audio_features, face_features
 from emoflow.fusion_apply import apply_fusion, has_categorical, has_dimensional
@@ -109,7 +109,7 @@ def audio_windows(path: Path, predictor: Predictor, info: MediaInfo) -> BranchWi
     """The audio model's outputs on every audio window of the file."""
     branch = predictor.branches["audio"]
     rec = audio_features(path, branch.spec, info=info)
-    out = member_outputs(branch, lambda norm: [normalise_audio(rec.logmel, norm)])
+    out = member_outputs(branch, lambda norm: [normalise_audio(rec.logmel, norm)[:, None]])
     return BranchWindows(rec.window_start_s, np.ones(len(rec.window_start_s), bool), out)
 
 
@@ -122,19 +122,11 @@ def visual_windows(path: Path, predictor: Predictor) -> BranchWindows | ClipErro
         if rec.kind == "no_face":
             return rec
         raise rec
-    frames = int(spec["frames"])
-    x, mask = face_windows(rec, frames, int(norm["size"]), bool(norm["gray"]), norm)
+    x, mask = face_windows(rec, int(spec["frames"]), int(norm["size"]), bool(norm["gray"]))
     has = mask.any(dim=1).numpy()
     if not has.any():  # faces only outside every window (last_window: drop)
         return ClipError("no_face", "no face in any window")
-
-    def inputs(member_norm: dict[str, Any]) -> list[torch.Tensor]:
-        xm = x if member_norm is norm else face_windows(
-            rec, frames, int(norm["size"]), bool(norm["gray"]), member_norm
-        )[0]  # fmt: skip
-        return [xm[has], mask[has]]
-
-    kept = member_outputs(branch, inputs)
+    kept = member_outputs(branch, lambda member: [face_model_input(x[has], member), mask[has]])
     rows = torch.as_tensor(np.flatnonzero(has))
     out = {k: v.new_zeros(len(has), v.shape[1]).index_copy_(0, rows, v) for k, v in kept.items()}
     return BranchWindows(rec.window_start_s, has, out, mask.float().mean(dim=1).numpy())

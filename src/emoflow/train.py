@@ -64,9 +64,11 @@ from emoflow.data import (
     clip_targets,
     collate_clips,
     epoch_seed,
+    face_model_input,
     fit_audio_norm,
     fit_face_norm,
     make_loader,
+    normalise_audio,
 )
 from emoflow.errors import EmoflowError
 from emoflow.folds import class_names
@@ -206,16 +208,26 @@ class ClipOutputs:
     va: np.ndarray | None  # (N, 2)
 
 
-def _autocast(device: torch.device, amp_dtype: torch.dtype | None) -> Any:
+def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> Any:
+    """Mixed precision on CUDA when ``amp_dtype`` is set; a no-op context otherwise."""
     if device.type == "cuda" and amp_dtype is not None:
         return torch.autocast("cuda", dtype=amp_dtype)
     return torch.autocast("cpu", enabled=False)
 
 
-def _forward(model: nn.Module, branch: str, batch: tuple, device: torch.device) -> dict:
+def model_inputs(branch: str, batch: tuple, norm: dict[str, Any], device: torch.device) -> list:
+    """A batch's model inputs on ``device``: raw log-mel / uint8 faces moved first, then
+    standardised there with the functions ``predict`` uses."""
+    x = batch[0].to(device, non_blocking=True)
     if branch == "audio":
-        return model(batch[0].to(device, non_blocking=True))
-    return model(batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True))
+        return [normalise_audio(x, norm)]
+    return [face_model_input(x, norm), batch[1].to(device, non_blocking=True)]
+
+
+def _forward(
+    model: nn.Module, branch: str, batch: tuple, device: torch.device, norm: dict[str, Any]
+) -> dict:
+    return model(*model_inputs(branch, batch, norm, device))
 
 
 @torch.no_grad()
@@ -225,6 +237,7 @@ def evaluate(
     dataset: Any,
     batch_size: int,
     device: torch.device,
+    norm: dict[str, Any],
     amp_dtype: torch.dtype | None = None,
 ) -> ClipOutputs:
     """Clip-level outputs in dataset order: each clip's window outputs pooled by
@@ -234,8 +247,8 @@ def evaluate(
     chunks: dict[str, list[torch.Tensor]] = {"embedding": [], "logits": [], "va": []}
     ys, vas = [], []
     for batch in loader:
-        with _autocast(device, amp_dtype):
-            out = _forward(model, branch, batch, device)
+        with autocast(device, amp_dtype):
+            out = _forward(model, branch, batch, device, norm)
         out = pool_windows({k: v.float().cpu() for k, v in out.items()}, batch[-3])
         for key, value in out.items():
             chunks[key].append(value)
@@ -344,6 +357,18 @@ def history_csv(history: list[dict[str, float]]) -> str:
             f"{_fmt(h['val_metric'])}"
         )
     return "\n".join(lines) + "\n"
+
+
+def to_cpu(obj: Any) -> Any:
+    """``obj`` with every tensor moved to the CPU (dicts, lists and tuples walked), so a
+    checkpoint written on a GPU resumes on a CPU-only machine and the other way round."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
 
 
 def _torch_save_bytes(obj: Any) -> bytes:
@@ -465,15 +490,14 @@ def run_training(
     size = int(tcfg.get("visual_size", 64))
     if branch == "audio":
         norm = fit_audio_norm(shards, roles["train"])
-        train_ds: Any = AudioWindows(shards, roles["train"], targets, norm)
-        eval_ds = {p: AudioClips(shards, roles[p], targets, norm) for p in parts_to_predict}
+        train_ds: Any = AudioWindows(shards, roles["train"], targets)
+        eval_ds = {p: AudioClips(shards, roles[p], targets) for p in parts_to_predict}
         bundle_norm: dict[str, Any] = dict(norm)
     else:
         norm = fit_face_norm(shards, roles["train"], size, GRAY_FACES)
-        train_ds = FaceWindows(shards, roles["train"], targets, norm, size, GRAY_FACES)
+        train_ds = FaceWindows(shards, roles["train"], targets, size, GRAY_FACES)
         eval_ds = {
-            p: FaceClips(shards, roles[p], targets, norm, size, GRAY_FACES)
-            for p in parts_to_predict
+            p: FaceClips(shards, roles[p], targets, size, GRAY_FACES) for p in parts_to_predict
         }
         bundle_norm = {**norm, "size": size, "gray": GRAY_FACES}
 
@@ -545,8 +569,8 @@ def run_training(
         total, seen = 0.0, 0
         for batch in loader:
             optimizer.zero_grad(set_to_none=True)
-            with _autocast(device, amp_dtype):
-                out = _forward(model, branch, batch, device)
+            with autocast(device, amp_dtype):
+                out = _forward(model, branch, batch, device, norm)
             y, va = batch[-2].to(device), batch[-1].to(device)
             out = {k: v.float() for k, v in out.items()}
             loss = branch_loss(out, y, va, target, weight_dev)
@@ -556,7 +580,7 @@ def run_training(
             total += float(loss.detach()) * len(y)
             seen += len(y)
         train_loss = total / max(seen, 1)
-        val_out = evaluate(model, branch, eval_ds["val"], batch_size, device, amp_dtype)
+        val_out = evaluate(model, branch, eval_ds["val"], batch_size, device, norm, amp_dtype)
         val_loss = _clip_loss(val_out, target, weight)
         metric = val_metric(val_out, target)
         current = _selection_key(metric, val_loss)
@@ -581,7 +605,7 @@ def run_training(
         ckpt = {
             "run_key": run_key,
             "model": _state_copy(model),
-            "optimizer": optimizer.state_dict(),
+            "optimizer": to_cpu(optimizer.state_dict()),
             "scaler": scaler.state_dict(),
             "rng": _rng_state(),
             "state": state,
@@ -593,7 +617,7 @@ def run_training(
 
     model.load_state_dict(state["best_state"])
     parts = {
-        p: evaluate(model, branch, eval_ds[p], batch_size, device, amp_dtype)
+        p: evaluate(model, branch, eval_ds[p], batch_size, device, norm, amp_dtype)
         for p in parts_to_predict
     }
     meta = {"classes": classes, "branch": branch, "fold": fold, "seed": seed, "target": target}

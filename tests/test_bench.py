@@ -1,0 +1,49 @@
+"""The GPU and loader benchmarks keep running: their dry checks on the CPU (figures are read
+from their tables, never asserted as speed)."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_gpu_benchmark_dry_run_on_cpu() -> None:
+    out = run("bench/gpu.py", "--device", "cpu", "--clips", "12", "--epochs", "1", "--workers", "0")
+    assert "| branch | precision | epoch_s | samples_per_s | loader_share |" in out
+    rows = list(csv.DictReader((REPO / "bench/results/gpu.csv").open()))
+    assert [(r["branch"], r["precision"]) for r in rows] == [("audio", "fp32"), ("visual", "fp32")]
+    for r in rows:
+        assert float(r["samples_per_s"]) > 0 and 0 <= float(r["loader_share"]) <= 1
+        assert float(r["rerun_max_abs_diff"]) == 0.0  # deterministic mode on the CPU
+
+
+def test_gpu_benchmark_refuses_cuda_without_a_gpu() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    proc = subprocess.run(
+        [sys.executable, "bench/gpu.py", "--device", "cuda"], cwd=REPO, capture_output=True,
+        text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "no CUDA device here" in proc.stderr
+
+
+def test_loader_benchmark_runs() -> None:
+    out = run("bench/loader.py", "--clips", "24", "--shards", "2", "--workers", "0")
+    assert "| branch | workers | build s | epoch 1 samples/s |" in out
+    rows = list(csv.DictReader((REPO / "bench/results/loader.csv").open()))
+    assert [r["branch"] for r in rows] == ["audio", "visual"]
+    assert rows[0]["samples"] == "48" and rows[1]["samples"] == "48"  # 2 windows per clip
