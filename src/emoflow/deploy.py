@@ -27,8 +27,6 @@ from emoflow.atomic import write_text
 from emoflow.errors import EmoflowError
 from emoflow.paths import BRANCHES, Layout
 
-MODES = ("refit", "ensemble", "fold0")
-
 
 def best_epoch(history_csv: Path) -> int:
     """The epoch early stopping kept: the first with the best (validation metric, -loss)."""

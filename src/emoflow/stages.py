@@ -134,7 +134,8 @@ def run_report(config: Config) -> str:
 
 def run_bundle(config: Config) -> Path:
     """Assemble model/ (``bundle.mode``, see :mod:`emoflow.deploy`): the refitted branch
-    models with fusion refitted on out-of-fold predictions, or fold 0's models and weights."""
+    models or every fold's models (ensemble), with fusion refitted on out-of-fold predictions,
+    or fold 0's models and fusion weights."""
     from emoflow.deploy import copy_model, pooled_fusion_weights
 
     layout = Layout.of(config)
