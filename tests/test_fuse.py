@@ -13,7 +13,7 @@ import pytest
 from emoflow import metrics
 from emoflow.errors import EmoflowError
 from emoflow.fuse import Aligned, grid_search_weight, run_fusion
-from emoflow.train import PREDICTION_SCHEMA
+from emoflow.train_outputs import PREDICTION_SCHEMA
 
 CLASSES = ["angry", "happy", "neutral", "sad"]
 PRED_SCHEMA = PREDICTION_SCHEMA  # the contract train.py writes

@@ -270,6 +270,9 @@ def test_fusion_plan_of_older_bundles() -> None:
     assert fusion_plan("late", weights, ["audio", "visual"]).describe()["audio_weight"] == {
         "categorical": 0.8
     }
+    # a late fusion that could not be fitted stores why; the plan keeps only the weights
+    unfitted = {"methods": {"late": {"categorical": 0.5, "n_fit": 0, "reason": "no clip"}}}
+    assert fusion_plan("late", unfitted, ["audio", "visual"]).params == {"categorical": 0.5}
 
 
 def test_audio_only_file(trained: dict[str, Any], media: dict[str, Path], tmp_path: Path) -> None:

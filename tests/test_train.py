@@ -21,7 +21,7 @@ from emoflow.data import face_model_input, face_windows, normalise_audio
 from emoflow.errors import EmoflowError, SpecMismatchError
 from emoflow.folds import make_folds
 from emoflow.store import open_shards
-from emoflow.train import STOP_ENV, TrainingInterrupted, _selection_key, run_training
+from emoflow.train import STOP_ENV, TrainingInterrupted, run_training, selection_key
 
 sys.path.insert(0, str(Path(__file__).parent))
 from shardmaker import CLASSES, make_config, make_corpus, make_manifest  # noqa: E402
@@ -125,7 +125,7 @@ def test_checkpoint_is_device_neutral(
     """Every tensor of a checkpoint is a CPU tensor (model, optimizer moments, RNG), so one
     written on a GPU resumes on a CPU and vice versa (both load with map_location and move the
     state to the run's device)."""
-    from emoflow.train import to_cpu
+    from emoflow.checkpoint import to_cpu
 
     out = tmp_path / "ckpt"
     monkeypatch.setenv(STOP_ENV, "1")
@@ -160,7 +160,8 @@ def test_mixed_precision_keeps_the_prediction_format(
     precision, but evaluation outputs and predictions.parquet stay float32."""
     from emoflow import train as train_mod
     from emoflow.data import FaceClips, clip_targets
-    from emoflow.train import evaluate, write_predictions
+    from emoflow.train import evaluate
+    from emoflow.train_outputs import write_predictions
 
     used = []
 
@@ -300,9 +301,9 @@ def test_bundle_rejects_other_formats(tmp_path: Path) -> None:
 
 
 def test_selection_prefers_metric_then_loss() -> None:
-    assert _selection_key(0.8, 0.5) > _selection_key(0.7, 0.1)
-    assert _selection_key(0.8, 0.4) > _selection_key(0.8, 0.5)
-    assert _selection_key(float("nan"), 0.4) < _selection_key(0.0, 9.0)
+    assert selection_key(0.8, 0.5) > selection_key(0.7, 0.1)
+    assert selection_key(0.8, 0.4) > selection_key(0.8, 0.5)
+    assert selection_key(float("nan"), 0.4) < selection_key(0.0, 9.0)
 
 
 def test_loader_workers_give_the_same_outputs(

@@ -51,6 +51,11 @@ def _config(path: Path) -> dict:
     return load_config(path)
 
 
+def _check_branch(branch: str) -> None:
+    if branch not in ("audio", "visual"):
+        _fail(f"--branch must be audio or visual, not {branch!r}")
+
+
 def _fail(message: str) -> None:
     typer.secho(f"emoflow: error: {message}", err=True, fg=typer.colors.RED)
     raise typer.Exit(code=1)
@@ -162,8 +167,7 @@ def train(
 ) -> None:
     """Train one branch on one fold with one seed (resumes from its checkpoint)."""
     _setup_logging(log)
-    if branch not in ("audio", "visual"):
-        _fail(f"--branch must be audio or visual, not {branch!r}")
+    _check_branch(branch)
     from emoflow.stages import run_train
 
     out = run_train(_config(config), branch, fold, seed)
@@ -178,8 +182,7 @@ def refit(
 ) -> None:
     """Retrain one branch on every labelled clip for the cross-validated epoch count."""
     _setup_logging(log)
-    if branch not in ("audio", "visual"):
-        _fail(f"--branch must be audio or visual, not {branch!r}")
+    _check_branch(branch)
     from emoflow.stages import run_refit
 
     out = run_refit(_config(config), branch)

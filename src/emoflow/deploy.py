@@ -29,13 +29,17 @@ from emoflow.paths import BRANCHES, Layout
 
 
 def best_epoch(history_csv: Path) -> int:
-    """The epoch early stopping kept: the first with the best (validation metric, -loss)."""
+    """The epoch early stopping kept: the first with the best
+    :func:`emoflow.train.selection_key` (validation metric, then lower loss)."""
+    from emoflow.train import selection_key
+
     table = pd.read_csv(history_csv)
     if table.empty:
         raise EmoflowError(f"{history_csv} has no epochs")
-    metric = table["val_metric"].astype(float).fillna(-math.inf)
-    loss = -table["val_loss"].astype(float).fillna(math.inf)
-    keys = list(zip(metric, loss, strict=True))
+    keys = [
+        selection_key(float(m), float(lo))
+        for m, lo in zip(table["val_metric"], table["val_loss"], strict=True)
+    ]
     best = max(range(len(keys)), key=lambda i: (keys[i], -i))
     return int(table["epoch"].iloc[best])
 
@@ -61,19 +65,14 @@ def history_paths(layout: Layout, branch: str, folds: list[int], seeds: list[int
     return [layout.model_dir(branch, f, s) / "history.csv" for f in folds for s in seeds]
 
 
-def run_refit(config: dict[str, Any], branch: str, folds: list[int]) -> Path:
-    """Retrain ``branch`` on all labelled clips for the cross-validated epoch count."""
-    from emoflow.extract import stage_spec
-    from emoflow.paths import STAGE_OF_BRANCH
-    from emoflow.store import open_shards
+def run_refit(config: dict[str, Any], branch: str, folds: list[int], shards: list[Path]) -> Path:
+    """Retrain ``branch`` on all labelled clips of ``shards`` for the cross-validated epoch
+    count."""
     from emoflow.train import run_training
 
     layout = Layout.of(config)
     seed = config["train"]["seeds"][0]
     epochs = refit_epochs(history_paths(layout, branch, folds, config["train"]["seeds"]))
-    stage = STAGE_OF_BRANCH[branch]
-    shards = [layout.shard(stage, k) for k in range(config["shards"])]
-    open_shards(shards, stage, expected_spec=stage_spec(config, stage)).close()
     train_cfg = {**config["train"], "epochs": epochs, "patience": epochs}
     out = layout.refit_dir(branch)
     table = refit_folds(pd.read_parquet(layout.folds))

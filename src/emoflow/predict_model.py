@@ -21,6 +21,7 @@ from emoflow.media import ffmpeg_version
 log = logging.getLogger("emoflow.predict")
 
 BRANCH_STAGE = {"audio": "audio", "visual": "faces"}
+LATE_WEIGHT_KEYS = ("categorical", "dimensional")  # the audio weights of late fusion
 
 
 @dataclass
@@ -62,7 +63,7 @@ class FusionPlan:
         """The plan as it goes into the prediction JSON."""
         out: dict[str, Any] = {"requested": self.requested, "applied": self.applied}
         if self.applied == "late":
-            late = {k: v for k, v in self.params.items() if k != "n_fit"}
+            late = {k: v for k, v in self.params.items() if k in LATE_WEIGHT_KEYS}
             out["audio_weight"] = {k: round(float(v), 6) for k, v in sorted(late.items())}
         if self.note:
             out["note"] = self.note
@@ -112,7 +113,7 @@ def fusion_plan(
     if len(branches) < 2:
         return FusionPlan(requested=None, applied="none", note=f"single branch: {branches[0]}")
     methods = (weights or {}).get("methods", {}) or {}
-    late = {k: float(v) for k, v in (methods.get("late") or {}).items() if k != "n_fit"}
+    late = {k: float(v) for k, v in (methods.get("late") or {}).items() if k in LATE_WEIGHT_KEYS}
     stored = methods.get(requested) if requested else None
     if requested == "late":
         return FusionPlan(requested, "late", params=late)

@@ -52,17 +52,25 @@ def run_split(config: Config) -> int:
     return int(split.folds["fold"].nunique())
 
 
-def run_train(config: Config, branch: str, fold: int, seed: int) -> Path:
-    """Train one branch for one (fold, seed); return its output folder."""
+def checked_shards(config: Config, branch: str) -> list[Path]:
+    """The shard paths a branch trains on, after checking they were made with the config's
+    parameters (shards made otherwise are refused, never silently used)."""
     from emoflow.extract import stage_spec
     from emoflow.store import open_shards
-    from emoflow.train import run_training
 
     layout = Layout.of(config)
     stage = STAGE_OF_BRANCH[branch]
     shards = [layout.shard(stage, k) for k in range(config["shards"])]
-    # Shards made with other parameters than the config's are refused, never silently used.
     open_shards(shards, stage, expected_spec=stage_spec(config, stage)).close()
+    return shards
+
+
+def run_train(config: Config, branch: str, fold: int, seed: int) -> Path:
+    """Train one branch for one (fold, seed); return its output folder."""
+    from emoflow.train import run_training
+
+    layout = Layout.of(config)
+    shards = checked_shards(config, branch)
     out = layout.model_dir(branch, fold, seed)
     run_training(config, branch, fold, seed, layout.manifest, layout.folds, shards, out)
     return out
@@ -72,7 +80,7 @@ def run_refit(config: Config, branch: str) -> Path:
     """Retrain one branch on all labelled clips for the cross-validated epoch count."""
     from emoflow.deploy import run_refit as refit
 
-    return refit(config, branch, fold_ids(config))
+    return refit(config, branch, fold_ids(config), checked_shards(config, branch))
 
 
 def run_fuse(config: Config, fold: int, seed: int) -> None:

@@ -34,27 +34,23 @@ with a gradient scaler); otherwise the CPU, never with autocast.
 from __future__ import annotations
 
 import copy
-import io
-import json
 import logging
 import math
 import os
 import random
 import signal
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from torch import nn
 
 from emoflow import __version__
 from emoflow.atomic import write_bytes, write_text
 from emoflow.bundle import save_bundle
+from emoflow.checkpoint import rng_state, set_rng_state, state_copy, to_cpu, torch_save_bytes
 from emoflow.config import stable_hash
 from emoflow.data import (
     AudioClips,
@@ -75,7 +71,8 @@ from emoflow.folds import class_names
 from emoflow.models import build_branch_model
 from emoflow.models.audio import load_torchvision_resnet18
 from emoflow.models.losses import branch_loss, ccc, class_weights
-from emoflow.pooling import clip_probabilities, pool_windows
+from emoflow.pooling import pool_windows
+from emoflow.train_outputs import ClipOutputs, history_csv, write_predictions
 
 BRANCH_KIND = {"audio": "audio", "visual": "faces"}
 GRAY_FACES = True
@@ -196,18 +193,6 @@ def val_metric(outputs: ClipOutputs, target: str) -> float:
 # --------------------------------------------------------------------------- evaluation
 
 
-@dataclass
-class ClipOutputs:
-    """Clip-level outputs of a model on a list of clips (numpy, float32)."""
-
-    clip_ids: list[str]
-    y: np.ndarray  # (N,) int
-    va_true: np.ndarray  # (N, 2)
-    embedding: np.ndarray  # (N, E)
-    logits: np.ndarray | None  # (N, C)
-    va: np.ndarray | None  # (N, 2)
-
-
 def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> Any:
     """Mixed precision on CUDA when ``amp_dtype`` is set; a no-op context otherwise."""
     if device.type == "cuda" and amp_dtype is not None:
@@ -284,142 +269,12 @@ def _clip_loss(outputs: ClipOutputs, target: str, weight: torch.Tensor | None) -
     return float(loss)
 
 
-# --------------------------------------------------------------------------- outputs
-
-EVAL_PARTS = ("val", "test", "unlabelled")
-PREDICTION_SCHEMA = pa.schema(
-    [
-        ("clip_id", pa.string()),
-        ("part", pa.string()),
-        ("y", pa.int32()),
-        ("valence_true", pa.float32()),
-        ("arousal_true", pa.float32()),
-        ("prob", pa.list_(pa.float32())),
-        ("valence", pa.float32()),
-        ("arousal", pa.float32()),
-        ("embedding", pa.list_(pa.float32())),
-    ]
-)
-
-
-def write_predictions(path: Path, parts: dict[str, ClipOutputs], meta: dict[str, Any]) -> None:
-    """Write ``predictions.parquet`` (schema :data:`PREDICTION_SCHEMA`, sorted by part, clip).
-
-    ``prob`` is the softmax of the clip logits (empty list without a categorical head);
-    ``valence``/``arousal`` are NaN without a dimensional head; schema metadata ``emoflow``
-    holds JSON with classes, branch, fold, seed and target.
-    """
-    rows = []
-    for part, out in parts.items():
-        probs = (
-            clip_probabilities(torch.tensor(out.logits)).numpy().astype(np.float32)
-            if out.logits is not None
-            else None
-        )
-        for i, clip_id in enumerate(out.clip_ids):
-            rows.append(
-                (
-                    part,
-                    clip_id,
-                    int(out.y[i]),
-                    float(out.va_true[i, 0]),
-                    float(out.va_true[i, 1]),
-                    probs[i].tolist() if probs is not None else [],
-                    float(out.va[i, 0]) if out.va is not None else float("nan"),
-                    float(out.va[i, 1]) if out.va is not None else float("nan"),
-                    out.embedding[i].tolist(),
-                )
-            )
-    rows.sort(key=lambda r: (r[0], r[1]))
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in range(9)]
-    order = [1, 0, 2, 3, 4, 5, 6, 7, 8]
-    arrays = [
-        pa.array(list(columns[src]), type=PREDICTION_SCHEMA.field(dst).type)
-        for dst, src in enumerate(order)
-    ]
-    schema = PREDICTION_SCHEMA.with_metadata({b"emoflow": json.dumps(meta, sort_keys=True)})
-    table = pa.Table.from_arrays(arrays, schema=schema)
-    buffer = pa.BufferOutputStream()
-    pq.write_table(table, buffer)
-    write_bytes(path, buffer.getvalue().to_pybytes())
-
-
-def _fmt(x: float) -> str:
-    return "nan" if x is None or math.isnan(x) else format(x, ".8g")
-
-
-def history_csv(history: list[dict[str, float]]) -> str:
-    """``history.csv`` text: epoch, train_loss, val_loss, val_metric (no times)."""
-    lines = ["epoch,train_loss,val_loss,val_metric"]
-    for h in history:
-        lines.append(
-            f"{int(h['epoch'])},{_fmt(h['train_loss'])},{_fmt(h['val_loss'])},"
-            f"{_fmt(h['val_metric'])}"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def to_cpu(obj: Any) -> Any:
-    """``obj`` with every tensor moved to the CPU (dicts, lists and tuples walked), so a
-    checkpoint written on a GPU resumes on a CPU-only machine and the other way round."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(to_cpu(v) for v in obj)
-    return obj
-
-
-def _torch_save_bytes(obj: Any) -> bytes:
-    """``torch.save`` into memory (the archive name then does not depend on a temp name)."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "key": torch.tensor(np_state[1].astype(np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-        "python": {"version": py_state[0], "state": list(py_state[1]), "gauss": py_state[2]},
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(
-        ("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-         n["cached_gaussian"])
-    )  # fmt: skip
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-
-
 # --------------------------------------------------------------------------- training
 
+EVAL_PARTS = ("val", "test", "unlabelled")  # the parts a run predicts (unlabelled: if any)
 
-def _selection_key(metric: float, loss: float) -> tuple[float, float]:
+
+def selection_key(metric: float, loss: float) -> tuple[float, float]:
     """Higher is better: the validation metric, then the negated validation loss."""
     return (
         -math.inf if math.isnan(metric) else metric,
@@ -543,7 +398,7 @@ def run_training(
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             scaler.load_state_dict(ckpt["scaler"])
-            _set_rng_state(ckpt["rng"])
+            set_rng_state(ckpt["rng"])
             state = ckpt["state"]
             _log(f"resumed from {ckpt_path} after epoch {state['epoch']}")
         else:
@@ -583,11 +438,11 @@ def run_training(
         val_out = evaluate(model, branch, eval_ds["val"], batch_size, device, norm, amp_dtype)
         val_loss = _clip_loss(val_out, target, weight)
         metric = val_metric(val_out, target)
-        current = _selection_key(metric, val_loss)
-        best = _selection_key(state["best_metric"], state["best_loss"])
+        current = selection_key(metric, val_loss)
+        best = selection_key(state["best_metric"], state["best_loss"])
         improved = state["best_state"] is None or not eval_ds["val"].clip_ids or current > best
         if improved:
-            state["best_state"] = _state_copy(model)
+            state["best_state"] = state_copy(model)
             state["best_metric"], state["best_loss"] = metric, val_loss
             state["bad_epochs"] = 0
         else:
@@ -604,13 +459,13 @@ def run_training(
         )
         ckpt = {
             "run_key": run_key,
-            "model": _state_copy(model),
+            "model": state_copy(model),
             "optimizer": to_cpu(optimizer.state_dict()),
             "scaler": scaler.state_dict(),
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "state": state,
         }
-        write_bytes(ckpt_path, _torch_save_bytes(ckpt))
+        write_bytes(ckpt_path, torch_save_bytes(ckpt))
         _stop_hook(epoch + 1)
     if state["stopped"]:
         _log(f"early stop after epoch {state['epoch']} (patience {patience})")
