@@ -5,8 +5,9 @@
 - ``model.pt``: the model bundle of the best epoch (see :mod:`emoflow.bundle`);
 - ``history.csv``: ``epoch, train_loss, val_loss, val_metric`` (no times, so reruns are
   byte-identical);
-- ``predictions.parquet``: one row per val and test clip this branch has features for (the
-  contract read by fusion and evaluation; see :func:`write_predictions`).
+- ``predictions.parquet``: one row per val, test (and unlabelled) clip this branch has
+  features for (the contract read by fusion and evaluation; see
+  :func:`emoflow.train_outputs.write_predictions`).
 
 While it runs, ``out_dir/checkpoint.pt`` holds the model, optimizer, scaler, RNG states,
 history and early-stopping state after every finished epoch. A run started again after a kill
