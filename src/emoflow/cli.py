@@ -52,8 +52,10 @@ def _config(path: Path) -> dict:
 
 
 def _check_branch(branch: str) -> None:
-    if branch not in ("audio", "visual"):
-        _fail(f"--branch must be audio or visual, not {branch!r}")
+    from emoflow.branches import ALL_BRANCHES
+
+    if branch not in ALL_BRANCHES:
+        _fail(f"--branch must be one of {', '.join(ALL_BRANCHES)}, not {branch!r}")
 
 
 def _fail(message: str) -> None:
@@ -160,7 +162,7 @@ def split(config: ConfigOpt, log: LogOpt = None) -> None:
 @app.command()
 def train(
     config: ConfigOpt,
-    branch: Annotated[str, typer.Option(help="audio or visual")],
+    branch: Annotated[str, typer.Option(help="a branch: audio, visual")],
     fold: Annotated[int, typer.Option(help="fold index")],
     seed: Annotated[int, typer.Option(help="training seed")],
     log: LogOpt = None,
@@ -177,7 +179,7 @@ def train(
 @app.command()
 def refit(
     config: ConfigOpt,
-    branch: Annotated[str, typer.Option(help="audio or visual")],
+    branch: Annotated[str, typer.Option(help="a branch: audio, visual")],
     log: LogOpt = None,
 ) -> None:
     """Retrain one branch on every labelled clip for the cross-validated epoch count."""

@@ -32,13 +32,14 @@ import torch
 
 from emoflow import __version__
 from emoflow.atomic import write_text
+from emoflow.branches import ALL_BRANCHES, BRANCH_STAGE, row_sources
 from emoflow.data import face_model_input, face_windows, normalise_audio
 from emoflow.errors import ClipError, EmoflowError
 from emoflow.featurize import audio_features, face_features
 from emoflow.fusion_apply import apply_fusion, has_categorical, has_dimensional
 from emoflow.media import MediaInfo, probe
 from emoflow.pooling import clip_probabilities, pool_windows
-from emoflow.predict_model import BRANCH_STAGE, Branch, Predictor, load_predictor
+from emoflow.predict_model import Branch, Predictor, load_predictor
 
 log = logging.getLogger("emoflow.predict")
 
@@ -46,19 +47,6 @@ FORMAT = "emoflow-prediction"
 FORMAT_VERSION = 1
 BATCH_WINDOWS = 16  # windows per model call
 _DIGITS = 6
-
-
-def row_sources(has: dict[str, np.ndarray]) -> list[str]:
-    """``both`` / ``audio_only`` / ``visual_only`` / ``none`` per row."""
-    a = has.get("audio")
-    v = has.get("visual")
-    n = len(a if a is not None else v)
-    a = a if a is not None else np.zeros(n, bool)
-    v = v if v is not None else np.zeros(n, bool)
-    return [
-        "both" if x and y else "audio_only" if x else "visual_only" if y else "none"
-        for x, y in zip(a, v, strict=True)
-    ]
 
 
 @dataclass
@@ -159,7 +147,7 @@ def branch_windows(
             f"the model has the {' and '.join(predictor.branches)} branch only and the file "
             f"has {' and '.join(have) or 'no usable stream'}",
         )
-    for b in ("audio", "visual"):
+    for b in ALL_BRANCHES:
         if b not in predictor.branches:
             why[b] = f"the model has no {b} branch"
     return got, why
@@ -256,7 +244,7 @@ def clip_prediction(
         **_outputs(clip["prob"], clip["va"], classes, target),
         "source": source,
         "modalities": sorted(branches),
-        "missing": {m: clip["why"][m] for m in ("audio", "visual") if m not in branches},
+        "missing": {m: clip["why"][m] for m in ALL_BRANCHES if m not in branches},
         "fusion": fusion if source == "both" else {**fusion, "used": False},
         "branches": branches,
         "n_windows": len(timeline.start_s),

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from emoflow.branches import BRANCH_STAGE
 from emoflow.bundle import build_model, load_bundle
 from emoflow.config import stable_hash
 from emoflow.errors import EmoflowError, SpecMismatchError, ToolMissingError
@@ -20,7 +21,6 @@ from emoflow.media import ffmpeg_version
 
 log = logging.getLogger("emoflow.predict")
 
-BRANCH_STAGE = {"audio": "audio", "visual": "faces"}
 LATE_WEIGHT_KEYS = ("categorical", "dimensional")  # the audio weights of late fusion
 
 

@@ -50,6 +50,7 @@ from torch import nn
 
 from emoflow import __version__
 from emoflow.atomic import write_bytes, write_text
+from emoflow.branches import BRANCH_STAGE
 from emoflow.bundle import save_bundle
 from emoflow.checkpoint import rng_state, set_rng_state, state_copy, to_cpu, torch_save_bytes
 from emoflow.config import stable_hash
@@ -75,7 +76,6 @@ from emoflow.models.losses import branch_loss, ccc, class_weights
 from emoflow.pooling import pool_windows
 from emoflow.train_outputs import ClipOutputs, history_csv, write_predictions
 
-BRANCH_KIND = {"audio": "audio", "visual": "faces"}
 GRAY_FACES = True
 STOP_ENV = "EMOFLOW_STOP_AFTER_EPOCH"  # test hook, see _stop_hook
 
@@ -310,7 +310,7 @@ def run_training(
     """
     from emoflow.store import open_shards
 
-    if branch not in BRANCH_KIND:
+    if branch not in BRANCH_STAGE:
         raise EmoflowError(f"unknown branch {branch!r} (audio, visual)")
     tcfg = dict(config["train"])
     target = tcfg.get("target", "categorical")
@@ -329,7 +329,7 @@ def run_training(
         raise EmoflowError(f"fold {fold} is not in the fold table")
     classes = [] if target == "dimensional" else class_names(manifest, config["dataset"])
     targets = clip_targets(manifest, classes)
-    shards = open_shards([Path(p) for p in shard_paths], BRANCH_KIND[branch])
+    shards = open_shards([Path(p) for p in shard_paths], BRANCH_STAGE[branch])
     roles: dict[str, list[str]] = {}
     for role in ("train", *EVAL_PARTS):
         ids = sorted(folds.loc[folds["role"] == role, "clip_id"].astype(str))
