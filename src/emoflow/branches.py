@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 # branch -> the extraction stage whose shards it trains on (registry order is the table order)
-BRANCH_STAGE: dict[str, str] = {"audio": "audio", "visual": "faces"}
-BRANCH_LABEL: dict[str, str] = {"audio": "Audio", "visual": "Visual"}
+BRANCH_STAGE: dict[str, str] = {"audio": "audio", "visual": "faces", "egemaps": "egemaps"}
+BRANCH_LABEL: dict[str, str] = {"audio": "Audio", "visual": "Visual", "egemaps": "eGeMAPS"}
 ALL_BRANCHES: tuple[str, ...] = tuple(BRANCH_STAGE)
 
 

@@ -131,6 +131,14 @@ def extract_faces(
     _extract("faces", config, shard, workers, log)
 
 
+@app.command("extract-egemaps")
+def extract_egemaps(
+    config: ConfigOpt, shard: ShardOpt, workers: WorkersOpt = None, log: LogOpt = None
+) -> None:
+    """eGeMAPS stage of one shard: the audio windows -> openSMILE functionals -> egemaps/<k>.h5."""
+    _extract("egemaps", config, shard, workers, log)
+
+
 @app.command()
 def failures(config: ConfigOpt, log: LogOpt = None) -> None:
     """Collect scan and stage failures into failures.parquet; with strict: true, fail on any."""

@@ -30,7 +30,7 @@ from emoflow.audio import audio_spec, logmel_mfcc
 from emoflow.cache import ClipCache
 from emoflow.config import Config, cache_dir, results_dir, stable_hash
 from emoflow.errors import ClipError, internal_error
-from emoflow.featurize import FEATURE_VERSION, audio_features, face_features
+from emoflow.featurize import FEATURE_VERSION, audio_features, egemaps_features, face_features
 from emoflow.grid import GRID_KEYS
 from emoflow.manifest import read_shard_list
 from emoflow.media import ffmpeg_version
@@ -39,7 +39,7 @@ from emoflow.store import FORMAT_VERSION, storage_spec
 
 log = logging.getLogger("emoflow.extract")
 
-STAGES = ("audio", "faces")
+STAGES = ("audio", "faces", "egemaps")
 
 
 def grid_params(config: Config) -> dict[str, Any]:
@@ -60,6 +60,10 @@ def config_params(config: Config, stage: str) -> dict[str, Any]:
                "shard_format": FORMAT_VERSION}  # fmt: skip
     if stage == "audio":
         return {"audio": config["audio"], "ffmpeg": config["media"]["ffmpeg"], **version}
+    if stage == "egemaps":
+        shared = {k: config["audio"][k] for k in (*GRID_KEYS, "silence_dbfs")}
+        return {"egemaps": {**config["egemaps"], **shared}, "ffmpeg": config["media"]["ffmpeg"],
+                **version}  # fmt: skip
     faces = {k: v for k, v in config["faces"].items() if k != "openface"}
     if faces["backend"] == "openface":
         of = config["faces"]["openface"]
@@ -77,6 +81,12 @@ def stage_spec(config: Config, stage: str) -> dict[str, Any]:
         spec = audio_spec(config["audio"], ff)
         spec.update(feature_version=version, truncation=truncation(config))
         return {**spec, "storage": storage_spec(stage)}
+    if stage == "egemaps":
+        from emoflow.egemaps import egemaps_spec
+
+        spec = egemaps_spec(config["egemaps"], config["audio"], ff)
+        spec.update(feature_version=version, truncation=truncation(config))
+        return {**spec, "storage": storage_spec(stage)}
     from emoflow.faces import make_backend
 
     backend = make_backend(config["faces"])
@@ -88,10 +98,18 @@ def stage_spec(config: Config, stage: str) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- workers
 def _audio_task(items: list[tuple[str, str]], spec: dict, config: Config) -> list[Any]:
+    return _per_clip(audio_features, items, spec, config)
+
+
+def _egemaps_task(items: list[tuple[str, str]], spec: dict, config: Config) -> list[Any]:
+    return _per_clip(egemaps_features, items, spec, config)
+
+
+def _per_clip(featurize: Any, items: list[tuple[str, str]], spec: dict, config: Config) -> list:
     out = []
     for clip_id, path in items:
         try:
-            out.append(audio_features(path, spec, config["media"]))
+            out.append(featurize(path, spec, config["media"]))
         except ClipError as exc:
             out.append(exc)
         except Exception as exc:  # noqa: BLE001 - one clip must never stop the shard
@@ -164,6 +182,10 @@ def _warm_up(stage: str, spec: dict[str, Any], config: Config) -> None:
     clip is computed; a job whose clips are all cached loads neither librosa nor face models)."""
     if stage == "audio":
         logmel_mfcc(np.zeros((1, int(spec["window_s"] * spec["sample_rate"])), np.float32), spec)
+    elif stage == "egemaps":
+        from emoflow.egemaps import load
+
+        load(spec)
     else:
         from emoflow.faces import make_backend
 
@@ -179,7 +201,7 @@ def _compute(
         if stage == "faces" and spec["backend"] == "openface"
         else 1
     )
-    task = _audio_task if stage == "audio" else _faces_task
+    task = {"audio": _audio_task, "egemaps": _egemaps_task, "faces": _faces_task}[stage]
     batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
     tasks = [(task, [(c, p) for c, _, p in b], spec, config) for b in batches]
     with executor_for(config, workers) as pool:

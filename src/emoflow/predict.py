@@ -33,9 +33,9 @@ import torch
 from emoflow import __version__
 from emoflow.atomic import write_text
 from emoflow.branches import ALL_BRANCHES, BRANCH_STAGE, row_sources
-from emoflow.data import face_model_input, face_windows, normalise_audio
+from emoflow.data import face_model_input, face_windows, normalise_audio, normalise_vectors
 from emoflow.errors import ClipError, EmoflowError
-from emoflow.featurize import audio_features, face_features
+from emoflow.featurize import audio_features, egemaps_features, face_features
 from emoflow.fusion_apply import apply_fusion, has_categorical, has_dimensional
 from emoflow.media import MediaInfo, probe
 from emoflow.pooling import clip_probabilities, pool_windows
@@ -93,11 +93,25 @@ class BranchWindows:
     face_fraction: np.ndarray | None = None  # (W,) visual only
 
 
-def audio_windows(path: Path, predictor: Predictor, info: MediaInfo) -> BranchWindows:
-    """The audio model's outputs on every audio window of the file."""
-    branch = predictor.branches["audio"]
-    rec = audio_features(path, branch.spec, info=info)
-    out = member_outputs(branch, lambda norm: [normalise_audio(rec.logmel, norm)[:, None]])
+def audio_windows(
+    path: Path, predictor: Predictor, info: MediaInfo, name: str = "audio"
+) -> BranchWindows | ClipError:
+    """The ``audio`` (log-mel) or ``egemaps`` model's outputs on every audio window of the
+    file (a silent track: the ``silent_audio`` ClipError, as the extraction stages give it)."""
+    branch = predictor.branches[name]
+    try:
+        if name == "egemaps":
+            rec: Any = egemaps_features(path, branch.spec, info=info)
+        else:
+            rec = audio_features(path, branch.spec, info=info)
+    except ClipError as exc:
+        if exc.kind == "silent_audio":
+            return exc
+        raise
+    if name == "egemaps":
+        out = member_outputs(branch, lambda norm: [normalise_vectors(rec.vectors, norm)])
+    else:
+        out = member_outputs(branch, lambda norm: [normalise_audio(rec.logmel, norm)[:, None]])
     return BranchWindows(rec.window_start_s, np.ones(len(rec.window_start_s), bool), out)
 
 
@@ -126,11 +140,16 @@ def branch_windows(
     """Every usable branch's window outputs, and why a branch of the model was not used."""
     got: dict[str, BranchWindows] = {}
     why: dict[str, str] = {}
-    if "audio" in predictor.branches:
-        if info.has_audio:
-            got["audio"] = audio_windows(path, predictor, info)
+    for name in ("audio", "egemaps"):
+        if name not in predictor.branches:
+            continue
+        res = audio_windows(path, predictor, info, name) if info.has_audio else None
+        if res is None:
+            why[name] = "the file has no audio stream"
+        elif isinstance(res, ClipError):
+            why[name] = res.message
         else:
-            why["audio"] = "the file has no audio stream"
+            got[name] = res
     if "visual" in predictor.branches:
         if not info.has_video:
             why["visual"] = "the file has no video stream"
@@ -142,10 +161,11 @@ def branch_windows(
                 got["visual"] = res
     if not got:
         have = [m for m, ok in (("audio", info.has_audio), ("video", info.has_video)) if ok]
+        reasons = "; ".join(f"{b}: {why[b]}" for b in predictor.branches if b in why)
         raise ClipError(
             "no_video" if info.has_audio else "no_audio",
             f"the model has the {' and '.join(predictor.branches)} branch only and the file "
-            f"has {' and '.join(have) or 'no usable stream'}",
+            f"has {' and '.join(have) or 'no usable stream'} ({reasons})",
         )
     for b in ALL_BRANCHES:
         if b not in predictor.branches:

@@ -12,16 +12,17 @@ from typing import Any
 
 import torch
 
-from emoflow.branches import BRANCH_STAGE
+from emoflow.branches import BRANCH_STAGE, ordered
 from emoflow.bundle import build_model, load_bundle
 from emoflow.config import stable_hash
 from emoflow.errors import EmoflowError, SpecMismatchError, ToolMissingError
+from emoflow.fusion_apply import late_weights
 from emoflow.grid import GRID_KEYS, TimeGrid
 from emoflow.media import ffmpeg_version
 
 log = logging.getLogger("emoflow.predict")
 
-LATE_WEIGHT_KEYS = ("categorical", "dimensional")  # the audio weights of late fusion
+LATE_WEIGHT_KEYS = ("branches", "categorical", "dimensional")  # late fusion's stored weights
 
 
 @dataclass
@@ -63,8 +64,12 @@ class FusionPlan:
         """The plan as it goes into the prediction JSON."""
         out: dict[str, Any] = {"requested": self.requested, "applied": self.applied}
         if self.applied == "late":
-            late = {k: v for k, v in self.params.items() if k in LATE_WEIGHT_KEYS}
-            out["audio_weight"] = {k: round(float(v), 6) for k, v in sorted(late.items())}
+            names = ordered(self.params.get("branches") or ("audio", "visual"))
+            out["weights"] = {
+                kind: dict(zip(names, (round(float(w), 6) for w in
+                                       late_weights(self.params, kind, names)), strict=True))
+                for kind in ("categorical", "dimensional") if kind in self.params
+            }  # fmt: skip
         if self.note:
             out["note"] = self.note
         return out
@@ -113,7 +118,7 @@ def fusion_plan(
     if len(branches) < 2:
         return FusionPlan(requested=None, applied="none", note=f"single branch: {branches[0]}")
     methods = (weights or {}).get("methods", {}) or {}
-    late = {k: float(v) for k, v in (methods.get("late") or {}).items() if k in LATE_WEIGHT_KEYS}
+    late = {k: v for k, v in (methods.get("late") or {}).items() if k in LATE_WEIGHT_KEYS}
     stored = methods.get(requested) if requested else None
     if requested == "late":
         return FusionPlan(requested, "late", params=late)
@@ -166,6 +171,11 @@ def tool_warnings(spec: dict[str, Any], stage: str, ffmpeg_bin: str = "ffmpeg") 
     )
     if stage == "audio":
         out += _compare("audio: librosa version", spec.get("librosa_version"), librosa.__version__)
+    if stage == "egemaps":
+        import opensmile
+
+        out += _compare("egemaps: opensmile version", spec.get("opensmile_version"),
+                        opensmile.__version__)  # fmt: skip
     return out
 
 

@@ -67,6 +67,7 @@ from emoflow.data import (
     fit_face_norm,
     make_loader,
     normalise_audio,
+    normalise_vectors,
 )
 from emoflow.errors import EmoflowError
 from emoflow.folds import class_names
@@ -133,8 +134,11 @@ def setup_runtime(train_cfg: dict[str, Any], seed: int) -> None:
     seed_everything(seed)
 
 
-def model_arch(branch: str, train_cfg: dict[str, Any], n_classes: int) -> dict[str, Any]:
-    """The constructor kwargs (with ``name``) of a branch model, as stored in the bundle."""
+def model_arch(
+    branch: str, train_cfg: dict[str, Any], n_classes: int, in_dim: int | None = None
+) -> dict[str, Any]:
+    """The constructor kwargs (with ``name``) of a branch model, as stored in the bundle
+    (``in_dim``: the width of a window vector, for the eGeMAPS MLP)."""
     common = {
         "n_classes": n_classes,
         "target": train_cfg.get("target", "categorical"),
@@ -145,6 +149,8 @@ def model_arch(branch: str, train_cfg: dict[str, Any], n_classes: int) -> dict[s
         if train_cfg.get("audio_model", "vgg") == "resnet18":
             return {"name": "resnet18", **common, "in_channels": 1}
         return {"name": "vgg", **common, "channels": [16, 32, 64, 128], "in_channels": 1}
+    if branch == "egemaps":
+        return {"name": "mlp", **common, "in_dim": int(in_dim or 0), "hidden": 128}
     if branch == "visual":
         return {
             "name": "cnn_gru",
@@ -154,7 +160,7 @@ def model_arch(branch: str, train_cfg: dict[str, Any], n_classes: int) -> dict[s
             "frame_dim": 64,
             "hidden": 64,
         }
-    raise EmoflowError(f"unknown branch {branch!r} (audio, visual)")
+    raise EmoflowError(f"unknown branch {branch!r} ({', '.join(BRANCH_STAGE)})")
 
 
 # --------------------------------------------------------------------------- metrics
@@ -207,6 +213,8 @@ def model_inputs(branch: str, batch: tuple, norm: dict[str, Any], device: torch.
     x = batch[0].to(device, non_blocking=True)
     if branch == "audio":
         return [normalise_audio(x, norm)]
+    if branch == "egemaps":
+        return [normalise_vectors(x, norm)]
     return [face_model_input(x, norm), batch[1].to(device, non_blocking=True)]
 
 
@@ -302,7 +310,7 @@ def run_training(
     shard_paths: list[Path],
     out_dir: Path,
 ) -> None:
-    """Train ``branch`` ("audio" | "visual") on ``fold`` with ``seed``; write the outputs.
+    """Train ``branch`` (see :mod:`emoflow.branches`) on ``fold`` with ``seed``; write outputs.
 
     ``config`` is a validated config (defaults filled); ``folds_path`` is folds.parquet or the
     fold table itself. The ``val``, ``test`` and ``unlabelled`` clips are predicted. Resumes
@@ -311,7 +319,7 @@ def run_training(
     from emoflow.store import open_shards
 
     if branch not in BRANCH_STAGE:
-        raise EmoflowError(f"unknown branch {branch!r} (audio, visual)")
+        raise EmoflowError(f"unknown branch {branch!r} ({', '.join(BRANCH_STAGE)})")
     tcfg = dict(config["train"])
     target = tcfg.get("target", "categorical")
     out_dir = Path(out_dir)
@@ -344,10 +352,11 @@ def run_training(
     )
 
     size = int(tcfg.get("visual_size", 64))
-    if branch == "audio":
-        norm = fit_audio_norm(shards, roles["train"])
-        train_ds: Any = AudioWindows(shards, roles["train"], targets)
-        eval_ds = {p: AudioClips(shards, roles[p], targets) for p in parts_to_predict}
+    if branch in ("audio", "egemaps"):
+        field = "logmel" if branch == "audio" else "vectors"
+        norm = fit_audio_norm(shards, roles["train"], field)
+        train_ds: Any = AudioWindows(shards, roles["train"], targets, field=field)
+        eval_ds = {p: AudioClips(shards, roles[p], targets, field=field) for p in parts_to_predict}
         bundle_norm: dict[str, Any] = dict(norm)
     else:
         norm = fit_face_norm(shards, roles["train"], size, GRAY_FACES)
@@ -357,7 +366,7 @@ def run_training(
         }
         bundle_norm = {**norm, "size": size, "gray": GRAY_FACES}
 
-    arch = model_arch(branch, tcfg, len(classes))
+    arch = model_arch(branch, tcfg, len(classes), in_dim=shards.spec.get("n_features"))
     model = build_branch_model(branch, arch)
     if arch["name"] == "resnet18" and tcfg.get("resnet_weights"):
         load_torchvision_resnet18(model.backbone, tcfg["resnet_weights"])
