@@ -16,6 +16,7 @@ from emoflow.config import validate_config
 from emoflow.demo import make_demo_corpus
 from emoflow.errors import ConfigError
 from emoflow.fusion_apply import apply_fusion
+from tests.encoders import tiny_wav2vec2
 from tests.workflow import BIN, env, planned_jobs, snakemake, write_config
 
 
@@ -108,35 +109,39 @@ def rows(out: Path) -> dict[str, dict[str, str]]:
 
 @pytest.mark.slow
 def test_audio_only_corpus_of_wav_files(demo: Path, tmp_path: Path) -> None:
-    """`branches: [audio, egemaps]` on .wav files: both audio branches and every fusion, no
-    face stage; changing only the eGeMAPS feature set reruns only that stage and after it."""
+    """`branches: [audio, egemaps, ssl]` on .wav files (a tiny local wav2vec 2.0): the three
+    audio branches and every fusion, no face stage; changing only ``ssl.layer`` reruns only the
+    ssl stage and what depends on it."""
     corpus = converted(demo, tmp_path / "wav", ".wav", ["-vn", "-ac", "1", "-ar", "16000"])
-    out = run(corpus, tmp_path, ["audio", "egemaps"], train={"epochs": 4, "patience": 4})
+    encoder = tiny_wav2vec2(tmp_path / "w2v2")
+    settings = {"train": {"epochs": 4, "patience": 4}, "ssl": {"model_path": str(encoder)}}
+    out = run(corpus, tmp_path, ["audio", "egemaps", "ssl"], **settings)
     table = rows(out)
-    assert list(table) == ["audio", "egemaps", "late", "stacking", "feature"]
+    assert list(table) == ["audio", "egemaps", "ssl", "late", "stacking", "feature"]
     assert all(int(r["n"]) == 32 and r["missing"] == "0" for r in table.values())
     assert float(table["egemaps"]["uar"]) > 0.4  # 4 classes: chance is 0.25
     assert (out / "egemaps").is_dir() and not (out / "faces").exists()
     assert not (out / "models" / "visual").exists()
     assert "| eGeMAPS |" in (out / "report" / "results.md").read_text()
     bundle = json.loads((out / "model" / "bundle.json").read_text())
-    assert sorted(bundle["branches"]) == ["audio", "egemaps"] and bundle["fusion"] == "late"
+    assert sorted(bundle["branches"]) == ["audio", "egemaps", "ssl"] and bundle["fusion"] == "late"
+    assert bundle["encoders"] == {"ssl": str(encoder)}
     wav = sorted(corpus.rglob("*.wav"))[0]
     pred = tmp_path / "pred"
     cmd = [str(BIN / "emoflow"), "predict", str(wav), "--model", str(out / "model"),
            "--out", str(pred)]  # fmt: skip
     subprocess.run(cmd, check=True, env=env(), capture_output=True)
     doc = json.loads((pred / f"{wav.stem}.json").read_text())
-    assert doc["modalities"] == ["audio", "egemaps"] and doc["source"] == "both"
+    assert doc["modalities"] == ["audio", "egemaps", "ssl"] and doc["source"] == "all"
     assert doc["fusion"]["applied"] == "late" and "visual" in doc["missing"]
     cfg = write_config(
         tmp_path / "cfg2.yaml", corpus, tmp_path / "results", shards=2,
-        branches=["audio", "egemaps"], cache={"dir": str(tmp_path / "cache")},
-        train={"epochs": 4, "patience": 4}, egemaps={"feature_set": "GeMAPSv01b"},
+        branches=["audio", "egemaps", "ssl"], cache={"dir": str(tmp_path / "cache")},
+        train={"epochs": 4, "patience": 4}, ssl={"model_path": str(encoder), "layer": 1},
     )  # fmt: skip
     planned = planned_jobs(cfg)
-    assert planned["extract_egemaps"] == 2 and "extract_audio" not in planned
-    assert planned["train"] == 3  # the egemaps branch's folds; the audio models stay
+    assert planned["extract_ssl"] == 2 and planned["train"] == 3  # the ssl branch's folds
+    assert "extract_audio" not in planned and "extract_egemaps" not in planned
 
 
 @pytest.mark.slow

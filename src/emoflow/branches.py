@@ -14,8 +14,12 @@ from typing import Any
 import numpy as np
 
 # branch -> the extraction stage whose shards it trains on (registry order is the table order)
-BRANCH_STAGE: dict[str, str] = {"audio": "audio", "visual": "faces", "egemaps": "egemaps"}
-BRANCH_LABEL: dict[str, str] = {"audio": "Audio", "visual": "Visual", "egemaps": "eGeMAPS"}
+BRANCH_STAGE: dict[str, str] = {
+    "audio": "audio", "visual": "faces", "egemaps": "egemaps", "ssl": "ssl",
+}  # fmt: skip
+BRANCH_LABEL: dict[str, str] = {
+    "audio": "Audio", "visual": "Visual", "egemaps": "eGeMAPS", "ssl": "SSL speech",
+}  # fmt: skip
 ALL_BRANCHES: tuple[str, ...] = tuple(BRANCH_STAGE)
 
 
@@ -48,6 +52,11 @@ def source_label(present: Iterable[str], branches: Iterable[str]) -> str:
     if present == branches:
         return "both" if len(branches) == 2 else "all"
     return "+".join(present)
+
+
+def is_fused(source: str) -> bool:
+    """Whether a row of that source combined two or more branches."""
+    return source != "none" and not source.endswith("_only")
 
 
 def row_sources(has: Mapping[str, np.ndarray]) -> list[str]:

@@ -139,6 +139,14 @@ def extract_egemaps(
     _extract("egemaps", config, shard, workers, log)
 
 
+@app.command("extract-ssl")
+def extract_ssl(
+    config: ConfigOpt, shard: ShardOpt, workers: WorkersOpt = None, log: LogOpt = None
+) -> None:
+    """SSL stage of one shard: the audio windows -> local speech encoder -> ssl/<k>.h5."""
+    _extract("ssl", config, shard, workers, log)
+
+
 @app.command()
 def failures(config: ConfigOpt, log: LogOpt = None) -> None:
     """Collect scan and stage failures into failures.parquet; with strict: true, fail on any."""

@@ -1,8 +1,9 @@
 """The one featurizer: a media file -> its audio windows and its face frames on the time grid.
 
 The extraction stages (:mod:`emoflow.extract`) and ``emoflow predict`` both call
-:func:`audio_features`, :func:`egemaps_features` and :func:`face_features`; nothing else
-decodes or windows a clip (the audio and eGeMAPS stages share :func:`audio_windows`).
+:func:`audio_features`, :func:`egemaps_features`, :func:`ssl_features` and
+:func:`face_features`; nothing else decodes or windows a clip (the three audio-based stages
+share :func:`audio_windows`).
 
 - Audio: decoded once (mono, spec's rate), cut into the grid's windows, each window's log-mel
   floored on its own (:func:`emoflow.audio.logmel_mfcc`), so a clip's features never depend on
@@ -45,7 +46,7 @@ from emoflow.media import (
 )
 from emoflow.store import AudioClipFeatures, FaceClipFeatures, VectorClipFeatures
 
-FEATURE_VERSION = {"audio": 2, "faces": 2, "egemaps": 1}
+FEATURE_VERSION = {"audio": 2, "faces": 2, "egemaps": 1, "ssl": 1}
 """Per-stage version of the feature code (in the spec, the cache key and the shards)."""
 CHUNK_FRAMES = 32  # decoded full frames held at once by a streaming face backend
 
@@ -94,6 +95,29 @@ def audio_features(
         clip_id="",
         logmel=logmel,
         mfcc=mfcc,
+        window_start_s=windows.start_s,
+        duration_s=duration,
+        padded=windows.padded,
+    )
+
+
+def ssl_features(
+    path: str | Path,
+    spec: dict[str, Any],
+    media: dict[str, Any] | None = None,
+    info: MediaInfo | None = None,
+    *,
+    folder: Path,
+    device: str = "cpu",
+) -> VectorClipFeatures:
+    """A clip's self-supervised encoder embeddings per grid window (the audio stage's
+    windows; ``folder`` holds the encoder the spec names)."""
+    from emoflow.ssl_speech import embeddings
+
+    windows, duration = audio_windows(path, spec, media, info)
+    return VectorClipFeatures(
+        clip_id="",
+        vectors=embeddings(windows.segments, spec, folder, device),
         window_start_s=windows.start_s,
         duration_s=duration,
         padded=windows.padded,

@@ -32,10 +32,10 @@ import torch
 
 from emoflow import __version__
 from emoflow.atomic import write_text
-from emoflow.branches import ALL_BRANCHES, BRANCH_STAGE, row_sources
+from emoflow.branches import ALL_BRANCHES, BRANCH_STAGE, is_fused, row_sources
 from emoflow.data import face_model_input, face_windows, normalise_audio, normalise_vectors
 from emoflow.errors import ClipError, EmoflowError
-from emoflow.featurize import audio_features, egemaps_features, face_features
+from emoflow.featurize import audio_features, egemaps_features, face_features, ssl_features
 from emoflow.fusion_apply import apply_fusion, has_categorical, has_dimensional
 from emoflow.media import MediaInfo, probe
 from emoflow.pooling import clip_probabilities, pool_windows
@@ -96,19 +96,23 @@ class BranchWindows:
 def audio_windows(
     path: Path, predictor: Predictor, info: MediaInfo, name: str = "audio"
 ) -> BranchWindows | ClipError:
-    """The ``audio`` (log-mel) or ``egemaps`` model's outputs on every audio window of the
-    file (a silent track: the ``silent_audio`` ClipError, as the extraction stages give it)."""
+    """The ``audio`` (log-mel), ``egemaps`` or ``ssl`` model's outputs on every audio window
+    of the file (a silent track: the ``silent_audio`` ClipError, as the extraction stages
+    give it)."""
     branch = predictor.branches[name]
     try:
         if name == "egemaps":
             rec: Any = egemaps_features(path, branch.spec, info=info)
+        elif name == "ssl":
+            folder = predictor.encoder_folder("ssl")
+            rec = ssl_features(path, branch.spec, info=info, folder=folder)
         else:
             rec = audio_features(path, branch.spec, info=info)
     except ClipError as exc:
         if exc.kind == "silent_audio":
             return exc
         raise
-    if name == "egemaps":
+    if name != "audio":
         out = member_outputs(branch, lambda norm: [normalise_vectors(rec.vectors, norm)])
     else:
         out = member_outputs(branch, lambda norm: [normalise_audio(rec.logmel, norm)[:, None]])
@@ -140,7 +144,7 @@ def branch_windows(
     """Every usable branch's window outputs, and why a branch of the model was not used."""
     got: dict[str, BranchWindows] = {}
     why: dict[str, str] = {}
-    for name in ("audio", "egemaps"):
+    for name in ("audio", "egemaps", "ssl"):
         if name not in predictor.branches:
             continue
         res = audio_windows(path, predictor, info, name) if info.has_audio else None
@@ -265,7 +269,7 @@ def clip_prediction(
         "source": source,
         "modalities": sorted(branches),
         "missing": {m: clip["why"][m] for m in ALL_BRANCHES if m not in branches},
-        "fusion": fusion if source == "both" else {**fusion, "used": False},
+        "fusion": fusion if is_fused(source) else {**fusion, "used": False},
         "branches": branches,
         "n_windows": len(timeline.start_s),
         "window_s": grid.window_s,
@@ -340,7 +344,7 @@ def summary_rows(docs: list[dict[str, Any]]) -> list[list[str]]:
             pred = ""
         if d.get("valence") is not None:
             pred = (pred + " " if pred else "") + f"v={d['valence']:+.2f} a={d['arousal']:+.2f}"
-        fusion = d["fusion"]["applied"] if d["source"] == "both" else "-"
+        fusion = d["fusion"]["applied"] if is_fused(d["source"]) else "-"
         rows.append(
             [
                 Path(d["file"]).name,
@@ -372,7 +376,7 @@ def print_summary(docs: list[dict[str, Any]], failed: dict[str, str]) -> None:
     for d in docs:
         for modality, why in d["missing"].items():
             console.print(f"{Path(d['file']).name}: {modality} not used ({why})")
-        if d["fusion"].get("note") and d["source"] == "both":
+        if d["fusion"].get("note") and is_fused(d["source"]):
             console.print(f"{Path(d['file']).name}: fusion: {d['fusion']['note']}")
     for name, why in failed.items():
         console.print(f"{name}: failed: {why}")

@@ -87,6 +87,21 @@ class Predictor:
     mode: str = "single branch model"  # the bundle's mode (refit, fold0)
     warnings: list[str] = field(default_factory=list)
     backend: Any = None  # the face backend, made on first need (see require_backend)
+    encoders: dict[str, str] = field(default_factory=dict)  # branch -> local encoder folder
+
+    def encoder_folder(self, name: str) -> Path:
+        """The local encoder folder of an encoder branch (ssl), checked against the weights
+        the model was trained on."""
+        from emoflow.ssl_speech import check_weights
+
+        if name not in self.encoders:
+            raise EmoflowError(
+                f"the {name} branch needs its encoder folder: predict with the bundle folder "
+                "(its bundle.json names the folder), not a single model file"
+            )
+        folder = Path(self.encoders[name])
+        check_weights(folder, self.branches[name].spec)
+        return folder
 
     @property
     def grid(self) -> TimeGrid:
@@ -171,6 +186,11 @@ def tool_warnings(spec: dict[str, Any], stage: str, ffmpeg_bin: str = "ffmpeg") 
     )
     if stage == "audio":
         out += _compare("audio: librosa version", spec.get("librosa_version"), librosa.__version__)
+    if stage == "ssl":
+        import transformers
+
+        out += _compare("ssl: transformers version", spec.get("transformers_version"),
+                        transformers.__version__)  # fmt: skip
     if stage == "egemaps":
         import opensmile
 
@@ -249,10 +269,11 @@ def load_predictor(model: str | Path) -> Predictor:
         branches = {b: _load_members(path, files[b], b) for b in BRANCH_STAGE if b in files}
         requested, weights = info.get("fusion"), info.get("fusion_weights")
         mode = str(info.get("mode", "fold0"))
+        encoders = dict(info.get("encoders") or {})
     elif path.is_file():
         one = _load_branch(path)
         branches, requested, weights = {one.name: one}, None, None
-        mode = "single branch model"
+        mode, encoders = "single branch model", {}
     else:
         raise EmoflowError(f"model not found: {given}")
     first = next(iter(branches.values())).bundle
@@ -273,4 +294,5 @@ def load_predictor(model: str | Path) -> Predictor:
         fusion=fusion_plan(requested, weights, list(branches)),
         mode=mode,
         warnings=warnings,
+        encoders=encoders,
     )

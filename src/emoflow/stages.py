@@ -188,5 +188,7 @@ def run_bundle(config: Config) -> Path:
         "fusion_weights": weights,
         "branches": files,
     }
+    if "ssl" in branches:  # predict loads the encoder from here (checked against its sha256)
+        info["encoders"] = {"ssl": str(config["ssl"]["model_path"])}
     write_text(out / "bundle.json", json.dumps(info, indent=1, sort_keys=True) + "\n")
     return out

@@ -75,6 +75,7 @@ from emoflow.models import build_branch_model
 from emoflow.models.audio import load_torchvision_resnet18
 from emoflow.models.losses import branch_loss, ccc, class_weights
 from emoflow.pooling import pool_windows
+from emoflow.store import VECTOR_KINDS
 from emoflow.train_outputs import ClipOutputs, history_csv, write_predictions
 
 GRAY_FACES = True
@@ -135,10 +136,15 @@ def setup_runtime(train_cfg: dict[str, Any], seed: int) -> None:
 
 
 def model_arch(
-    branch: str, train_cfg: dict[str, Any], n_classes: int, in_dim: int | None = None
+    branch: str,
+    train_cfg: dict[str, Any],
+    n_classes: int,
+    in_dim: int | None = None,
+    layers: int | None = None,
 ) -> dict[str, Any]:
     """The constructor kwargs (with ``name``) of a branch model, as stored in the bundle
-    (``in_dim``: the width of a window vector, for the eGeMAPS MLP)."""
+    (``in_dim``: the width of a window vector, for the window-vector MLP; ``layers``: encoder
+    layers stored side by side in it, to be weighted)."""
     common = {
         "n_classes": n_classes,
         "target": train_cfg.get("target", "categorical"),
@@ -149,8 +155,9 @@ def model_arch(
         if train_cfg.get("audio_model", "vgg") == "resnet18":
             return {"name": "resnet18", **common, "in_channels": 1}
         return {"name": "vgg", **common, "channels": [16, 32, 64, 128], "in_channels": 1}
-    if branch == "egemaps":
-        return {"name": "mlp", **common, "in_dim": int(in_dim or 0), "hidden": 128}
+    if branch in VECTOR_KINDS:
+        return {"name": "mlp", **common, "in_dim": int(in_dim or 0), "hidden": 128,
+                "layers": int(layers or 1)}  # fmt: skip
     if branch == "visual":
         return {
             "name": "cnn_gru",
@@ -213,7 +220,7 @@ def model_inputs(branch: str, batch: tuple, norm: dict[str, Any], device: torch.
     x = batch[0].to(device, non_blocking=True)
     if branch == "audio":
         return [normalise_audio(x, norm)]
-    if branch == "egemaps":
+    if branch in VECTOR_KINDS:
         return [normalise_vectors(x, norm)]
     return [face_model_input(x, norm), batch[1].to(device, non_blocking=True)]
 
@@ -352,7 +359,7 @@ def run_training(
     )
 
     size = int(tcfg.get("visual_size", 64))
-    if branch in ("audio", "egemaps"):
+    if branch == "audio" or branch in VECTOR_KINDS:
         field = "logmel" if branch == "audio" else "vectors"
         norm = fit_audio_norm(shards, roles["train"], field)
         train_ds: Any = AudioWindows(shards, roles["train"], targets, field=field)
@@ -366,7 +373,8 @@ def run_training(
         }
         bundle_norm = {**norm, "size": size, "gray": GRAY_FACES}
 
-    arch = model_arch(branch, tcfg, len(classes), in_dim=shards.spec.get("n_features"))
+    layers = shards.spec["n_layers"] if shards.spec.get("layer") == "weighted" else 1
+    arch = model_arch(branch, tcfg, len(classes), shards.spec.get("n_features"), layers)
     model = build_branch_model(branch, arch)
     if arch["name"] == "resnet18" and tcfg.get("resnet_weights"):
         load_torchvision_resnet18(model.backbone, tcfg["resnet_weights"])

@@ -48,6 +48,7 @@ def build_branch_model(branch: str, arch: dict[str, Any]) -> nn.Module:
         ("audio", "resnet18"): AudioResNet18,
         ("visual", "cnn_gru"): VisualCNNGRU,
         ("egemaps", "mlp"): WindowMLP,
+        ("ssl", "mlp"): WindowMLP,
     }
     kwargs = dict(arch)
     name = kwargs.pop("name", None)
