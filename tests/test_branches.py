@@ -92,7 +92,7 @@ def converted(demo: Path, root: Path, suffix: str, args: list[str]) -> Path:
 def run(corpus: Path, base: Path, branches: list[str], **extra: object) -> Path:
     cfg = write_config(
         base / "cfg.yaml", corpus, base / "results", shards=2, branches=branches,
-        cache={"dir": str(base / "cache")}, **extra,
+        cache={"dir": str(base / "cache")}, folds={"k": 2}, **extra,
     )  # fmt: skip
     snakemake(cfg)
     out = base / "results" / "t"
@@ -123,6 +123,11 @@ def test_audio_only_corpus_of_wav_files(demo: Path, tmp_path: Path) -> None:
     assert (out / "egemaps").is_dir() and not (out / "faces").exists()
     assert not (out / "models" / "visual").exists()
     assert "| eGeMAPS |" in (out / "report" / "results.md").read_text()
+    prov = json.loads((out / "report" / "provenance.json").read_text())
+    assert prov["branches"] == ["audio", "egemaps", "ssl"]
+    assert "research" in prov["encoders"]["egemaps"]["licence"]
+    assert list(prov["encoders"]["ssl"]["weights_sha256"]) == ["model.safetensors"]
+    assert str(encoder) not in json.dumps(prov)
     bundle = json.loads((out / "model" / "bundle.json").read_text())
     assert sorted(bundle["branches"]) == ["audio", "egemaps", "ssl"] and bundle["fusion"] == "late"
     assert bundle["encoders"] == {"ssl": str(encoder)}
@@ -137,10 +142,11 @@ def test_audio_only_corpus_of_wav_files(demo: Path, tmp_path: Path) -> None:
     cfg = write_config(
         tmp_path / "cfg2.yaml", corpus, tmp_path / "results", shards=2,
         branches=["audio", "egemaps", "ssl"], cache={"dir": str(tmp_path / "cache")},
+        folds={"k": 2},
         train={"epochs": 4, "patience": 4}, ssl={"model_path": str(encoder), "layer": 1},
     )  # fmt: skip
     planned = planned_jobs(cfg)
-    assert planned["extract_ssl"] == 2 and planned["train"] == 3  # the ssl branch's folds
+    assert planned["extract_ssl"] == 2 and planned["train"] == 2  # the ssl branch's folds
     assert "extract_audio" not in planned and "extract_egemaps" not in planned
 
 

@@ -108,11 +108,30 @@ def provenance(config: Config) -> dict[str, Any]:
     import librosa
     import torch
 
+    from emoflow.extract import stage_spec
     from emoflow.media import ffmpeg_version
 
     layout = Layout.of(config)
+    branches = selected_branches(config)
+    encoders: dict[str, Any] = {}
+    if "egemaps" in branches:
+        import opensmile
+
+        from emoflow.egemaps import LICENCE
+
+        encoders["egemaps"] = {"opensmile": opensmile.__version__, "licence": LICENCE,
+                               "feature_set": config["egemaps"]["feature_set"]}  # fmt: skip
+    if "ssl" in branches:
+        import transformers
+
+        spec = stage_spec(config, "ssl")
+        encoders["ssl"] = {"transformers": transformers.__version__, "layer": spec["layer"],
+                           **{k: spec[k] for k in ("model_type", "model_config_hash",
+                                                   "weights_sha256")}}  # fmt: skip
     return {
         "config_hash": stable_hash(config),
+        "branches": list(branches),
+        "encoders": encoders,
         "manifest_sha256": _sha256(layout.manifest),
         "emoflow": __version__,
         "torch": torch.__version__,
