@@ -44,8 +44,10 @@ def make_clip(
     audio_rate: int = 44100,
     channels: int = 1,
     extra: tuple[str, ...] = (),
+    volume: float = 1.0,
 ) -> Path:
-    """A clip: a still image (or test pattern) + a tone, H.264/AAC unless told otherwise."""
+    """A clip: a still image (or test pattern) + a tone (scaled by ``volume``), H.264/AAC
+    unless told otherwise."""
     args: list[str] = []
     if video:
         if image is not None:
@@ -54,7 +56,7 @@ def make_clip(
             args += ["-f", "lavfi", "-i", f"testsrc=size=320x240:rate={fps}:duration={duration}"]
     if audio:
         layout = "mono" if channels == 1 else "stereo"
-        src = f"sine=f={tone_hz}:sample_rate={audio_rate}:duration={duration}"
+        src = f"sine=f={tone_hz}:sample_rate={audio_rate}:duration={duration},volume={volume}"
         args += ["-f", "lavfi", "-i", src, "-ac", str(channels), "-channel_layout", layout]
     if video:
         args += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "ultrafast"]

@@ -6,8 +6,9 @@ import librosa
 import numpy as np
 import pytest
 
-from emoflow.audio import audio_spec, cut_windows, logmel_mfcc
+from emoflow.audio import audio_spec, check_silence, cut_windows, logmel_mfcc, rms_dbfs
 from emoflow.config import validate_config
+from emoflow.errors import ClipError
 
 CFG = validate_config({"dataset": {"name": "x", "adapter": "ravdess", "root": "."}})
 SPEC = audio_spec(CFG["audio"], "ffmpeg version test")
@@ -58,3 +59,18 @@ def test_float16_dtype() -> None:
     spec = {**SPEC, "dtype": "float16"}
     logmel, mfcc = logmel_mfcc(np.zeros((1, 48000), "f4"), spec)
     assert logmel.dtype == np.float16 and mfcc.dtype == np.float16
+
+
+def test_silence_threshold() -> None:
+    t = np.arange(16000) / 16000
+    sine = np.sin(2 * np.pi * 220 * t).astype(np.float32)
+    assert rms_dbfs(sine) == pytest.approx(-3.01, abs=0.01)
+    assert rms_dbfs(3e-5 * sine) == pytest.approx(-93.5, abs=0.1)
+    assert rms_dbfs(np.zeros(100, np.float32)) == float("-inf")
+    check_silence(0.01 * sine, -60.0)  # -43 dBFS: quiet speech level, kept
+    with pytest.raises(ClipError, match=r"RMS -93.5 dBFS, below audio.silence_dbfs -60") as exc:
+        check_silence(3e-5 * sine, -60.0)
+    assert exc.value.kind == "silent_audio"
+    with pytest.raises(ClipError, match="RMS -inf dBFS"):
+        check_silence(np.zeros(100, np.float32), -60.0)
+    check_silence(np.zeros(100, np.float32), None)  # null: never silent

@@ -12,7 +12,7 @@ import pytest
 
 from emoflow import metrics
 from emoflow.errors import EmoflowError
-from emoflow.fuse import Aligned, grid_search_weight, run_fusion
+from emoflow.fuse import Aligned, grid_search_weight, run_fusion, weight_grid
 from emoflow.train_outputs import PREDICTION_SCHEMA
 
 CLASSES = ["angry", "happy", "neutral", "sad"]
@@ -115,9 +115,8 @@ def make_inputs(
 
 def fuse(tmp: Path, paths: dict[str, Path], name: str = "out", config: dict | None = None):
     out, weights = tmp / f"{name}.parquet", tmp / f"{name}.json"
-    run_fusion(
-        config or CONFIG, 0, 0, paths["audio"], paths["visual"], paths["folds"], out, weights
-    )
+    preds = {b: paths[b] for b in ("audio", "visual")}
+    run_fusion(config or CONFIG, 0, 0, preds, paths["folds"], out, weights)
     return out, weights
 
 
@@ -162,6 +161,7 @@ def test_output_schema_order_and_metadata(categorical) -> None:
     meta = json.loads(table.schema.metadata[b"emoflow"])
     assert meta == {
         "classes": CLASSES, "fold": 0, "seed": 0, "target": "categorical", "fusion_problems": {},
+        "branches": ["audio", "visual"],
     }  # fmt: skip
     d = table.to_pydict()
     keys = list(zip(d["method"], d["clip_id"], strict=True))
@@ -248,7 +248,7 @@ def test_dimensional_target(tmp_path: Path) -> None:
     assert mean_ccc("stacking") > singles + 0.1
     assert mean_ccc("late") > singles
     w = json.loads(weights.read_text())["methods"]
-    assert set(w["late"]) == {"dimensional", "n_fit"}
+    assert set(w["late"]) == {"branches", "dimensional", "n_fit"}
     assert w["stacking"]["dimensional"]["valence"]["fitted"] is True
 
 
@@ -259,7 +259,7 @@ def test_both_targets(tmp_path: Path) -> None:
     assert all(len(p) == 4 for p in d["prob"])
     assert not np.isnan(np.array(d["arousal"], dtype=float)).any()
     assert set(json.loads(weights.read_text())["methods"]["late"]) == {
-        "categorical", "dimensional", "n_fit",
+        "branches", "categorical", "dimensional", "n_fit",
     }  # fmt: skip
 
 
@@ -275,13 +275,21 @@ def test_a_fusion_that_cannot_be_fitted_says_why(tmp_path: Path) -> None:
 
 
 def test_grid_search_tie_break() -> None:
-    grid = [round(i * 0.05, 2) for i in range(21)]
-    assert grid_search_weight(dict.fromkeys(grid, 0.7)) == 0.5
-    scores = {w: (0.9 if w in (0.45, 0.55, 0.8) else 0.1) for w in grid}
-    assert grid_search_weight(scores) == 0.45
-    scores[0.9] = 0.95
-    assert grid_search_weight(scores) == 0.9
-    assert grid_search_weight({0.0: float("nan"), 1.0: 0.2}) == 1.0
+    grid = weight_grid(2)
+    assert grid == [(round(i * 0.05, 2), round(1 - i * 0.05, 2)) for i in range(21)]
+    assert grid_search_weight(dict.fromkeys(grid, 0.7)) == (0.5, 0.5)
+    scores = {w: (0.9 if w[0] in (0.45, 0.55, 0.8) else 0.1) for w in grid}
+    assert grid_search_weight(scores) == (0.45, 0.55)
+    scores[(0.9, 0.1)] = 0.95
+    assert grid_search_weight(scores) == (0.9, 0.1)
+    assert grid_search_weight({(0.0, 1.0): float("nan"), (1.0, 0.0): 0.2}) == (1.0, 0.0)
+
+
+def test_weight_grid_of_three_branches() -> None:
+    grid = weight_grid(3)
+    assert len(grid) == 231 and all(abs(sum(w) - 1) < 1e-9 for w in grid)
+    assert grid_search_weight(dict.fromkeys(grid, 0.5)) == (0.3, 0.35, 0.35)
+    assert len(weight_grid(5)) == 1001  # steps of 0.1 from five branches on
 
 
 def test_late_weight_follows_the_informative_branch(tmp_path: Path) -> None:
@@ -293,8 +301,9 @@ def test_late_weight_follows_the_informative_branch(tmp_path: Path) -> None:
     table = table.set_column(table.schema.get_field_index("prob"), "prob", random_prob)
     pq.write_table(table, paths["visual"])
     _, weights = fuse(tmp_path, paths, config={"fusion": {"methods": ["late"]}})
-    w = json.loads(weights.read_text())["methods"]["late"]["categorical"]
-    assert w >= 0.7
+    late = json.loads(weights.read_text())["methods"]["late"]
+    assert late["branches"] == ["audio", "visual"]
+    assert late["categorical"][0] >= 0.7 and abs(sum(late["categorical"]) - 1) < 1e-9
 
 
 def test_parts_must_agree_with_folds(tmp_path: Path) -> None:
@@ -312,7 +321,7 @@ def test_wrong_fold_metadata_raises(tmp_path: Path) -> None:
     paths = make_inputs(tmp_path)
     with pytest.raises(EmoflowError, match="fold"):
         run_fusion(
-            CONFIG, 1, 0, paths["audio"], paths["visual"], paths["folds"],
+            CONFIG, 1, 0, {b: paths[b] for b in ("audio", "visual")}, paths["folds"],
             tmp_path / "o.parquet", tmp_path / "o.json",
         )  # fmt: skip
 

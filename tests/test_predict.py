@@ -87,6 +87,7 @@ def media(trained: dict[str, Any]) -> dict[str, Path]:
     return {
         "wav": make_clip(folder / "tone.wav", duration=5.0, video=False, audio_codec="pcm_s16le"),
         "silent": make_clip(folder / "silent.mp4", duration=6.0, image=face, audio=False),
+        "hush": make_clip(folder / "hush.mp4", duration=6.0, image=face, volume=3e-5),
     }
 
 
@@ -267,8 +268,12 @@ def test_fusion_plan_of_older_bundles() -> None:
     assert "not stored" in (feature.note or "")
     assert fusion_plan("feature", {}, ["audio", "visual"]).params == {}
     assert fusion_plan(None, None, ["audio"]).applied == "none"
-    assert fusion_plan("late", weights, ["audio", "visual"]).describe()["audio_weight"] == {
-        "categorical": 0.8
+    assert fusion_plan("late", weights, ["audio", "visual"]).describe()["weights"] == {
+        "categorical": {"audio": 0.8, "visual": 0.2}
+    }
+    three = {"methods": {"late": {"branches": ["audio", "visual"], "categorical": [0.3, 0.7]}}}
+    assert fusion_plan("late", three, ["audio", "visual"]).describe()["weights"] == {
+        "categorical": {"audio": 0.3, "visual": 0.7}
     }
     # a late fusion that could not be fitted stores why; the plan keeps only the weights
     unfitted = {"methods": {"late": {"categorical": 0.5, "n_fit": 0, "reason": "no clip"}}}
@@ -304,6 +309,19 @@ def test_video_without_audio(
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert doc["source"] == "visual_only" and doc["modalities"] == ["visual"]
     assert "no audio stream" in doc["missing"]["audio"]
+
+
+def test_digitally_silent_track_is_a_missing_modality(
+    trained: dict[str, Any], media: dict[str, Path], tmp_path: Path
+) -> None:
+    """An audio track at about -93 dBFS: the audio branch is not used (it would predict on
+    nothing); the faces carry every window, and the JSON says why."""
+    doc = run_predict([media["hush"]], trained["model"], tmp_path, threads=1)[0]
+    timeline = read_timeline(tmp_path, "hush")
+    assert (timeline.source == "visual_only").all()
+    assert doc["source"] == "visual_only" and doc["modalities"] == ["visual"]
+    assert "digital silence" in doc["missing"]["audio"]
+    assert "below audio.silence_dbfs -60" in doc["missing"]["audio"]
 
 
 def _rewrite(src: Path, dst: Path, **spec_changes: Any) -> None:

@@ -118,6 +118,9 @@ def make_torture(root: Path, good: list[tuple[Path, str, str]]) -> dict[str, dic
     add("unknown_label.mp4", label="bored", scan="bad_label")
     shutil.copy(ok, t / "no_label.mp4")
     add("no_label.mp4", label="", scan="bad_label")
+    # an AAC track at about -93 dBFS (as a camera records "silence"): treated as no audio
+    make_clip(t / "silent_track.mp4", 2.0, image=face, volume=3e-5)
+    add("silent_track.mp4", audio="silent_audio")
     outside = root.parent / f"{root.name}-outside.mp4"
     shutil.copy(ok, outside)
     rows.append((str(outside), "Actor_90", "happy"))

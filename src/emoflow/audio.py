@@ -13,6 +13,7 @@ from typing import Any
 import librosa
 import numpy as np
 
+from emoflow.errors import ClipError
 from emoflow.grid import window_starts
 
 
@@ -30,6 +31,26 @@ def audio_spec(audio_cfg: dict[str, Any], ffmpeg_version: str) -> dict[str, Any]
     spec["ffmpeg_version"] = ffmpeg_version
     spec["decoder"] = "ffmpeg -ac 1 -ar <sample_rate> -f f32le"
     return spec
+
+
+def rms_dbfs(samples: np.ndarray) -> float:
+    """RMS level of ``samples`` (float, full scale 1.0) in dBFS; -inf for all zeros."""
+    power = float(np.mean(np.square(samples, dtype=np.float64))) if len(samples) else 0.0
+    return 10.0 * np.log10(power) if power > 0 else float("-inf")
+
+
+def check_silence(samples: np.ndarray, threshold_dbfs: float | None) -> None:
+    """Raise ``ClipError("silent_audio")`` when the track's RMS level is below the threshold."""
+    if threshold_dbfs is None:
+        return
+    level = rms_dbfs(samples)
+    if level < threshold_dbfs:
+        shown = "-inf" if np.isinf(level) else f"{level:.1f}"
+        raise ClipError(
+            "silent_audio",
+            f"the audio track is digital silence (RMS {shown} dBFS, below audio.silence_dbfs "
+            f"{threshold_dbfs:g}): treated as a clip without audio",
+        )
 
 
 @dataclass

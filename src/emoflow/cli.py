@@ -52,8 +52,10 @@ def _config(path: Path) -> dict:
 
 
 def _check_branch(branch: str) -> None:
-    if branch not in ("audio", "visual"):
-        _fail(f"--branch must be audio or visual, not {branch!r}")
+    from emoflow.branches import ALL_BRANCHES
+
+    if branch not in ALL_BRANCHES:
+        _fail(f"--branch must be one of {', '.join(ALL_BRANCHES)}, not {branch!r}")
 
 
 def _fail(message: str) -> None:
@@ -129,6 +131,22 @@ def extract_faces(
     _extract("faces", config, shard, workers, log)
 
 
+@app.command("extract-egemaps")
+def extract_egemaps(
+    config: ConfigOpt, shard: ShardOpt, workers: WorkersOpt = None, log: LogOpt = None
+) -> None:
+    """eGeMAPS stage of one shard: the audio windows -> openSMILE functionals -> egemaps/<k>.h5."""
+    _extract("egemaps", config, shard, workers, log)
+
+
+@app.command("extract-ssl")
+def extract_ssl(
+    config: ConfigOpt, shard: ShardOpt, workers: WorkersOpt = None, log: LogOpt = None
+) -> None:
+    """SSL stage of one shard: the audio windows -> local speech encoder -> ssl/<k>.h5."""
+    _extract("ssl", config, shard, workers, log)
+
+
 @app.command()
 def failures(config: ConfigOpt, log: LogOpt = None) -> None:
     """Collect scan and stage failures into failures.parquet; with strict: true, fail on any."""
@@ -160,7 +178,7 @@ def split(config: ConfigOpt, log: LogOpt = None) -> None:
 @app.command()
 def train(
     config: ConfigOpt,
-    branch: Annotated[str, typer.Option(help="audio or visual")],
+    branch: Annotated[str, typer.Option(help="a branch: audio, visual")],
     fold: Annotated[int, typer.Option(help="fold index")],
     seed: Annotated[int, typer.Option(help="training seed")],
     log: LogOpt = None,
@@ -177,7 +195,7 @@ def train(
 @app.command()
 def refit(
     config: ConfigOpt,
-    branch: Annotated[str, typer.Option(help="audio or visual")],
+    branch: Annotated[str, typer.Option(help="a branch: audio, visual")],
     log: LogOpt = None,
 ) -> None:
     """Retrain one branch on every labelled clip for the cross-validated epoch count."""

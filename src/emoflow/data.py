@@ -81,20 +81,24 @@ class _Cache:
 # --------------------------------------------------------------------------- audio
 
 
-def fit_audio_norm(shards: Any, clip_ids: Iterable[str]) -> dict[str, torch.Tensor]:
-    """Per-mel mean and std of the log-mel windows of ``clip_ids`` (streaming, float64)."""
+def fit_audio_norm(
+    shards: Any, clip_ids: Iterable[str], field: str = "logmel"
+) -> dict[str, torch.Tensor]:
+    """Per-row mean and std (per mel of the log-mel windows, per functional of the eGeMAPS
+    windows: axis 1 of ``field``) over the windows of ``clip_ids`` (streaming, float64)."""
     total = sq = None
     count = 0
     for clip_id in clip_ids:
-        logmel = np.asarray(shards.get(clip_id).logmel, dtype=np.float64)
-        if logmel.size == 0:
+        x = np.asarray(getattr(shards.get(clip_id), field), dtype=np.float64)
+        if x.size == 0:
             continue
-        s, s2 = logmel.sum(axis=(0, 2)), (logmel**2).sum(axis=(0, 2))
+        axes = tuple(i for i in range(x.ndim) if i != 1)
+        s, s2 = x.sum(axis=axes), (x**2).sum(axis=axes)
         total = s if total is None else total + s
         sq = s2 if sq is None else sq + s2
-        count += logmel.shape[0] * logmel.shape[2]
+        count += x.size // x.shape[1]
     if total is None or sq is None:
-        raise EmoflowError("no training audio window to fit the normalisation on")
+        raise EmoflowError(f"no training {field} window to fit the normalisation on")
     mean = total / count
     std = np.sqrt(np.maximum(sq / count - mean**2, 0.0))
     return {
@@ -112,8 +116,16 @@ def normalise_audio(logmel: np.ndarray | torch.Tensor, norm: dict[str, Any]) -> 
     return (x - mean) / std
 
 
+def normalise_vectors(vectors: np.ndarray | torch.Tensor, norm: dict[str, Any]) -> torch.Tensor:
+    """``(..., D)`` window vectors (eGeMAPS functionals) -> float32 standardised per feature,
+    on the input's device (training and ``predict`` both call it)."""
+    x = torch.as_tensor(vectors, dtype=torch.float32)
+    return (x - norm["mean"].to(x.device)) / norm["std"].to(x.device)
+
+
 class AudioWindows(Dataset):
-    """One item per log-mel window of the given clips: ``(x (1, M, T) raw, y, va (2,))``."""
+    """One item per window of the given clips: ``(x, y, va (2,))`` with ``x`` the raw log-mel
+    ``(1, M, T)`` or, for ``field="vectors"``, the raw window vector ``(D,)``."""
 
     def __init__(
         self,
@@ -121,8 +133,10 @@ class AudioWindows(Dataset):
         clip_ids: Sequence[str],
         targets: Targets,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        field: str = "logmel",
     ) -> None:
         self.shards = shards
+        self.field = field
         self.targets = targets
         self.cache = _Cache(cache_bytes)
         self.index: list[tuple[str, int]] = []
@@ -134,7 +148,7 @@ class AudioWindows(Dataset):
     def _logmel(self, clip_id: str) -> np.ndarray:
         cached = self.cache.get(clip_id)
         if cached is None:
-            cached = np.asarray(self.shards.get(clip_id).logmel, dtype=np.float32)
+            cached = np.asarray(getattr(self.shards.get(clip_id), self.field), np.float32)
             self.cache.put(clip_id, cached, cached.nbytes)
         return cached
 
@@ -143,13 +157,16 @@ class AudioWindows(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         clip_id, w = self.index[i]
-        x = torch.from_numpy(self._logmel(clip_id)[w : w + 1])  # raw: normalised on the device
+        rows = self._logmel(clip_id)
+        # raw: normalised on the device; a log-mel window keeps a channel axis
+        x = torch.from_numpy(rows[w : w + 1] if rows.ndim == 3 else rows[w])
         y, v, a = self.targets[clip_id]
         return x, torch.tensor(y), torch.tensor([v, a], dtype=torch.float32)
 
 
 class AudioClips(Dataset):
-    """One item per clip with all its windows: ``(x (W, 1, M, T) raw, y, va (2,))``."""
+    """One item per clip with all its windows: ``(x, y, va (2,))`` with ``x`` the raw log-mel
+    ``(W, 1, M, T)`` or, for ``field="vectors"``, the raw window vectors ``(W, D)``."""
 
     def __init__(
         self,
@@ -157,8 +174,10 @@ class AudioClips(Dataset):
         clip_ids: Sequence[str],
         targets: Targets,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        field: str = "logmel",
     ) -> None:
         self.shards = shards
+        self.field = field
         self.clip_ids = list(clip_ids)
         self.targets = targets
         self.cache = _Cache(cache_bytes)
@@ -170,7 +189,8 @@ class AudioClips(Dataset):
         clip_id = self.clip_ids[i]
         x = self.cache.get(clip_id)
         if x is None:
-            x = torch.as_tensor(np.asarray(self.shards.get(clip_id).logmel, np.float32))[:, None]
+            rows = np.asarray(getattr(self.shards.get(clip_id), self.field), np.float32)
+            x = torch.as_tensor(rows)[:, None] if rows.ndim == 3 else torch.as_tensor(rows)
             self.cache.put(clip_id, x, x.numel() * 4)
         y, v, a = self.targets[clip_id]
         return x, torch.tensor(y), torch.tensor([v, a], dtype=torch.float32)

@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 
 from emoflow.atomic import write_text
+from emoflow.branches import selected_branches
 from emoflow.errors import EmoflowError
-from emoflow.paths import BRANCHES, Layout
+from emoflow.paths import Layout
 
 
 def best_epoch(history_csv: Path) -> int:
@@ -85,10 +86,10 @@ def run_refit(config: dict[str, Any], branch: str, folds: list[int], shards: lis
 def pooled_fusion_weights(config: dict[str, Any], folds: list[int]) -> dict[str, Any]:
     """Fusion refitted on the first seed's out-of-fold test predictions of every fold."""
     from emoflow.fuse import (
-        METHODS,
         align,
         fit_problems,
         fuse_arrays,
+        fusion_methods,
         has_categorical,
         read_branch_predictions,
     )
@@ -96,15 +97,14 @@ def pooled_fusion_weights(config: dict[str, Any], folds: list[int]) -> dict[str,
     layout = Layout.of(config)
     seed = config["train"]["seeds"][0]
     preds = {}
-    for branch in BRANCHES:
+    for branch in selected_branches(config):
         parts = [read_branch_predictions(layout.model_dir(branch, f, seed) / "predictions.parquet")
                  for f in folds]  # fmt: skip
         preds[branch] = _pooled_test(parts)
-    meta = preds["audio"].meta
+    meta = next(iter(preds.values())).meta
     n_classes = len(meta["classes"]) if has_categorical(meta["target"]) else 0
     aligned = align(preds, n_classes)
-    methods = [m for m in METHODS if m in config["fusion"]["methods"]]
-    _, info = fuse_arrays(aligned, methods, meta["target"], n_classes, seed)
+    _, info = fuse_arrays(aligned, fusion_methods(config), meta["target"], n_classes, seed)
     return {
         "classes": meta["classes"],
         "target": meta["target"],

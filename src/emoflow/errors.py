@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 FAILURE_KINDS: dict[str, str] = {
     "unreadable": "ffmpeg could not open or decode the file (empty, truncated, not a media file)",
     "no_audio": "the file has no audio stream",
+    "silent_audio": "the audio track is digital silence (below audio.silence_dbfs): the clip is "
+    "treated as having no audio",
     "no_video": "the file has no video stream",
     "too_short": "the clip is too short to give one frame or any audio",
     "no_face": "no face was found in any sampled frame",
@@ -31,7 +33,7 @@ FAILURE_KINDS: dict[str, str] = {
 # Failures that the same bytes and the same code always give again: remembered by the per-clip
 # cache. Anything else (a crash, a timeout, a missing tool, an internal error) is retried.
 DETERMINISTIC_KINDS = frozenset(
-    {"unreadable", "no_audio", "no_video", "no_face", "too_short", "truncated"}
+    {"unreadable", "no_audio", "silent_audio", "no_video", "no_face", "too_short", "truncated"}
 )
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from emoflow.branches import ALL_BRANCHES
 from emoflow.fusion_apply import has_categorical, has_dimensional
 from emoflow.metrics import (
     accuracy,
@@ -32,7 +33,7 @@ from emoflow.metrics import (
 )
 from emoflow.stats import cluster_bootstrap
 
-BRANCH_METHODS = ("audio", "visual")
+BRANCH_METHODS = ALL_BRANCHES
 CAT_METRICS = ("accuracy", "uar", "macro_f1")
 DIM_METRICS = ("arousal_ccc", "valence_ccc", "pearson_r", "mae")
 OMG_METRICS = ("omg_arousal_ccc", "omg_valence_ccc")

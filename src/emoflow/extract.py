@@ -9,6 +9,7 @@ from the cache and what failed (tests and the failures table read it).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import multiprocessing
@@ -30,7 +31,13 @@ from emoflow.audio import audio_spec, logmel_mfcc
 from emoflow.cache import ClipCache
 from emoflow.config import Config, cache_dir, results_dir, stable_hash
 from emoflow.errors import ClipError, internal_error
-from emoflow.featurize import FEATURE_VERSION, audio_features, face_features
+from emoflow.featurize import (
+    FEATURE_VERSION,
+    audio_features,
+    egemaps_features,
+    face_features,
+    ssl_features,
+)
 from emoflow.grid import GRID_KEYS
 from emoflow.manifest import read_shard_list
 from emoflow.media import ffmpeg_version
@@ -39,7 +46,7 @@ from emoflow.store import FORMAT_VERSION, storage_spec
 
 log = logging.getLogger("emoflow.extract")
 
-STAGES = ("audio", "faces")
+STAGES = ("audio", "faces", "egemaps", "ssl")
 
 
 def grid_params(config: Config) -> dict[str, Any]:
@@ -60,6 +67,10 @@ def config_params(config: Config, stage: str) -> dict[str, Any]:
                "shard_format": FORMAT_VERSION}  # fmt: skip
     if stage == "audio":
         return {"audio": config["audio"], "ffmpeg": config["media"]["ffmpeg"], **version}
+    if stage in ("egemaps", "ssl"):
+        shared = {k: config["audio"][k] for k in (*GRID_KEYS, "silence_dbfs")}
+        return {stage: {**config[stage], **shared}, "ffmpeg": config["media"]["ffmpeg"],
+                **version}  # fmt: skip
     faces = {k: v for k, v in config["faces"].items() if k != "openface"}
     if faces["backend"] == "openface":
         of = config["faces"]["openface"]
@@ -77,6 +88,14 @@ def stage_spec(config: Config, stage: str) -> dict[str, Any]:
         spec = audio_spec(config["audio"], ff)
         spec.update(feature_version=version, truncation=truncation(config))
         return {**spec, "storage": storage_spec(stage)}
+    if stage in ("egemaps", "ssl"):
+        from emoflow.egemaps import egemaps_spec
+        from emoflow.ssl_speech import ssl_spec
+
+        make = egemaps_spec if stage == "egemaps" else ssl_spec
+        spec = make(config[stage], config["audio"], ff)
+        spec.update(feature_version=version, truncation=truncation(config))
+        return {**spec, "storage": storage_spec(stage)}
     from emoflow.faces import make_backend
 
     backend = make_backend(config["faces"])
@@ -88,10 +107,26 @@ def stage_spec(config: Config, stage: str) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- workers
 def _audio_task(items: list[tuple[str, str]], spec: dict, config: Config) -> list[Any]:
+    return _per_clip(audio_features, items, spec, config)
+
+
+def _egemaps_task(items: list[tuple[str, str]], spec: dict, config: Config) -> list[Any]:
+    return _per_clip(egemaps_features, items, spec, config)
+
+
+def _ssl_task(items: list[tuple[str, str]], spec: dict, config: Config) -> list[Any]:
+    from emoflow.ssl_speech import device_of, model_folder
+
+    folder, device = model_folder(config["ssl"]), device_of(config["ssl"])
+    featurize = functools.partial(ssl_features, folder=folder, device=device)
+    return _per_clip(featurize, items, spec, config)
+
+
+def _per_clip(featurize: Any, items: list[tuple[str, str]], spec: dict, config: Config) -> list:
     out = []
     for clip_id, path in items:
         try:
-            out.append(audio_features(path, spec, config["media"]))
+            out.append(featurize(path, spec, config["media"]))
         except ClipError as exc:
             out.append(exc)
         except Exception as exc:  # noqa: BLE001 - one clip must never stop the shard
@@ -154,6 +189,17 @@ def ordered_map(pool: Any, tasks: Iterable[tuple], ahead: int) -> Iterator[Any]:
             pending.append(pool.submit(*nxt))
 
 
+def stage_workers(config: Config, stage: str, workers: int) -> int:
+    """``workers``, or 1 for the ssl stage on a GPU (one process holds the device; windows
+    are batched there instead)."""
+    if stage == "ssl":
+        from emoflow.ssl_speech import device_of
+
+        if device_of(config["ssl"]) == "cuda":
+            return 1
+    return workers
+
+
 def default_workers(config: Config) -> int:
     """Workers for a shard job: ``execution.workers`` or the CPUs this process may use."""
     return config["execution"]["workers"] or len(os.sched_getaffinity(0))
@@ -164,6 +210,14 @@ def _warm_up(stage: str, spec: dict[str, Any], config: Config) -> None:
     clip is computed; a job whose clips are all cached loads neither librosa nor face models)."""
     if stage == "audio":
         logmel_mfcc(np.zeros((1, int(spec["window_s"] * spec["sample_rate"])), np.float32), spec)
+    elif stage == "egemaps":
+        from emoflow.egemaps import load
+
+        load(spec)
+    elif stage == "ssl":
+        from emoflow.ssl_speech import device_of, load, model_folder
+
+        load(model_folder(config["ssl"]), device_of(config["ssl"]))
     else:
         from emoflow.faces import make_backend
 
@@ -179,7 +233,8 @@ def _compute(
         if stage == "faces" and spec["backend"] == "openface"
         else 1
     )
-    task = _audio_task if stage == "audio" else _faces_task
+    task = {"audio": _audio_task, "egemaps": _egemaps_task, "faces": _faces_task,
+            "ssl": _ssl_task}[stage]  # fmt: skip
     batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
     tasks = [(task, [(c, p) for c, _, p in b], spec, config) for b in batches]
     with executor_for(config, workers) as pool:
@@ -203,7 +258,7 @@ def run_shard(config: Config, stage: str, shard: int, workers: int | None = None
     params_hash = stable_hash(spec)
     versions = {k: v for k, v in spec.items() if k.endswith("_version") or k == "backend_versions"}
     cache = ClipCache(cache_dir(config), stage, params_hash, spec, versions)
-    workers = workers or default_workers(config)
+    workers = stage_workers(config, stage, workers or default_workers(config))
 
     found: dict[str, Path | ClipError] = {}
     todo = []

@@ -6,19 +6,20 @@ import json
 
 import pyarrow.parquet as pq
 
+from emoflow.branches import selected_stages
 from emoflow.config import Config
-from emoflow.extract import STAGES
 from emoflow.manifest import FAILURE_SCHEMA, write_parquet_if_changed
 from emoflow.paths import Layout
 
 
 def collect_failures(config: Config) -> list[dict[str, str]]:
-    """Merge scan failures and every shard summary's failures into ``failures.parquet``."""
+    """Merge scan failures and the selected stages' shard summaries' failures into
+    ``failures.parquet``."""
     layout = Layout.of(config)
     rows: list[dict[str, str]] = []
     if layout.scan_failures.exists():
         rows += pq.read_table(layout.scan_failures).to_pylist()
-    for stage in STAGES:
+    for stage in selected_stages(config):
         for k in range(config["shards"]):
             summary = json.loads(layout.shard_summary(stage, k).read_text("utf-8"))
             rows += summary["failures"]

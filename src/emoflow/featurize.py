@@ -1,7 +1,9 @@
 """The one featurizer: a media file -> its audio windows and its face frames on the time grid.
 
 The extraction stages (:mod:`emoflow.extract`) and ``emoflow predict`` both call
-:func:`audio_features` and :func:`face_features`; nothing else decodes or windows a clip.
+:func:`audio_features`, :func:`egemaps_features`, :func:`ssl_features` and
+:func:`face_features`; nothing else decodes or windows a clip (the three audio-based stages
+share :func:`audio_windows`).
 
 - Audio: decoded once (mono, spec's rate), cut into the grid's windows, each window's log-mel
   floored on its own (:func:`emoflow.audio.logmel_mfcc`), so a clip's features never depend on
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from emoflow.audio import cut_windows, logmel_mfcc
+from emoflow.audio import Windows, check_silence, cut_windows, logmel_mfcc
 from emoflow.errors import ClipError, internal_error
 from emoflow.faces.result import FaceResult
 from emoflow.grid import TimeGrid
@@ -42,9 +44,9 @@ from emoflow.media import (
     decode_audio,
     probe,
 )
-from emoflow.store import AudioClipFeatures, FaceClipFeatures
+from emoflow.store import AudioClipFeatures, FaceClipFeatures, VectorClipFeatures
 
-FEATURE_VERSION = {"audio": 2, "faces": 2}
+FEATURE_VERSION = {"audio": 2, "faces": 2, "egemaps": 1, "ssl": 1}
 """Per-stage version of the feature code (in the spec, the cache key and the shards)."""
 CHUNK_FRAMES = 32  # decoded full frames held at once by a streaming face backend
 
@@ -58,13 +60,14 @@ def _probe(path: str | Path, media: dict[str, Any], info: MediaInfo | None) -> M
     return info or probe(path, media["ffprobe"], media["timeout_s"])
 
 
-def audio_features(
+def audio_windows(
     path: str | Path,
     spec: dict[str, Any],
     media: dict[str, Any] | None = None,
     info: MediaInfo | None = None,
-) -> AudioClipFeatures:
-    """A clip's audio windows: log-mel and MFCC per grid window (clip_id left empty)."""
+) -> tuple[Windows, float]:
+    """A clip's decoded track cut into the grid's windows, and its decoded duration: what the
+    audio and eGeMAPS stages both compute on (truncation and silence checked here)."""
     media = _media(media, spec)
     info = _probe(path, media, info)
     sr = int(spec["sample_rate"])
@@ -72,7 +75,19 @@ def audio_features(
     declared = info.audio_duration_s or info.duration_s
     if declared:
         check_truncation("audio", len(samples) / sr, declared, media)
+    check_silence(samples, spec.get("silence_dbfs"))
     windows = cut_windows(samples, sr, spec["window_s"], spec["hop_s"], spec["last_window"])
+    return windows, len(samples) / sr
+
+
+def audio_features(
+    path: str | Path,
+    spec: dict[str, Any],
+    media: dict[str, Any] | None = None,
+    info: MediaInfo | None = None,
+) -> AudioClipFeatures:
+    """A clip's audio windows: log-mel and MFCC per grid window (clip_id left empty)."""
+    windows, duration = audio_windows(path, spec, media, info)
     # One BLAS thread: float sums then do not depend on how many threads a process has.
     with threadpool_limits(limits=1):
         logmel, mfcc = logmel_mfcc(windows.segments, spec)
@@ -81,7 +96,49 @@ def audio_features(
         logmel=logmel,
         mfcc=mfcc,
         window_start_s=windows.start_s,
-        duration_s=len(samples) / sr,
+        duration_s=duration,
+        padded=windows.padded,
+    )
+
+
+def ssl_features(
+    path: str | Path,
+    spec: dict[str, Any],
+    media: dict[str, Any] | None = None,
+    info: MediaInfo | None = None,
+    *,
+    folder: Path,
+    device: str = "cpu",
+) -> VectorClipFeatures:
+    """A clip's self-supervised encoder embeddings per grid window (the audio stage's
+    windows; ``folder`` holds the encoder the spec names)."""
+    from emoflow.ssl_speech import embeddings
+
+    windows, duration = audio_windows(path, spec, media, info)
+    return VectorClipFeatures(
+        clip_id="",
+        vectors=embeddings(windows.segments, spec, folder, device),
+        window_start_s=windows.start_s,
+        duration_s=duration,
+        padded=windows.padded,
+    )
+
+
+def egemaps_features(
+    path: str | Path,
+    spec: dict[str, Any],
+    media: dict[str, Any] | None = None,
+    info: MediaInfo | None = None,
+) -> VectorClipFeatures:
+    """A clip's eGeMAPS functionals per grid window (the audio stage's windows)."""
+    from emoflow.egemaps import functionals
+
+    windows, duration = audio_windows(path, spec, media, info)
+    return VectorClipFeatures(
+        clip_id="",
+        vectors=functionals(windows.segments, spec),
+        window_start_s=windows.start_s,
+        duration_s=duration,
         padded=windows.padded,
     )
 

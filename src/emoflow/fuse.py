@@ -1,22 +1,25 @@
-"""Fusion of the audio and visual branches for one (fold, seed).
+"""Fusion of the selected branches (two or more) for one (fold, seed).
 
-Three methods, each fit on the **validation** clips of the fold that have both modalities and
-applied to its test clips:
+Three methods, each fit on the **validation** clips of the fold that have every branch and
+applied to its test clips (branches concatenated in :mod:`emoflow.branches` order):
 
-- ``late``: a weighted average ``w * audio + (1 - w) * visual`` of the class probabilities (and,
-  with its own weight, of valence/arousal); ``w`` is grid-searched in steps of 0.05 for the best
-  validation UAR (categorical) or mean CCC of valence and arousal (dimensional); ties go to the
-  ``w`` closest to 0.5, then to the smaller ``w``;
+- ``late``: a weighted average of the branches' class probabilities (and, with its own
+  weights, of valence/arousal); the weights are grid-searched on the simplex in steps of 0.05
+  (0.1 from five branches on) for the best validation UAR (categorical) or mean CCC of valence
+  and arousal (dimensional); ties go to the weights closest to equal, then to the
+  lexicographically smallest (with two branches: ``w * audio + (1 - w) * visual``, ties to the
+  ``w`` closest to 0.5, then the smaller ``w``);
 - ``stacking``: logistic regression on the concatenated branch probabilities (categorical) and
   ridge regression on the concatenated branch valence/arousal (dimensional), re-applied from
   the stored coefficients;
-- ``feature``: a small MLP (:mod:`emoflow.models.fusion`) on the concatenated embeddings
-  (audio then visual); the weights file stores its parameters so it can be re-applied.
+- ``feature``: a small MLP (:mod:`emoflow.models.fusion`) on the concatenated embeddings; the
+  weights file stores its parameters so it can be re-applied.
 
-A clip missing a modality gets the prediction of the branch it has, for every method; its
-``source`` says which (``both``, ``audio_only``, ``visual_only``). When a method cannot be fit
-(too few validation clips or classes) it falls back to the equal-weight average and says so in
-the weights file.
+A clip missing a modality gets the prediction of the branches it has, for every method (see
+:func:`emoflow.fusion_apply.apply_fusion`); its ``source`` says which (``both``,
+``audio_only``, ``visual_only``, ...). When a method cannot be fit (too few validation clips
+or classes) it falls back to the equal-weight average and says so in the weights file. With a
+single branch selected there is nothing to fuse: the fused file holds that branch's rows.
 
 :func:`run_fusion` is the thin I/O wrapper; the ``fit_*`` functions are pure, and every method
 is applied by :func:`emoflow.fusion_apply.apply_fusion`, the one function that ``emoflow
@@ -35,8 +38,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from emoflow.atomic import atomic_path, write_text
+from emoflow.branches import ordered, selected_branches
 from emoflow.errors import EmoflowError
-from emoflow.fusion_apply import BRANCHES, apply_fusion, has_categorical, has_dimensional
+from emoflow.fusion_apply import apply_fusion, has_categorical, has_dimensional, weighted
 from emoflow.fusion_inputs import (
     META_KEY,
     Aligned,
@@ -47,7 +51,6 @@ from emoflow.fusion_inputs import (
 from emoflow.metrics import ccc, known_classes, known_values, uar
 
 METHODS = ("late", "stacking", "feature")
-WEIGHT_GRID = tuple(round(i * 0.05, 2) for i in range(21))
 
 FUSED_SCHEMA = pa.schema(
     [
@@ -82,29 +85,44 @@ def _score_dimensional(va: np.ndarray, va_true: np.ndarray) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def grid_search_weight(scores: dict[float, float]) -> float:
-    """The best weight of ``{w: score}``: highest score (NaN lowest), then ``|w - 0.5|``
-    smallest, then ``w`` smallest."""
+def weight_grid(n: int) -> list[tuple[float, ...]]:
+    """Every weight vector of ``n`` branches on the simplex, in steps of 1/20 (1/10 from
+    five branches on), in lexicographic order."""
+    steps = 20 if n <= 4 else 10
 
-    def key(w: float) -> tuple[float, float, float]:
+    def parts(left: int, k: int) -> list[tuple[int, ...]]:
+        if k == 1:
+            return [(left,)]
+        return [(i, *rest) for i in range(left + 1) for rest in parts(left - i, k - 1)]
+
+    return [tuple(round(i / steps, 4) for i in p) for p in parts(steps, n)]
+
+
+def grid_search_weight(scores: dict[tuple[float, ...], float]) -> tuple[float, ...]:
+    """The best weights of ``{weights: score}``: highest score (NaN lowest), then closest to
+    equal weights (L1), then lexicographically smallest."""
+
+    def key(w: tuple[float, ...]) -> tuple[float, float, tuple[float, ...]]:
         s = scores[w]
         s = -np.inf if np.isnan(s) else round(float(s), 12)
-        return (-s, round(abs(w - 0.5), 6), w)
+        return (-s, round(sum(abs(x - 1 / len(w)) for x in w), 6), w)
 
     return min(scores, key=key)
 
 
-def fit_late(a: Aligned, fit_rows: np.ndarray, target: str) -> dict[str, float]:
-    """Grid-search the audio weight per output kind on ``fit_rows`` (both modalities)."""
-    weights: dict[str, float] = {}
+def fit_late(a: Aligned, fit_rows: np.ndarray, target: str) -> dict[str, Any]:
+    """Grid-search the branch weights per output kind on ``fit_rows`` (every branch)."""
+    names = a.branches
+    grid = weight_grid(len(names))
+    weights: dict[str, Any] = {"branches": names}
     if has_categorical(target):
-        pa_, pv, y = a.prob["audio"][fit_rows], a.prob["visual"][fit_rows], a.y[fit_rows]
-        scores = {w: _score_categorical(w * pa_ + (1 - w) * pv, y) for w in WEIGHT_GRID}
-        weights["categorical"] = grid_search_weight(scores)
+        ps, y = [a.prob[b][fit_rows] for b in names], a.y[fit_rows]
+        scores = {w: _score_categorical(weighted(ps, np.array(w)), y) for w in grid}
+        weights["categorical"] = list(grid_search_weight(scores))
     if has_dimensional(target):
-        va_a, va_v, t = a.va["audio"][fit_rows], a.va["visual"][fit_rows], a.va_true[fit_rows]
-        scores = {w: _score_dimensional(w * va_a + (1 - w) * va_v, t) for w in WEIGHT_GRID}
-        weights["dimensional"] = grid_search_weight(scores)
+        vs, t = [a.va[b][fit_rows] for b in names], a.va_true[fit_rows]
+        scores = {w: _score_dimensional(weighted(vs, np.array(w)), t) for w in grid}
+        weights["dimensional"] = list(grid_search_weight(scores))
     return weights
 
 
@@ -113,9 +131,9 @@ def fit_stacking(a: Aligned, fit_rows: np.ndarray, target: str, seed: int) -> di
     coefficients (what :func:`apply_fusion` needs)."""
     from sklearn.linear_model import LogisticRegression, Ridge
 
-    info: dict[str, Any] = {}
+    info: dict[str, Any] = {"branches": a.branches}
     if has_categorical(target):
-        x = np.hstack([a.prob["audio"], a.prob["visual"]])
+        x = np.hstack([a.prob[b] for b in a.branches])
         rows = fit_rows & (a.y >= 0)
         if np.unique(a.y[rows]).size >= 2:
             model = LogisticRegression(solver="lbfgs", max_iter=2000, random_state=seed)
@@ -135,7 +153,7 @@ def fit_stacking(a: Aligned, fit_rows: np.ndarray, target: str, seed: int) -> di
                 "validation clips with both modalities; logistic regression needs 2",
             }
     if has_dimensional(target):
-        x = np.hstack([a.va["audio"], a.va["visual"]])
+        x = np.hstack([a.va[b] for b in a.branches])
         dims: dict[str, Any] = {}
         for d, name in enumerate(("valence", "arousal")):
             rows = fit_rows & ~np.isnan(a.va_true[:, d]) & ~np.isnan(x).any(axis=1)
@@ -161,14 +179,15 @@ def fit_stacking(a: Aligned, fit_rows: np.ndarray, target: str, seed: int) -> di
 def fit_feature(
     a: Aligned, fit_rows: np.ndarray, target: str, n_classes: int, seed: int
 ) -> dict[str, Any]:
-    """The feature-level MLP on concatenated embeddings (audio then visual), trained on
+    """The feature-level MLP on the branches' concatenated embeddings, trained on
     ``fit_rows``: its constructor ``kwargs`` and ``state`` (see
     :func:`emoflow.models.fusion.fusion_mlp_to_json`) and ``state_sha256``."""
     from emoflow.models.fusion import fusion_mlp_to_json, state_hash, train_fusion_mlp
 
-    x = np.hstack([a.embedding["audio"], a.embedding["visual"]])
+    x = np.hstack([a.embedding[b] for b in a.branches])
     if int(fit_rows.sum()) < 2 or x.shape[1] == 0:
         return {
+            "branches": a.branches,
             "fitted": False,
             "n_fit": int(fit_rows.sum()),
             "reason": f"{int(fit_rows.sum())} validation clips with both modalities; "
@@ -183,6 +202,7 @@ def fit_feature(
         seed=seed,
     )
     return {
+        "branches": a.branches,
         "fitted": True,
         "n_fit": int(fit_rows.sum()),
         "state_sha256": state_hash(model),
@@ -193,7 +213,7 @@ def fit_feature(
 def fuse_arrays(
     a: Aligned, methods: list[str], target: str, n_classes: int, seed: int
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
-    """Fit every method on the validation clips with both modalities; apply it to every clip
+    """Fit every method on the validation clips with every branch; apply it to every clip
     with :func:`apply_fusion`.
 
     Returns ``{method: (prob, va)}`` over all rows of ``a`` (fallback applied) and the
@@ -206,7 +226,7 @@ def fuse_arrays(
         if method == "late":
             info["late"] = {**fit_late(a, fit_rows, target), "n_fit": int(fit_rows.sum())}
             if not fit_rows.any():
-                info["late"]["reason"] = "no validation clip with both modalities"
+                info["late"]["reason"] = "no validation clip with every branch"
         elif method == "stacking":
             info["stacking"] = fit_stacking(a, fit_rows, target, seed)
         elif method == "feature":
@@ -217,6 +237,14 @@ def fuse_arrays(
             method, info[method], target, a.prob, a.va, a.has, a.embedding
         )
     return results, info
+
+
+def fusion_methods(config: dict[str, Any]) -> list[str]:
+    """The configured fusion methods in :data:`METHODS` order; none with fewer than two
+    selected branches."""
+    if len(selected_branches(config)) < 2:
+        return []
+    return [m for m in METHODS if m in config.get("fusion", {}).get("methods", list(METHODS))]
 
 
 def fit_problems(info: dict[str, Any]) -> dict[str, str]:
@@ -246,10 +274,14 @@ def _check_meta(preds: dict[str, BranchPredictions], fold: int, seed: int) -> di
                 f"{branch} predictions are for fold {meta['fold']} seed {meta['seed']}, "
                 f"expected fold {fold} seed {seed}"
             )
-    a, v = metas["audio"], metas["visual"]
-    if list(a["classes"]) != list(v["classes"]) or a["target"] != v["target"]:
-        raise EmoflowError("audio and visual predictions differ in classes or target")
-    return {"classes": list(a["classes"]), "target": a["target"], "fold": fold, "seed": seed}
+    first = next(iter(metas.values()))
+    for branch, meta in metas.items():
+        if list(meta["classes"]) != list(first["classes"]) or meta["target"] != first["target"]:
+            raise EmoflowError(
+                f"{' and '.join(metas)} predictions differ in classes or target ({branch})"
+            )
+    return {"classes": list(first["classes"]), "target": first["target"], "fold": fold,
+            "seed": seed, "branches": list(metas)}  # fmt: skip
 
 
 def _check_parts(a: Aligned, folds_path: Path, fold: int) -> None:
@@ -278,7 +310,7 @@ def fused_table(
     """The fused predictions of the test and unlabelled clips, sorted by (method, clip_id)."""
     test = np.isin(a.part, ["test", "unlabelled"])
     rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-    for branch in BRANCHES:
+    for branch in a.branches:
         sel = test & a.has[branch]
         src = np.full(len(a.clip_id), f"{branch}_only", dtype=object)
         rows.append((branch, sel, a.prob[branch], a.va[branch], src))
@@ -319,25 +351,21 @@ def run_fusion(
     config: dict[str, Any],
     fold: int,
     seed: int,
-    audio_pred: Path,
-    visual_pred: Path,
+    predictions: dict[str, Path],
     folds_path: Path,
     out_path: Path,
     weights_path: Path,
 ) -> None:
-    """Fuse the branch predictions of one (fold, seed); write fused test predictions and the
-    fitted weights (JSON, sorted keys). Rerunning gives the same bytes."""
-    preds = {
-        "audio": read_branch_predictions(Path(audio_pred)),
-        "visual": read_branch_predictions(Path(visual_pred)),
-    }
+    """Fuse the branch predictions (``{branch: predictions.parquet}``) of one (fold, seed);
+    write fused test predictions and the fitted weights (JSON, sorted keys). Rerunning gives
+    the same bytes."""
+    preds = {b: read_branch_predictions(Path(predictions[b])) for b in ordered(predictions)}
     meta = _check_meta(preds, fold, seed)
     n_classes = len(meta["classes"]) if has_categorical(meta["target"]) else 0
     aligned = align(preds, n_classes)
     _check_parts(aligned, Path(folds_path), fold)
-    methods = [m for m in METHODS if m in config.get("fusion", {}).get("methods", list(METHODS))]
     target = meta["target"]
-    results, info = fuse_arrays(aligned, methods, target, n_classes, seed)
+    results, info = fuse_arrays(aligned, fusion_methods(config), target, n_classes, seed)
     meta = {**meta, "fusion_problems": fit_problems(info)}
     write_parquet(fused_table(aligned, results, target, meta), Path(out_path))
     test = aligned.part == "test"

@@ -1,5 +1,5 @@
-"""The inputs of fusion: a branch's ``predictions.parquet`` read into arrays, and both branches
-aligned on one sorted list of clips (a missing modality has zero/NaN rows)."""
+"""The inputs of fusion: a branch's ``predictions.parquet`` read into arrays, and the selected
+branches aligned on one sorted list of clips (a missing modality has zero/NaN rows)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from emoflow.branches import ordered, row_sources
 from emoflow.errors import EmoflowError
-from emoflow.fusion_apply import BRANCHES
 
 META_KEY = b"emoflow"
 
@@ -80,7 +80,7 @@ def read_branch_predictions(path: Path) -> BranchPredictions:
 
 @dataclass
 class Aligned:
-    """Both branches on one sorted list of clips; a missing modality has zero/NaN rows."""
+    """The branches on one sorted list of clips; a missing modality has zero/NaN rows."""
 
     clip_id: np.ndarray
     part: np.ndarray
@@ -92,15 +92,19 @@ class Aligned:
     embedding: dict[str, np.ndarray]
 
     @property
+    def branches(self) -> list[str]:
+        return ordered(self.has)
+
+    @property
     def both(self) -> np.ndarray:
-        return self.has["audio"] & self.has["visual"]
+        """Rows that have every branch (what fusion is fitted on)."""
+        return np.logical_and.reduce([self.has[b] for b in self.branches])
 
     @property
     def source(self) -> np.ndarray:
-        out = np.full(len(self.clip_id), "both", dtype=object)
-        out[self.has["audio"] & ~self.has["visual"]] = "audio_only"
-        out[~self.has["audio"] & self.has["visual"]] = "visual_only"
-        return out
+        """``both``/``all``/``<branch>_only``/``a+b`` per row (see
+        :func:`emoflow.branches.row_sources`)."""
+        return np.asarray(row_sources(self.has), dtype=object)
 
 
 def align(preds: dict[str, BranchPredictions], n_classes: int) -> Aligned:
@@ -115,7 +119,7 @@ def align(preds: dict[str, BranchPredictions], n_classes: int) -> Aligned:
     y = np.full(n, -2, dtype=np.int64)
     va_true = np.full((n, 2), np.nan)
     has, prob, va, emb = {}, {}, {}, {}
-    for branch in BRANCHES:
+    for branch in ordered(preds):
         p = preds[branch]
         if len(set(p.clip_id.tolist())) != len(p.clip_id):
             raise EmoflowError(f"{branch} predictions list a clip twice")

@@ -7,9 +7,6 @@ from pathlib import Path
 
 from emoflow.config import Config, results_dir
 
-BRANCHES = ("audio", "visual")
-STAGE_OF_BRANCH = {"audio": "audio", "visual": "faces"}
-
 
 @dataclass(frozen=True)
 class Layout:

@@ -32,13 +32,14 @@ import torch
 
 from emoflow import __version__
 from emoflow.atomic import write_text
-from emoflow.data import face_model_input, face_windows, normalise_audio
+from emoflow.branches import ALL_BRANCHES, BRANCH_STAGE, is_fused, row_sources
+from emoflow.data import face_model_input, face_windows, normalise_audio, normalise_vectors
 from emoflow.errors import ClipError, EmoflowError
-from emoflow.featurize import audio_features, face_features
+from emoflow.featurize import audio_features, egemaps_features, face_features, ssl_features
 from emoflow.fusion_apply import apply_fusion, has_categorical, has_dimensional
 from emoflow.media import MediaInfo, probe
 from emoflow.pooling import clip_probabilities, pool_windows
-from emoflow.predict_model import BRANCH_STAGE, Branch, Predictor, load_predictor
+from emoflow.predict_model import Branch, Predictor, load_predictor
 
 log = logging.getLogger("emoflow.predict")
 
@@ -46,19 +47,6 @@ FORMAT = "emoflow-prediction"
 FORMAT_VERSION = 1
 BATCH_WINDOWS = 16  # windows per model call
 _DIGITS = 6
-
-
-def row_sources(has: dict[str, np.ndarray]) -> list[str]:
-    """``both`` / ``audio_only`` / ``visual_only`` / ``none`` per row."""
-    a = has.get("audio")
-    v = has.get("visual")
-    n = len(a if a is not None else v)
-    a = a if a is not None else np.zeros(n, bool)
-    v = v if v is not None else np.zeros(n, bool)
-    return [
-        "both" if x and y else "audio_only" if x else "visual_only" if y else "none"
-        for x, y in zip(a, v, strict=True)
-    ]
 
 
 @dataclass
@@ -105,11 +93,29 @@ class BranchWindows:
     face_fraction: np.ndarray | None = None  # (W,) visual only
 
 
-def audio_windows(path: Path, predictor: Predictor, info: MediaInfo) -> BranchWindows:
-    """The audio model's outputs on every audio window of the file."""
-    branch = predictor.branches["audio"]
-    rec = audio_features(path, branch.spec, info=info)
-    out = member_outputs(branch, lambda norm: [normalise_audio(rec.logmel, norm)[:, None]])
+def audio_windows(
+    path: Path, predictor: Predictor, info: MediaInfo, name: str = "audio"
+) -> BranchWindows | ClipError:
+    """The ``audio`` (log-mel), ``egemaps`` or ``ssl`` model's outputs on every audio window
+    of the file (a silent track: the ``silent_audio`` ClipError, as the extraction stages
+    give it)."""
+    branch = predictor.branches[name]
+    try:
+        if name == "egemaps":
+            rec: Any = egemaps_features(path, branch.spec, info=info)
+        elif name == "ssl":
+            folder = predictor.encoder_folder("ssl")
+            rec = ssl_features(path, branch.spec, info=info, folder=folder)
+        else:
+            rec = audio_features(path, branch.spec, info=info)
+    except ClipError as exc:
+        if exc.kind == "silent_audio":
+            return exc
+        raise
+    if name != "audio":
+        out = member_outputs(branch, lambda norm: [normalise_vectors(rec.vectors, norm)])
+    else:
+        out = member_outputs(branch, lambda norm: [normalise_audio(rec.logmel, norm)[:, None]])
     return BranchWindows(rec.window_start_s, np.ones(len(rec.window_start_s), bool), out)
 
 
@@ -138,11 +144,16 @@ def branch_windows(
     """Every usable branch's window outputs, and why a branch of the model was not used."""
     got: dict[str, BranchWindows] = {}
     why: dict[str, str] = {}
-    if "audio" in predictor.branches:
-        if info.has_audio:
-            got["audio"] = audio_windows(path, predictor, info)
+    for name in ("audio", "egemaps", "ssl"):
+        if name not in predictor.branches:
+            continue
+        res = audio_windows(path, predictor, info, name) if info.has_audio else None
+        if res is None:
+            why[name] = "the file has no audio stream"
+        elif isinstance(res, ClipError):
+            why[name] = res.message
         else:
-            why["audio"] = "the file has no audio stream"
+            got[name] = res
     if "visual" in predictor.branches:
         if not info.has_video:
             why["visual"] = "the file has no video stream"
@@ -154,12 +165,13 @@ def branch_windows(
                 got["visual"] = res
     if not got:
         have = [m for m, ok in (("audio", info.has_audio), ("video", info.has_video)) if ok]
+        reasons = "; ".join(f"{b}: {why[b]}" for b in predictor.branches if b in why)
         raise ClipError(
             "no_video" if info.has_audio else "no_audio",
             f"the model has the {' and '.join(predictor.branches)} branch only and the file "
-            f"has {' and '.join(have) or 'no usable stream'}",
+            f"has {' and '.join(have) or 'no usable stream'} ({reasons})",
         )
-    for b in ("audio", "visual"):
+    for b in ALL_BRANCHES:
         if b not in predictor.branches:
             why[b] = f"the model has no {b} branch"
     return got, why
@@ -256,8 +268,8 @@ def clip_prediction(
         **_outputs(clip["prob"], clip["va"], classes, target),
         "source": source,
         "modalities": sorted(branches),
-        "missing": {m: clip["why"][m] for m in ("audio", "visual") if m not in branches},
-        "fusion": fusion if source == "both" else {**fusion, "used": False},
+        "missing": {m: clip["why"][m] for m in ALL_BRANCHES if m not in branches},
+        "fusion": fusion if is_fused(source) else {**fusion, "used": False},
         "branches": branches,
         "n_windows": len(timeline.start_s),
         "window_s": grid.window_s,
@@ -332,7 +344,7 @@ def summary_rows(docs: list[dict[str, Any]]) -> list[list[str]]:
             pred = ""
         if d.get("valence") is not None:
             pred = (pred + " " if pred else "") + f"v={d['valence']:+.2f} a={d['arousal']:+.2f}"
-        fusion = d["fusion"]["applied"] if d["source"] == "both" else "-"
+        fusion = d["fusion"]["applied"] if is_fused(d["source"]) else "-"
         rows.append(
             [
                 Path(d["file"]).name,
@@ -364,7 +376,7 @@ def print_summary(docs: list[dict[str, Any]], failed: dict[str, str]) -> None:
     for d in docs:
         for modality, why in d["missing"].items():
             console.print(f"{Path(d['file']).name}: {modality} not used ({why})")
-        if d["fusion"].get("note") and d["source"] == "both":
+        if d["fusion"].get("note") and is_fused(d["source"]):
             console.print(f"{Path(d['file']).name}: fusion: {d['fusion']['note']}")
     for name, why in failed.items():
         console.print(f"{name}: failed: {why}")

@@ -12,16 +12,17 @@ from typing import Any
 
 import torch
 
+from emoflow.branches import BRANCH_STAGE, ordered
 from emoflow.bundle import build_model, load_bundle
 from emoflow.config import stable_hash
 from emoflow.errors import EmoflowError, SpecMismatchError, ToolMissingError
+from emoflow.fusion_apply import late_weights
 from emoflow.grid import GRID_KEYS, TimeGrid
 from emoflow.media import ffmpeg_version
 
 log = logging.getLogger("emoflow.predict")
 
-BRANCH_STAGE = {"audio": "audio", "visual": "faces"}
-LATE_WEIGHT_KEYS = ("categorical", "dimensional")  # the audio weights of late fusion
+LATE_WEIGHT_KEYS = ("branches", "categorical", "dimensional")  # late fusion's stored weights
 
 
 @dataclass
@@ -63,8 +64,12 @@ class FusionPlan:
         """The plan as it goes into the prediction JSON."""
         out: dict[str, Any] = {"requested": self.requested, "applied": self.applied}
         if self.applied == "late":
-            late = {k: v for k, v in self.params.items() if k in LATE_WEIGHT_KEYS}
-            out["audio_weight"] = {k: round(float(v), 6) for k, v in sorted(late.items())}
+            names = ordered(self.params.get("branches") or ("audio", "visual"))
+            out["weights"] = {
+                kind: dict(zip(names, (round(float(w), 6) for w in
+                                       late_weights(self.params, kind, names)), strict=True))
+                for kind in ("categorical", "dimensional") if kind in self.params
+            }  # fmt: skip
         if self.note:
             out["note"] = self.note
         return out
@@ -82,6 +87,21 @@ class Predictor:
     mode: str = "single branch model"  # the bundle's mode (refit, fold0)
     warnings: list[str] = field(default_factory=list)
     backend: Any = None  # the face backend, made on first need (see require_backend)
+    encoders: dict[str, str] = field(default_factory=dict)  # branch -> local encoder folder
+
+    def encoder_folder(self, name: str) -> Path:
+        """The local encoder folder of an encoder branch (ssl), checked against the weights
+        the model was trained on."""
+        from emoflow.ssl_speech import check_weights
+
+        if name not in self.encoders:
+            raise EmoflowError(
+                f"the {name} branch needs its encoder folder: predict with the bundle folder "
+                "(its bundle.json names the folder), not a single model file"
+            )
+        folder = Path(self.encoders[name])
+        check_weights(folder, self.branches[name].spec)
+        return folder
 
     @property
     def grid(self) -> TimeGrid:
@@ -113,7 +133,7 @@ def fusion_plan(
     if len(branches) < 2:
         return FusionPlan(requested=None, applied="none", note=f"single branch: {branches[0]}")
     methods = (weights or {}).get("methods", {}) or {}
-    late = {k: float(v) for k, v in (methods.get("late") or {}).items() if k in LATE_WEIGHT_KEYS}
+    late = {k: v for k, v in (methods.get("late") or {}).items() if k in LATE_WEIGHT_KEYS}
     stored = methods.get(requested) if requested else None
     if requested == "late":
         return FusionPlan(requested, "late", params=late)
@@ -166,6 +186,16 @@ def tool_warnings(spec: dict[str, Any], stage: str, ffmpeg_bin: str = "ffmpeg") 
     )
     if stage == "audio":
         out += _compare("audio: librosa version", spec.get("librosa_version"), librosa.__version__)
+    if stage == "ssl":
+        import transformers
+
+        out += _compare("ssl: transformers version", spec.get("transformers_version"),
+                        transformers.__version__)  # fmt: skip
+    if stage == "egemaps":
+        import opensmile
+
+        out += _compare("egemaps: opensmile version", spec.get("opensmile_version"),
+                        opensmile.__version__)  # fmt: skip
     return out
 
 
@@ -239,10 +269,11 @@ def load_predictor(model: str | Path) -> Predictor:
         branches = {b: _load_members(path, files[b], b) for b in BRANCH_STAGE if b in files}
         requested, weights = info.get("fusion"), info.get("fusion_weights")
         mode = str(info.get("mode", "fold0"))
+        encoders = dict(info.get("encoders") or {})
     elif path.is_file():
         one = _load_branch(path)
         branches, requested, weights = {one.name: one}, None, None
-        mode = "single branch model"
+        mode, encoders = "single branch model", {}
     else:
         raise EmoflowError(f"model not found: {given}")
     first = next(iter(branches.values())).bundle
@@ -263,4 +294,5 @@ def load_predictor(model: str | Path) -> Predictor:
         fusion=fusion_plan(requested, weights, list(branches)),
         mode=mode,
         warnings=warnings,
+        encoders=encoders,
     )

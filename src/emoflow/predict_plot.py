@@ -13,10 +13,17 @@ if TYPE_CHECKING:
 
 SOURCE_COLOURS = {
     "both": "#4c72b0",
+    "all": "#4c72b0",
     "audio_only": "#dd8452",
     "visual_only": "#55a868",
     "none": "#bbbbbb",
 }
+OTHER_SOURCE = "#937860"  # some of three or more branches, or one other branch alone
+
+
+def source_colour(source: str) -> str:
+    """The band colour of a window's source (see :func:`emoflow.branches.source_label`)."""
+    return SOURCE_COLOURS.get(source, OTHER_SOURCE)
 
 
 def _edges(start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -72,7 +79,7 @@ def plot_timeline(
     ax = axes[ax_i]
     sources = timeline.sources
     for i, src in enumerate(sources):
-        ax.axvspan(x[i], x[i + 1], 0, 1, color=SOURCE_COLOURS[src], lw=0, alpha=0.35)
+        ax.axvspan(x[i], x[i + 1], 0, 1, color=source_colour(src), lw=0, alpha=0.35)
     ff = np.asarray(timeline.face_fraction, dtype=float)
     if len(ff):
         ax.step(x, np.append(ff, ff[-1]), where="post", color="black", lw=1)
@@ -80,9 +87,8 @@ def plot_timeline(
     ax.set_ylabel("faces")
     ax.set_xlabel("time (s)")
     handles = [
-        Patch(color=SOURCE_COLOURS[s], alpha=0.35, label=s.replace("_", " "))
-        for s in SOURCE_COLOURS
-        if s in sources
+        Patch(color=source_colour(s), alpha=0.35, label=s.replace("_", " "))
+        for s in sorted(set(sources))
     ]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
               frameon=False)  # fmt: skip

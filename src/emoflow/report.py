@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from emoflow.atomic import write_bytes, write_text
+from emoflow.branches import ALL_BRANCHES
 from emoflow.errors import EmoflowError
 from emoflow.evaluation import (
     BRANCH_METHODS,
@@ -35,7 +36,7 @@ from emoflow.evaluation import (
     evaluate_methods,
     restrict,
 )
-from emoflow.fuse import META_KEY, has_categorical, has_dimensional
+from emoflow.fuse import META_KEY, METHODS, has_categorical, has_dimensional
 from emoflow.metrics import confusion_matrix, known_classes, per_class_prf
 from emoflow.report_tables import (
     METHOD_NAMES,
@@ -48,7 +49,7 @@ from emoflow.report_tables import (
     results_markdown,
 )
 
-METHOD_ORDER = ("audio", "visual", "late", "stacking", "feature")
+METHOD_ORDER = (*ALL_BRANCHES, *METHODS)
 MAX_LISTED_FAILURES = 50
 
 

@@ -9,12 +9,12 @@ import re
 
 import numpy as np
 
+from emoflow.branches import BRANCH_LABEL
 from emoflow.evaluation import Evaluation, MethodScores, metric_names, primary_metric
 from emoflow.metrics import format_number
 
 METHOD_NAMES = {
-    "audio": "Audio",
-    "visual": "Visual",
+    **BRANCH_LABEL,
     "late": "Late fusion",
     "stacking": "Stacking",
     "feature": "Feature fusion",
@@ -67,7 +67,7 @@ def _header(col: str, target: str) -> str:
 
 def fusion_cell(method: str, problems: dict[str, dict[str, str]], runs: int) -> str:
     """``fitted`` or ``fallback in r of R runs: reason`` (``-`` for a branch row)."""
-    if method in ("audio", "visual"):
+    if method in BRANCH_LABEL:
         return "-"
     failed = {run: p[method] for run, p in problems.items() if method in p}
     if not failed:

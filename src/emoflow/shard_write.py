@@ -35,8 +35,8 @@ from emoflow.store import (
     FRAME_FIELDS,
     KINDS,
     ROW_CHUNKED,
-    AudioClipFeatures,
-    FaceClipFeatures,
+    VECTOR_KINDS,
+    ClipFeatures,
     spec_hash,
 )
 
@@ -45,6 +45,12 @@ _STR = h5py.string_dtype("utf-8")
 GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
     "audio": {"window": ("logmel", "mfcc", "window_start_s")},
     "faces": {"frame": FRAME_FIELDS, "window": ("window_start_s", "window_frame0")},
+    **{kind: {"window": ("vectors", "window_start_s")} for kind in VECTOR_KINDS},
+}
+# the window datasets an empty shard of a kind still holds (readers index them)
+EMPTY_WINDOWS = {
+    "audio": {"logmel": (0, 0, 0), "mfcc": (0, 0, 0)},
+    **{kind: {"vectors": (0, 0)} for kind in VECTOR_KINDS},
 }
 _COUNT = {"frame": "nframes", "window": "nwindows"}
 _FIRST = {"frame": "frame0", "window": "window0"}
@@ -109,7 +115,7 @@ def _clip_table(h5: h5py.File, kind: str, entries: list[_Entry]) -> None:
             h5.create_dataset(_INDEX[group], data=index, shape=(len(index),))
 
 
-def _record_arrays(kind: str, rec: AudioClipFeatures | FaceClipFeatures) -> dict[str, np.ndarray]:
+def _record_arrays(kind: str, rec: ClipFeatures) -> dict[str, np.ndarray]:
     out = {}
     for names in GROUPS[kind].values():
         for name in names:
@@ -124,7 +130,7 @@ def write_entry(
     kind: str,
     spec: dict[str, Any],
     versions: dict[str, Any],
-    rec: AudioClipFeatures | FaceClipFeatures,
+    rec: ClipFeatures,
 ) -> int:
     """Encode one clip into a one-clip shard at ``path`` (atomically); return its bytes."""
     arrays = _record_arrays(kind, rec)
@@ -214,9 +220,9 @@ def assemble_shard(
     totals = {g: sum(e.counts[g] for e in items) for g in GROUPS[kind]}
     with atomic_path(path, suffix=".h5") as tmp, h5py.File(tmp, "w", track_order=False) as h5:
         _root_attrs(h5, kind, spec, versions)
-        if kind == "audio" and not items:  # a shard without any window still has the datasets
-            for name in ("logmel", "mfcc"):
-                h5.create_dataset(name, shape=(0, 0, 0), dtype="f4")
+        if kind in EMPTY_WINDOWS and not items:  # a shard without any window has the datasets
+            for name, shape in EMPTY_WINDOWS[kind].items():
+                h5.create_dataset(name, shape=shape, dtype="f4")
             h5.create_dataset("window_start_s", shape=(0,), dtype="f8")
         dsets = {name: _create(h5, kind, name, (totals[g], *row), dtype)
                  for name, (g, row, dtype) in sorted(meta.items())}  # fmt: skip
@@ -247,7 +253,7 @@ def write_shard(
     kind: str,
     spec: dict[str, Any],
     versions: dict[str, Any],
-    records: Iterable[AudioClipFeatures | FaceClipFeatures],
+    records: Iterable[ClipFeatures],
 ) -> int:
     """Stream ``records`` (sorted by clip id) into a new shard; return the clip count.
 

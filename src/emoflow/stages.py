@@ -12,9 +12,10 @@ import pyarrow as pa
 
 from emoflow import __version__
 from emoflow.atomic import write_bytes, write_text
+from emoflow.branches import BRANCH_STAGE, selected_branches
 from emoflow.config import Config, stable_hash
 from emoflow.manifest import parquet_bytes
-from emoflow.paths import BRANCHES, STAGE_OF_BRANCH, Layout
+from emoflow.paths import Layout
 
 FOLDS_SCHEMA = pa.schema(
     [
@@ -59,7 +60,7 @@ def checked_shards(config: Config, branch: str) -> list[Path]:
     from emoflow.store import open_shards
 
     layout = Layout.of(config)
-    stage = STAGE_OF_BRANCH[branch]
+    stage = BRANCH_STAGE[branch]
     shards = [layout.shard(stage, k) for k in range(config["shards"])]
     open_shards(shards, stage, expected_spec=stage_spec(config, stage)).close()
     return shards
@@ -84,14 +85,17 @@ def run_refit(config: Config, branch: str) -> Path:
 
 
 def run_fuse(config: Config, fold: int, seed: int) -> None:
-    """Fuse the audio and visual predictions of one (fold, seed)."""
+    """Fuse the selected branches' predictions of one (fold, seed)."""
     from emoflow.fuse import run_fusion
 
     layout = Layout.of(config)
-    preds = {b: layout.model_dir(b, fold, seed) / "predictions.parquet" for b in BRANCHES}
+    preds = {
+        b: layout.model_dir(b, fold, seed) / "predictions.parquet"
+        for b in selected_branches(config)
+    }
     run_fusion(
-        config, fold, seed, preds["audio"], preds["visual"], layout.folds,
-        layout.fused(fold, seed), layout.fusion_weights(fold, seed),
+        config, fold, seed, preds, layout.folds, layout.fused(fold, seed),
+        layout.fusion_weights(fold, seed),
     )  # fmt: skip
 
 
@@ -104,11 +108,30 @@ def provenance(config: Config) -> dict[str, Any]:
     import librosa
     import torch
 
+    from emoflow.extract import stage_spec
     from emoflow.media import ffmpeg_version
 
     layout = Layout.of(config)
+    branches = selected_branches(config)
+    encoders: dict[str, Any] = {}
+    if "egemaps" in branches:
+        import opensmile
+
+        from emoflow.egemaps import LICENCE
+
+        encoders["egemaps"] = {"opensmile": opensmile.__version__, "licence": LICENCE,
+                               "feature_set": config["egemaps"]["feature_set"]}  # fmt: skip
+    if "ssl" in branches:
+        import transformers
+
+        spec = stage_spec(config, "ssl")
+        encoders["ssl"] = {"transformers": transformers.__version__, "layer": spec["layer"],
+                           **{k: spec[k] for k in ("model_type", "model_config_hash",
+                                                   "weights_sha256")}}  # fmt: skip
     return {
         "config_hash": stable_hash(config),
+        "branches": list(branches),
+        "encoders": encoders,
         "manifest_sha256": _sha256(layout.manifest),
         "emoflow": __version__,
         "torch": torch.__version__,
@@ -132,7 +155,10 @@ def run_report(config: Config) -> str:
     folds, seeds = fold_ids(config), config["train"]["seeds"]
     fused = [layout.fused(f, s) for f in folds for s in seeds]
     histories = [
-        layout.model_dir(b, f, s) / "history.csv" for b in BRANCHES for f in folds for s in seeds
+        layout.model_dir(b, f, s) / "history.csv"
+        for b in selected_branches(config)
+        for f in folds
+        for s in seeds
     ]
     return run_evaluate(
         config, fused, histories, layout.manifest, layout.failures, layout.report,
@@ -145,6 +171,7 @@ def run_bundle(config: Config) -> Path:
     models or every fold's models (ensemble), with fusion refitted on out-of-fold predictions,
     or fold 0's models and fusion weights."""
     from emoflow.deploy import copy_model, pooled_fusion_weights
+    from emoflow.fuse import fusion_methods
 
     layout = Layout.of(config)
     mode = config["bundle"]["mode"]
@@ -152,15 +179,16 @@ def run_bundle(config: Config) -> Path:
     out = layout.bundle
     out.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {"format": "emoflow-bundle", "format_version": 1, "mode": mode}
-    files: dict[str, Any] = {b: f"{b}.pt" for b in BRANCHES}
+    branches = selected_branches(config)
+    files: dict[str, Any] = {b: f"{b}.pt" for b in branches}
     if mode == "refit":
-        for branch in BRANCHES:
+        for branch in branches:
             copy_model(layout.refit_dir(branch) / "model.pt", out / f"{branch}.pt")
             refit = json.loads((layout.refit_dir(branch) / "refit.json").read_text("utf-8"))
             info[f"{branch}_refit"] = refit
         weights = pooled_fusion_weights(config, folds)
     elif mode == "ensemble":
-        for branch in BRANCHES:
+        for branch in branches:
             files[branch] = [f"{branch}_fold{f}.pt" for f in folds]
             for f, name in zip(folds, files[branch], strict=True):
                 copy_model(layout.model_dir(branch, f, seed) / "model.pt", out / name)
@@ -168,16 +196,18 @@ def run_bundle(config: Config) -> Path:
         weights = pooled_fusion_weights(config, folds)
         info["folds"] = folds
     else:
-        for branch in BRANCHES:
+        for branch in branches:
             copy_model(layout.model_dir(branch, folds[0], seed) / "model.pt", out / f"{branch}.pt")
         weights = json.loads(layout.fusion_weights(folds[0], seed).read_text("utf-8"))
         info["fold"] = folds[0]
     info |= {
         "seed": seed,
         "protocol": json.loads(layout.protocol.read_text("utf-8")).get("description"),
-        "fusion": config["fusion"]["methods"][0] if config["fusion"]["methods"] else None,
+        "fusion": next(iter(fusion_methods(config)), None),
         "fusion_weights": weights,
         "branches": files,
     }
+    if "ssl" in branches:  # predict loads the encoder from here (checked against its sha256)
+        info["encoders"] = {"ssl": str(config["ssl"]["model_path"])}
     write_text(out / "bundle.json", json.dumps(info, indent=1, sort_keys=True) + "\n")
     return out

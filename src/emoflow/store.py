@@ -12,6 +12,14 @@ Layout of an audio shard (``results/<name>/audio/<k>.h5``)::
     window_clip      (W,)            i8     index into clip_id
     window_start_s   (W,)            f8
 
+Layout of a window-vector shard (``results/<name>/<kind>/<k>.h5``, kinds
+:data:`VECTOR_KINDS`: eGeMAPS functionals, self-supervised speech embeddings): the clip table
+as above, and::
+
+    vectors          (W, D)          f4     one vector per window (eGeMAPS: D = 88)
+    window_clip      (W,)            i8
+    window_start_s   (W,)            f8
+
 Layout of a face shard (``results/<name>/faces/<k>.h5``): each clip's frame sequence at the
 grid's fixed rate, stored once; a window's frames are ``frames`` samples from its first one::
 
@@ -44,8 +52,8 @@ gzip 4 + shuffle for log-mel and MFCC (63 % / 72 % of raw, 0.25 ms per clip to d
 face crops (gzip saves 12 % of them but costs 3.7 ms per clip on every training read, against
 0.2 ms uncompressed).
 
-Root attributes: ``format`` ("emoflow-shard"), ``format_version``, ``kind`` ("audio"|"faces"),
-``spec`` (JSON of the extraction parameters), ``spec_hash``, ``emoflow_version``,
+Root attributes: ``format`` ("emoflow-shard"), ``format_version``, ``kind`` ("audio", "faces",
+or a vector kind), ``spec`` (JSON of the extraction parameters), ``spec_hash``, ``emoflow_version``,
 ``tool_versions`` (JSON). A shard explains itself with plain ``h5dump -A``. A per-clip cache
 entry is a one-clip shard of this same layout (its clip id is empty).
 """
@@ -67,11 +75,13 @@ from emoflow.errors import SpecMismatchError
 
 FORMAT = "emoflow-shard"
 FORMAT_VERSION = 3  # 2: faces as frame sequences on the time grid; 3: one row per chunk
-KINDS = ("audio", "faces")
+VECTOR_KINDS = ("egemaps", "ssl")
+KINDS = ("audio", "faces", *VECTOR_KINDS)
 _GZIP = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 ROW_CHUNKED: dict[str, dict[str, dict[str, Any]]] = {
     "audio": {"logmel": _GZIP, "mfcc": _GZIP},
     "faces": {"faces": {}},
+    **{kind: {} for kind in VECTOR_KINDS},
 }
 """Per shard kind: the datasets stored one row per chunk, and their HDF5 filters."""
 FRAME_FIELDS = ("faces", "mask", "landmarks", "frame_time_s", "n_faces", "confidence", "au",
@@ -102,6 +112,17 @@ class AudioClipFeatures:
 
 
 @dataclass
+class VectorClipFeatures:
+    """One vector per window of one clip (eGeMAPS functionals, SSL embeddings)."""
+
+    clip_id: str
+    vectors: np.ndarray  # (W, D) float32
+    window_start_s: np.ndarray  # (W,)
+    duration_s: float
+    padded: bool
+
+
+@dataclass
 class FaceClipFeatures:
     """A clip's face frames at the grid's fixed rate, and its windows."""
 
@@ -120,6 +141,9 @@ class FaceClipFeatures:
     pose: np.ndarray | None = None  # (F, 6)
 
 
+ClipFeatures = AudioClipFeatures | VectorClipFeatures | FaceClipFeatures
+
+
 def spec_hash(spec: dict[str, Any]) -> str:
     """The hash recorded next to a spec (same function as the per-clip cache key)."""
     return stable_hash(spec)
@@ -130,7 +154,7 @@ def write_shard(
     kind: str,
     spec: dict[str, Any],
     versions: dict[str, Any],
-    records: Iterable[AudioClipFeatures | FaceClipFeatures],
+    records: Iterable[ClipFeatures],
 ) -> int:
     """Stream ``records`` (sorted by clip id) into a new shard; return the clip count.
 
@@ -199,7 +223,7 @@ class ShardReader:
     def __len__(self) -> int:
         return len(self.clip_ids)
 
-    def get(self, clip_id: str) -> AudioClipFeatures | FaceClipFeatures:
+    def get(self, clip_id: str) -> ClipFeatures:
         """The arrays of one clip (KeyError if the clip is not in this shard)."""
         i = self._index[clip_id]
         h5 = self._h5
@@ -214,6 +238,8 @@ class ShardReader:
             return AudioClipFeatures(
                 logmel=h5["logmel"][a : a + n], mfcc=h5["mfcc"][a : a + n], **common
             )
+        if self.kind in VECTOR_KINDS:
+            return VectorClipFeatures(vectors=h5["vectors"][a : a + n], **common)
         f0, nf = int(self._frame0[i]), int(self._nframes[i])
         frames = {name: (h5[name][f0 : f0 + nf] if name in h5 else None) for name in FRAME_FIELDS}
         return FaceClipFeatures(window_frame0=h5["window_frame0"][a : a + n], **frames, **common)
@@ -276,7 +302,7 @@ class ShardSet:
     def __iter__(self) -> Iterator[str]:
         return iter(self.clip_ids)
 
-    def get(self, clip_id: str) -> AudioClipFeatures | FaceClipFeatures:
+    def get(self, clip_id: str) -> ClipFeatures:
         """The arrays of one clip, from whichever shard holds it."""
         return self._open()[self._owner[clip_id]].get(clip_id)
 

@@ -50,6 +50,7 @@ from torch import nn
 
 from emoflow import __version__
 from emoflow.atomic import write_bytes, write_text
+from emoflow.branches import BRANCH_STAGE
 from emoflow.bundle import save_bundle
 from emoflow.checkpoint import rng_state, set_rng_state, state_copy, to_cpu, torch_save_bytes
 from emoflow.config import stable_hash
@@ -66,6 +67,7 @@ from emoflow.data import (
     fit_face_norm,
     make_loader,
     normalise_audio,
+    normalise_vectors,
 )
 from emoflow.errors import EmoflowError
 from emoflow.folds import class_names
@@ -73,9 +75,9 @@ from emoflow.models import build_branch_model
 from emoflow.models.audio import load_torchvision_resnet18
 from emoflow.models.losses import branch_loss, ccc, class_weights
 from emoflow.pooling import pool_windows
+from emoflow.store import VECTOR_KINDS
 from emoflow.train_outputs import ClipOutputs, history_csv, write_predictions
 
-BRANCH_KIND = {"audio": "audio", "visual": "faces"}
 GRAY_FACES = True
 STOP_ENV = "EMOFLOW_STOP_AFTER_EPOCH"  # test hook, see _stop_hook
 
@@ -133,8 +135,16 @@ def setup_runtime(train_cfg: dict[str, Any], seed: int) -> None:
     seed_everything(seed)
 
 
-def model_arch(branch: str, train_cfg: dict[str, Any], n_classes: int) -> dict[str, Any]:
-    """The constructor kwargs (with ``name``) of a branch model, as stored in the bundle."""
+def model_arch(
+    branch: str,
+    train_cfg: dict[str, Any],
+    n_classes: int,
+    in_dim: int | None = None,
+    layers: int | None = None,
+) -> dict[str, Any]:
+    """The constructor kwargs (with ``name``) of a branch model, as stored in the bundle
+    (``in_dim``: the width of a window vector, for the window-vector MLP; ``layers``: encoder
+    layers stored side by side in it, to be weighted)."""
     common = {
         "n_classes": n_classes,
         "target": train_cfg.get("target", "categorical"),
@@ -145,6 +155,9 @@ def model_arch(branch: str, train_cfg: dict[str, Any], n_classes: int) -> dict[s
         if train_cfg.get("audio_model", "vgg") == "resnet18":
             return {"name": "resnet18", **common, "in_channels": 1}
         return {"name": "vgg", **common, "channels": [16, 32, 64, 128], "in_channels": 1}
+    if branch in VECTOR_KINDS:
+        return {"name": "mlp", **common, "in_dim": int(in_dim or 0), "hidden": 128,
+                "layers": int(layers or 1)}  # fmt: skip
     if branch == "visual":
         return {
             "name": "cnn_gru",
@@ -154,7 +167,7 @@ def model_arch(branch: str, train_cfg: dict[str, Any], n_classes: int) -> dict[s
             "frame_dim": 64,
             "hidden": 64,
         }
-    raise EmoflowError(f"unknown branch {branch!r} (audio, visual)")
+    raise EmoflowError(f"unknown branch {branch!r} ({', '.join(BRANCH_STAGE)})")
 
 
 # --------------------------------------------------------------------------- metrics
@@ -207,6 +220,8 @@ def model_inputs(branch: str, batch: tuple, norm: dict[str, Any], device: torch.
     x = batch[0].to(device, non_blocking=True)
     if branch == "audio":
         return [normalise_audio(x, norm)]
+    if branch in VECTOR_KINDS:
+        return [normalise_vectors(x, norm)]
     return [face_model_input(x, norm), batch[1].to(device, non_blocking=True)]
 
 
@@ -302,7 +317,7 @@ def run_training(
     shard_paths: list[Path],
     out_dir: Path,
 ) -> None:
-    """Train ``branch`` ("audio" | "visual") on ``fold`` with ``seed``; write the outputs.
+    """Train ``branch`` (see :mod:`emoflow.branches`) on ``fold`` with ``seed``; write outputs.
 
     ``config`` is a validated config (defaults filled); ``folds_path`` is folds.parquet or the
     fold table itself. The ``val``, ``test`` and ``unlabelled`` clips are predicted. Resumes
@@ -310,8 +325,8 @@ def run_training(
     """
     from emoflow.store import open_shards
 
-    if branch not in BRANCH_KIND:
-        raise EmoflowError(f"unknown branch {branch!r} (audio, visual)")
+    if branch not in BRANCH_STAGE:
+        raise EmoflowError(f"unknown branch {branch!r} ({', '.join(BRANCH_STAGE)})")
     tcfg = dict(config["train"])
     target = tcfg.get("target", "categorical")
     out_dir = Path(out_dir)
@@ -329,7 +344,7 @@ def run_training(
         raise EmoflowError(f"fold {fold} is not in the fold table")
     classes = [] if target == "dimensional" else class_names(manifest, config["dataset"])
     targets = clip_targets(manifest, classes)
-    shards = open_shards([Path(p) for p in shard_paths], BRANCH_KIND[branch])
+    shards = open_shards([Path(p) for p in shard_paths], BRANCH_STAGE[branch])
     roles: dict[str, list[str]] = {}
     for role in ("train", *EVAL_PARTS):
         ids = sorted(folds.loc[folds["role"] == role, "clip_id"].astype(str))
@@ -344,10 +359,11 @@ def run_training(
     )
 
     size = int(tcfg.get("visual_size", 64))
-    if branch == "audio":
-        norm = fit_audio_norm(shards, roles["train"])
-        train_ds: Any = AudioWindows(shards, roles["train"], targets)
-        eval_ds = {p: AudioClips(shards, roles[p], targets) for p in parts_to_predict}
+    if branch == "audio" or branch in VECTOR_KINDS:
+        field = "logmel" if branch == "audio" else "vectors"
+        norm = fit_audio_norm(shards, roles["train"], field)
+        train_ds: Any = AudioWindows(shards, roles["train"], targets, field=field)
+        eval_ds = {p: AudioClips(shards, roles[p], targets, field=field) for p in parts_to_predict}
         bundle_norm: dict[str, Any] = dict(norm)
     else:
         norm = fit_face_norm(shards, roles["train"], size, GRAY_FACES)
@@ -357,7 +373,8 @@ def run_training(
         }
         bundle_norm = {**norm, "size": size, "gray": GRAY_FACES}
 
-    arch = model_arch(branch, tcfg, len(classes))
+    layers = shards.spec["n_layers"] if shards.spec.get("layer") == "weighted" else 1
+    arch = model_arch(branch, tcfg, len(classes), shards.spec.get("n_features"), layers)
     model = build_branch_model(branch, arch)
     if arch["name"] == "resnet18" and tcfg.get("resnet_weights"):
         load_torchvision_resnet18(model.backbone, tcfg["resnet_weights"])

@@ -6,9 +6,10 @@ from snakemake.exceptions import WorkflowError
 from emoflow.atomic import write_text_if_changed
 from emoflow.config import stable_hash, validate_config
 from emoflow.errors import ConfigError, EmoflowError
-from emoflow.extract import STAGES, config_params
+from emoflow.branches import BRANCH_STAGE, selected_branches, selected_stages
+from emoflow.extract import STAGES as ALL_STAGES, config_params
 from emoflow.manifest import refresh
-from emoflow.paths import BRANCHES, STAGE_OF_BRANCH, Layout, prepare_job_environment
+from emoflow.paths import Layout, prepare_job_environment
 from emoflow.stages import fold_ids
 
 # Jobs run `python -m emoflow`: the venv's python when Snakemake runs from it, the env's python
@@ -22,6 +23,9 @@ except ConfigError as exc:
     raise WorkflowError(f"invalid config: {exc}") from None
 
 LAYOUT = Layout.of(CFG)
+# The selected branches (config `branches`) and the extraction stages they need: only these run.
+BRANCHES = list(selected_branches(CFG))
+STAGES = list(selected_stages(CFG))
 SHARDS = list(range(CFG["shards"]))
 SEEDS = CFG["train"]["seeds"]
 # The validated, merged config every CLI call reads; rewritten only when it changes.
@@ -47,7 +51,7 @@ wildcard_constraints:
 
 def params_hash(stage):
     """Hash of the config a stage depends on: a change reruns exactly that stage."""
-    if stage in STAGES:
+    if stage in ALL_STAGES:
         return stable_hash(config_params(CFG, stage))
     return stable_hash({key: CFG[key] for key in stage})
 
@@ -57,11 +61,19 @@ def shard_files(stage):
 
 
 def branch_shards(wildcards):
-    return shard_files(STAGE_OF_BRANCH[wildcards.branch])
+    return shard_files(BRANCH_STAGE[wildcards.branch])
 
 
 def feature_outputs():
     return [LAYOUT.shard(s, k) for s in STAGES for k in SHARDS] + [LAYOUT.failures]
+
+
+def branch_predictions(wildcards):
+    """Every selected branch's predictions of one (fold, seed): what fusion reads."""
+    return {
+        b: LAYOUT.model_dir(b, int(wildcards.fold), int(wildcards.seed)) / "predictions.parquet"
+        for b in BRANCHES
+    }
 
 
 def all_outputs():

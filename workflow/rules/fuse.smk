@@ -1,8 +1,7 @@
 # ---- late, stacking and feature-level fusion per (fold, seed) ----
 rule fuse:
     input:
-        audio=LAYOUT.root / "models" / "audio" / "fold{fold}" / "seed{seed}" / "predictions.parquet",
-        visual=LAYOUT.root / "models" / "visual" / "fold{fold}" / "seed{seed}" / "predictions.parquet",
+        unpack(branch_predictions),
         folds=LAYOUT.folds,
     output:
         fused=LAYOUT.root / "fusion" / "fold{fold}" / "seed{seed}.parquet",
@@ -26,8 +25,7 @@ rule bundle:
     input:
         bundle_inputs(),
     output:
-        LAYOUT.bundle / "audio.pt",
-        LAYOUT.bundle / "visual.pt",
+        expand(LAYOUT.bundle / "{branch}.pt", branch=BRANCHES),
         LAYOUT.bundle / "bundle.json",
     params:
         cli=EMOFLOW,

@@ -1,4 +1,5 @@
-"""Branch models: the audio CNN on log-mel windows and the visual CNN + GRU on face frames.
+"""Branch models: the audio CNN on log-mel windows, the visual CNN + GRU on face frames and
+the MLP on eGeMAPS window vectors.
 
 Every model's ``forward`` returns a dict with ``embedding`` (the vector before the heads),
 ``logits`` (categorical targets) and/or ``va`` (valence, arousal in [-1, 1]).
@@ -39,12 +40,15 @@ class Heads(nn.Module):
 def build_branch_model(branch: str, arch: dict[str, Any]) -> nn.Module:
     """Construct a branch model from its ``arch`` dict (``name`` plus constructor kwargs)."""
     from emoflow.models.audio import AudioResNet18, AudioVGG
+    from emoflow.models.vectors import WindowMLP
     from emoflow.models.visual import VisualCNNGRU
 
     classes = {
         ("audio", "vgg"): AudioVGG,
         ("audio", "resnet18"): AudioResNet18,
         ("visual", "cnn_gru"): VisualCNNGRU,
+        ("egemaps", "mlp"): WindowMLP,
+        ("ssl", "mlp"): WindowMLP,
     }
     kwargs = dict(arch)
     name = kwargs.pop("name", None)

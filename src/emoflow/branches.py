@@ -1,0 +1,68 @@
+"""The model branches emoflow can train and the extraction stage each one learns from.
+
+``branches:`` in the config selects a subset (default ``[audio, visual]``); only the stages of
+the selected branches run, and fusion, the report, the bundle and ``predict`` cover whichever
+branches were selected. Branch order is this registry's order everywhere (fusion inputs,
+table rows), whatever order the config lists them in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+# branch -> the extraction stage whose shards it trains on (registry order is the table order)
+BRANCH_STAGE: dict[str, str] = {
+    "audio": "audio", "visual": "faces", "egemaps": "egemaps", "ssl": "ssl",
+}  # fmt: skip
+BRANCH_LABEL: dict[str, str] = {
+    "audio": "Audio", "visual": "Visual", "egemaps": "eGeMAPS", "ssl": "SSL speech",
+}  # fmt: skip
+ALL_BRANCHES: tuple[str, ...] = tuple(BRANCH_STAGE)
+
+
+def selected_branches(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The config's ``branches`` in registry order."""
+    chosen = set(config.get("branches") or ALL_BRANCHES)
+    return tuple(b for b in ALL_BRANCHES if b in chosen)
+
+
+def selected_stages(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The extraction stages the selected branches need, in registry order, each once."""
+    return tuple(dict.fromkeys(BRANCH_STAGE[b] for b in selected_branches(config)))
+
+
+def ordered(branches: Iterable[str]) -> list[str]:
+    """``branches`` in registry order (unknown names last, sorted)."""
+    names = set(branches)
+    known = [b for b in ALL_BRANCHES if b in names]
+    return known + sorted(names - set(ALL_BRANCHES))
+
+
+def source_label(present: Iterable[str], branches: Iterable[str]) -> str:
+    """Which branches a fused row came from: ``both`` (two branches, both present), ``all``
+    (three or more, all present), ``<b>_only``, ``a+b`` (some of three or more) or ``none``."""
+    present, branches = ordered(present), ordered(branches)
+    if not present:
+        return "none"
+    if len(present) == 1:
+        return f"{present[0]}_only"
+    if present == branches:
+        return "both" if len(branches) == 2 else "all"
+    return "+".join(present)
+
+
+def is_fused(source: str) -> bool:
+    """Whether a row of that source combined two or more branches."""
+    return source != "none" and not source.endswith("_only")
+
+
+def row_sources(has: Mapping[str, np.ndarray]) -> list[str]:
+    """:func:`source_label` of every row of ``has`` (branch -> (N,) bool)."""
+    names = ordered(has)
+    matrix = np.stack([np.asarray(has[b], dtype=bool) for b in names], axis=1)
+    return [
+        source_label([b for b, h in zip(names, row, strict=True) if h], names) for row in matrix
+    ]
