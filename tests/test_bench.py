@@ -47,3 +47,21 @@ def test_loader_benchmark_runs() -> None:
     rows = list(csv.DictReader((REPO / "bench/results/loader.csv").open()))
     assert [r["branch"] for r in rows] == ["audio", "visual"]
     assert rows[0]["samples"] == "48" and rows[1]["samples"] == "48"  # 2 windows per clip
+
+
+def test_face_benchmark_runs_without_openface() -> None:
+    out = run("bench/faces.py", "--clips", "2", "--workers", "1")
+    assert "OpenFace rows not run" in out
+    rows = list(csv.DictReader((REPO / "bench/results/faces.csv").open()))
+    by = {(r["what"], r["video"]): r for r in rows}
+    assert by[("OpenFace per clip (whole video)", "320x320")]["seconds"].startswith("not run")
+    for video in ("320x320", "1280x720"):
+        floor = by[("ffmpeg decode floor", video)]
+        emb = by[("face stage, embedded", video)]
+        assert float(floor["clips_per_s"]) > 0 and float(emb["clips_per_s"]) > 0
+        ratio = float(emb["seconds"]) / float(floor["seconds"])
+        assert abs(float(emb["x_floor"]) - ratio) < 0.01 + 0.001 * ratio
+        assert float(emb["face_frames"]) > 0.9  # the demo's faces are found
+    small = by[("face stage, embedded", "176x144")]  # the same faces at about 45 px
+    assert float(small["face_frames"]) > 0.9 and float(small["face_px"]) < 70
+    assert ("OpenFace per clip (whole video)", "176x144") not in by

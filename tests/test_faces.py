@@ -170,6 +170,7 @@ def test_embedded_blank_frame_has_no_face(embedded, astronaut, tmp_path):
     assert res.n_faces.tolist() == [0, 1]
     assert not res.landmarks[0].any() and not res.faces[0].any()
     assert res.confidence[0] == 0 and res.confidence[1] > 0
+    assert np.isnan(res.boxes[0]).all() and np.isfinite(res.boxes[1]).all()
     assert res.faces[1].any()
 
 
@@ -233,6 +234,10 @@ def test_parse_recorded_face_output():
     assert res.pose[0, 0] == pytest.approx(-49.6, abs=1e-4)
     assert res.au.shape == (15, 17) and res.au[0, 0] == pytest.approx(0.09, abs=1e-6)
     assert not np.isnan(res.au).any()
+    # the box is the landmarks' bounding box (OpenFace writes no detection box)
+    lm = res.landmarks[0]
+    assert res.boxes[0].tolist() == [lm[:, 0].min(), lm[:, 1].min(), lm[:, 0].max(), lm[:, 1].max()]
+    assert res.boxes[0, 2] - res.boxes[0, 0] > 20
     ref = np.asarray(Image.open(OK_ALIGNED / "frame_det_00_000007.bmp").convert("RGB"))
     assert np.array_equal(res.faces[6], ref)
     # another size resizes the crops
@@ -253,6 +258,7 @@ def test_parse_no_face_never_uses_failed_rows():
     assert np.isnan(res.pose).all()  # the CSV holds pose_Tx = -19616704.0: must not leak
     assert np.isnan(res.au).all()
     assert not res.landmarks.any() and not res.faces.any() and not res.confidence.any()
+    assert np.isnan(res.boxes).all()
 
 
 @needs_fixtures

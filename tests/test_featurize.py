@@ -23,6 +23,8 @@ from emoflow.grid import TimeGrid, window_frame_index
 GOLDEN = {
     ("audio", 2): "7f0a55cd19afdd5d41203e12ba8659ed9d57be0e05689ecb3f67ec9e9061099e",
     ("faces", 2): "0804baab1b3b5e3f37256474843a5388e02b17c1470857756af9741be40ba67b",
+    # 3: detection at the scale a frame needs, faces.select, the chosen boxes stored
+    ("faces", 3): "8604b44f0cd1d72b8952f6792caf6ed3c860d4c7780ea86b187643e6ecbc7b88",
 }
 
 
@@ -53,6 +55,8 @@ def _digest(rec: object, stage: str) -> str:
     else:
         parts = [rec.faces, rec.mask, np.round(rec.landmarks.astype(np.float64), 1),
                  np.round(rec.frame_time_s, 4), rec.window_start_s, rec.window_frame0]  # fmt: skip
+        if rec.boxes is not None:  # feature version 3 on
+            parts += [np.round(rec.boxes.astype(np.float64), 1), rec.n_faces]
     h = hashlib.sha256()
     for p in parts:
         a = np.ascontiguousarray(np.asarray(p))
@@ -102,7 +106,7 @@ def test_a_one_pixel_change_of_the_alignment_changes_the_golden_hash(
         return real(frame, pts + np.array([1.0, 0.0]), size, scale)
 
     monkeypatch.setattr(embedded, "align_face", shifted)
-    assert _digest(_features(golden, "faces"), "faces") != GOLDEN[("faces", 2)]
+    assert _digest(_features(golden, "faces"), "faces") != GOLDEN[("faces", 3)]
 
 
 def test_golden_clip_windows_share_one_grid(golden: dict) -> None:

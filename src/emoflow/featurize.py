@@ -46,7 +46,7 @@ from emoflow.media import (
 )
 from emoflow.store import AudioClipFeatures, FaceClipFeatures, VectorClipFeatures
 
-FEATURE_VERSION = {"audio": 2, "faces": 2, "egemaps": 1, "ssl": 1}
+FEATURE_VERSION = {"audio": 2, "faces": 3, "egemaps": 1, "ssl": 1}
 """Per-stage version of the feature code (in the spec, the cache key and the shards)."""
 CHUNK_FRAMES = 32  # decoded full frames held at once by a streaming face backend
 
@@ -173,6 +173,7 @@ def _face_record(
         padded=bool(duration_s < grid.window_s),
         au=take(res.au, np.nan),
         pose=take(res.pose, np.nan),
+        boxes=take(res.boxes, np.nan),
     )
 
 
@@ -182,7 +183,7 @@ def _concat(parts: list[FaceResult]) -> FaceResult:
         return None if values[0] is None else np.concatenate(values)
 
     return FaceResult(**{n: cat(n) for n in ("faces", "mask", "landmarks", "n_faces",
-                                             "confidence", "au", "pose")})  # fmt: skip
+                                             "confidence", "au", "pose", "boxes")})  # fmt: skip
 
 
 def _open_frames(
@@ -220,8 +221,7 @@ def face_features(
             try:
                 stream, times, duration = _open_frames(path, grid, max_side, media)
                 if streaming:
-                    parts = [_one(backend, clip_id, c, work) for c in stream.chunks(CHUNK_FRAMES)]
-                    out[clip_id] = _concat(parts)
+                    out[clip_id] = _stream(backend, clip_id, stream, work)
                 else:
                     batch.append((clip_id, np.concatenate(list(stream.chunks(CHUNK_FRAMES)))))
                 sampled[clip_id] = (stream.finish(), times, duration)
@@ -250,8 +250,25 @@ def _finish(
     return rec
 
 
-def _one(backend: Any, clip_id: str, frames: np.ndarray, work: str) -> FaceResult:
-    res = backend.process([(clip_id, frames)], Path(work)).get(clip_id)
+def _stream(backend: Any, clip_id: str, stream: FrameStream, work: str) -> FaceResult:
+    """A streaming backend's result for a clip, chunk by chunk; each chunk goes on from the
+    face chosen last in the chunks before (``faces.select: track`` follows it)."""
+    parts: list[FaceResult] = []
+    last: np.ndarray | None = None
+    for chunk in stream.chunks(CHUNK_FRAMES):
+        parts.append(_one(backend, clip_id, chunk, work, last))
+        boxes = parts[-1].boxes
+        found = np.flatnonzero(parts[-1].mask) if boxes is not None else []
+        if len(found):
+            last = np.asarray(boxes[found[-1]], np.float64)
+    return _concat(parts)
+
+
+def _one(
+    backend: Any, clip_id: str, frames: np.ndarray, work: str, prev: np.ndarray | None = None
+) -> FaceResult:
+    kwargs = {} if prev is None else {"prev_boxes": {clip_id: prev}}
+    res = backend.process([(clip_id, frames)], Path(work), **kwargs).get(clip_id)
     if isinstance(res, ClipError):
         raise res
     if res is None:

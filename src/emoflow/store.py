@@ -40,6 +40,8 @@ grid's fixed rate, stored once; a window's frames are ``frames`` samples from it
     confidence       (F,)               f4
     au               (F, A)             f4     only when the backend gives AUs (attr au_names)
     pose             (F, 6)             f4     only when the backend gives pose
+    boxes            (F, 4)             f4     x0, y0, x1, y1 of the aligned face in the sampled
+                                               frame's pixels (faces.select), NaN where none
     window_start_s   (W,)               f8
     window_frame0    (W,)               i8     first frame of the window, relative to its clip
     window_clip      (W,)               i8
@@ -85,7 +87,7 @@ ROW_CHUNKED: dict[str, dict[str, dict[str, Any]]] = {
 }
 """Per shard kind: the datasets stored one row per chunk, and their HDF5 filters."""
 FRAME_FIELDS = ("faces", "mask", "landmarks", "frame_time_s", "n_faces", "confidence", "au",
-                "pose")  # fmt: skip
+                "pose", "boxes")  # fmt: skip
 """The per-frame arrays of a face record (and datasets of a face shard)."""
 
 
@@ -139,6 +141,7 @@ class FaceClipFeatures:
     padded: bool
     au: np.ndarray | None = None  # (F, A)
     pose: np.ndarray | None = None  # (F, 6)
+    boxes: np.ndarray | None = None  # (F, 4) chosen face box, NaN where none
 
 
 ClipFeatures = AudioClipFeatures | VectorClipFeatures | FaceClipFeatures

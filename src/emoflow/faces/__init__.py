@@ -41,7 +41,11 @@ class FaceBackend(Protocol):
     def process(
         self, clips: list[tuple[str, np.ndarray]], workdir: Path
     ) -> dict[str, FaceResult | ClipError]:
-        """Faces of each clip's frames (K, H, W, 3) uint8 RGB; a ClipError for a failed clip."""
+        """Faces of each clip's frames (K, H, W, 3) uint8 RGB; a ClipError for a failed clip.
+
+        A streaming backend also takes ``prev_boxes`` (clip id -> the box chosen in the frame
+        before these), so a clip's chunks choose faces as one sequence would.
+        """
         ...
 
 
@@ -58,7 +62,12 @@ def make_backend(faces_cfg: dict[str, Any]) -> FaceBackend:
     if backend == "embedded":
         from emoflow.faces.embedded import EmbeddedBackend
 
-        return EmbeddedBackend(size=size, scale=scale, upsample=int(faces_cfg.get("upsample", 0)))
+        return EmbeddedBackend(
+            size=size,
+            scale=scale,
+            upsample=int(faces_cfg.get("upsample", 0)),
+            select=str(faces_cfg.get("select", "track")),
+        )
     if backend == "openface":
         from emoflow.faces.openface import OpenFaceBackend, resolve_binary
 

@@ -116,9 +116,13 @@ def alignment_matrix(landmarks: np.ndarray, size: int = 112, scale: float = 0.7)
 def warp_affine(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     """Warp ``image`` (H, W, C) uint8 with the forward 2x3 ``matrix`` into (size, size, C).
 
-    Bilinear; pixels from outside the frame are black (as OpenFace's ``warpAffine``).
+    Bilinear; pixels from outside the frame are black (as OpenFace's ``warpAffine``). Where
+    the crop shrinks the face by 2x or more (a high-resolution frame), the part of the frame
+    it reads is first averaged over k x k blocks (k = the whole shrink factor), so the crop
+    keeps the detail a lower-resolution frame gives instead of aliasing it.
     """
     a = matrix[:, :2]
+    shrink = int(1.0 / np.sqrt(abs(np.linalg.det(a))))
     inv = np.linalg.inv(a)
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
     dst = np.stack([xs.ravel(), ys.ravel()], axis=1) - matrix[:, 2]
@@ -136,6 +140,8 @@ def warp_affine(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     coords = np.stack([src[:, 1] - y0, src[:, 0] - x0])  # row, col in the patch
     # outside the frame is black: pad the patch by one black pixel where it touches a border
     pad = ((int(y0 == 0), int(y1 == h)), (int(x0 == 0), int(x1 == w)), (0, 0))
+    if shrink >= 2:
+        patch, coords = _block_mean(patch, shrink), (coords - (shrink - 1) / 2) / shrink
     patch = np.pad(patch, pad)
     coords[0] += pad[0][0]
     coords[1] += pad[1][0]
@@ -145,6 +151,14 @@ def warp_affine(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
         )
         out[:, :, ch] = np.clip(np.rint(vals), 0, 255).reshape(size, size).astype(np.uint8)
     return out
+
+
+def _block_mean(patch: np.ndarray, k: int) -> np.ndarray:
+    """``patch`` (H, W, C) uint8 averaged over k x k blocks (a last partial block averages the
+    pixels it has)."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.ascontiguousarray(patch)).reduce(k))
 
 
 def align_face(

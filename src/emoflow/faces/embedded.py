@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from emoflow.errors import ClipError, ToolMissingError
+from emoflow.faces.detect import SELECT, choose, detect_faces
 from emoflow.faces.result import FaceResult
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
@@ -79,33 +80,49 @@ def _predictor_sha256() -> str:
     return _sha256(predictor_path())
 
 
+def landmarks_for(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The 68 landmarks (68, 2) of the face in ``box`` (x0, y0, x1, y1), fitted on ``frame``."""
+    import dlib
+
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    shape = _models().predictor(frame, dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+
+
 def detect_largest(frame: np.ndarray, upsample: int = 0) -> tuple[int, float, np.ndarray | None]:
-    """Detect faces in one RGB uint8 frame; landmarks (68, 2) of the largest one.
+    """Detect faces in one RGB uint8 frame (:func:`emoflow.faces.detect.detect_faces`);
+    landmarks (68, 2) of the largest one.
 
     Returns (number of faces, detector score of the chosen face, landmarks or None).
     """
-    models = _models()
     frame = np.ascontiguousarray(frame)
-    rects, scores, _ = models.detector.run(frame, upsample, 0.0)
-    if len(rects) == 0:
+    found = detect_faces(_models().detector, frame, upsample)
+    best = choose(found, "largest", frame.shape)
+    if best is None:
         return 0, 0.0, None
-    best = max(range(len(rects)), key=lambda i: (rects[i].area(), scores[i]))
-    shape = models.predictor(frame, rects[best])
-    pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
-    return len(rects), float(scores[best]), pts
+    return len(found), float(found.scores[best]), landmarks_for(frame, found.boxes[best])
 
 
 class EmbeddedBackend:
-    """dlib HOG + 68 landmarks, aligned like OpenFace (``sim_scale``, ``size``)."""
+    """dlib HOG + 68 landmarks, aligned like OpenFace (``sim_scale``, ``size``).
+
+    Detection runs at the scale each frame needs (:mod:`emoflow.faces.detect`); ``select``
+    (``faces.select``) says which face is aligned when several are found.
+    """
 
     name = "embedded"
     au_names: list[str] = []
     streams = True  # no per-call cost: frames can be aligned chunk by chunk as they decode
 
-    def __init__(self, size: int = 112, scale: float = 0.7, upsample: int = 0) -> None:
+    def __init__(
+        self, size: int = 112, scale: float = 0.7, upsample: int = 0, select: str = "track"
+    ) -> None:
         self.size = int(size)
         self.scale = float(scale)
         self.upsample = int(upsample)
+        if select not in SELECT:
+            raise ValueError(f"unknown faces.select {select!r} (expected one of {SELECT})")
+        self.select = select
         if importlib.util.find_spec("dlib") is None:  # fail early, as loading would
             raise ToolMissingError("the embedded face backend needs dlib (pip install dlib-bin)")
         predictor_path()  # fail early (ToolMissingError); the models load on first use
@@ -118,35 +135,56 @@ class EmbeddedBackend:
         """dlib version, predictor sha256 and the settings that change the crops."""
         import dlib
 
+        from emoflow.faces import detect
+
         return {
             "backend": self.name,
             "dlib": str(dlib.__version__),
             "predictor": PREDICTOR_FILE,
             "predictor_sha256": _predictor_sha256(),
-            "detector": f"hog upsample={self.upsample}",
+            "detector": f"hog upsample={self.upsample} side={detect.DETECT_SIDE} "
+            f"small={detect.SMALL_SIDE} retry<=x{detect.MAX_SCALE:g},{detect.MAX_DETECT_PIXELS}px",
+            "select": self.select,
             "align": f"openface-mean-shape rigid similarity size={self.size} scale={self.scale}",
         }
 
-    def process_frames(self, frames: np.ndarray) -> FaceResult:
-        """Faces of one clip's frames (K, H, W, 3) uint8 RGB."""
+    def process_frames(self, frames: np.ndarray, prev_box: np.ndarray | None = None) -> FaceResult:
+        """Faces of one clip's frames (K, H, W, 3) uint8 RGB.
+
+        ``prev_box``: the box chosen in the clip's frame before these (``select: track`` goes on
+        from it when frames come in chunks); None at the start of a clip.
+        """
         k = len(frames)
         result = FaceResult.empty(k, self.size)
+        detector = _models().detector
         for i, frame in enumerate(frames):
-            n, score, pts = detect_largest(frame, self.upsample)
-            result.n_faces[i] = n
-            if pts is None:
+            frame = np.ascontiguousarray(frame)
+            found = detect_faces(detector, frame, self.upsample)
+            result.n_faces[i] = len(found)
+            best = choose(found, self.select, frame.shape, prev_box)
+            if best is None:
                 continue
+            box = found.boxes[best]
+            pts = landmarks_for(frame, box)
             crop, _ = align_face(frame, pts, self.size, self.scale)
             result.faces[i] = crop
             result.landmarks[i] = pts.astype(np.float32)
-            result.confidence[i] = score
+            result.confidence[i] = found.scores[best]
+            result.boxes[i] = box.astype(np.float32)
             result.mask[i] = True
+            prev_box = result.boxes[i].astype(np.float64)  # as stored: chunking changes nothing
         return result
 
     def process(
-        self, clips: list[tuple[str, np.ndarray]], workdir: Path
+        self,
+        clips: list[tuple[str, np.ndarray]],
+        workdir: Path,
+        prev_boxes: dict[str, np.ndarray] | None = None,
     ) -> dict[str, FaceResult | ClipError]:
-        """Process clips; ``workdir`` is unused (the backend needs no scratch files)."""
+        """Process clips; ``workdir`` is unused (the backend needs no scratch files).
+
+        ``prev_boxes``: per clip id, the box chosen before these frames (see process_frames).
+        """
         out: dict[str, FaceResult | ClipError] = {}
         for clip_id, frames in clips:
             frames = np.asarray(frames)
@@ -159,7 +197,7 @@ class EmbeddedBackend:
                 out[clip_id] = ClipError("too_short", "no frames were sampled from the clip")
                 continue
             try:
-                out[clip_id] = self.process_frames(frames)
+                out[clip_id] = self.process_frames(frames, (prev_boxes or {}).get(clip_id))
             except RuntimeError as exc:  # dlib raises RuntimeError on internal failures
                 out[clip_id] = ClipError("tool_crash", f"dlib failed: {exc}")
         return out

@@ -106,6 +106,8 @@ def parse_clip_output(csv_path: Path, aligned_dir: Path, k: int, size: int) -> F
         result.confidence[i] = values[col["confidence"]]
         result.landmarks[i, :, 0] = values[[col[c] for c in LANDMARK_X]]
         result.landmarks[i, :, 1] = values[[col[c] for c in LANDMARK_Y]]
+        pts = result.landmarks[i]
+        result.boxes[i] = [pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()]
         result.au[i] = values[[col[c] for c in AU_NAMES]]
         result.pose[i] = values[[col[c] for c in POSE_COLUMNS]]
     return result

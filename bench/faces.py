@@ -1,0 +1,224 @@
+"""Benchmark of the face stage, side by side with OpenFace and the ffmpeg decode floor.
+
+    .venv/bin/python bench/faces.py --clips 16 [--openface /tmp/openface/bin/FeatureExtraction]
+
+On the same N demo clips (320 x 320, made by the demo corpus generator) and the same clips
+re-encoded at 1280 x 720 (the square picture centred, padded), with the same worker count
+(and at 176 x 144, faces of about 45 px, for the embedded backend's small-face detection rate):
+
+- OpenFace per clip: ``FeatureExtraction -f clip`` on the whole video, one call per clip (as
+  MMSA-FET and MERBench call it), ``workers`` calls at a time; only with ``--openface``;
+- the emoflow face stage (one shard job in a fresh process, nothing cached) with the OpenFace
+  backend (only with ``--openface``) and with the embedded backend; at 1280 x 720 also with
+  ``faces.max_side: 1280`` (full-resolution alignment);
+- the decode floor: ffprobe + ffmpeg decoding the frames at the grid's sample times (16 per 3 s
+  window), as the face stage decodes them, ``workers`` clips at a time.
+
+Prints a table of clips/s, time relative to the floor and speed relative to OpenFace per clip,
+and the share of sampled frames with a face; writes bench/results/faces.csv. Figures, never
+pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "bench" / "results"
+KEYS = ["what", "video", "clips", "workers", "seconds", "clips_per_s", "x_floor",
+        "x_openface", "face_frames", "face_px"]  # fmt: skip
+
+
+RESIZED = {
+    "1280x720": "scale=720:720,pad=1280:720:280:0",
+    "176x144": "scale=100:100,pad=176:144:38:22",
+}
+"""The re-encodings of the demo clips, the square picture centred (at 176 x 144 scaled to 100 px,
+so that its faces are about 45 px tall, as in the small videos of in-the-wild corpora)."""
+
+
+def make_corpora(work: Path, clips: int) -> dict[str, Path]:
+    """The demo clips and their re-encodings (:data:`RESIZED`, same relative paths)."""
+    from emoflow.demo import make_demo_corpus
+
+    demo = work / "demo"
+    paths = make_demo_corpus(demo, clips=clips, seed=0)
+    corpora = {"320x320": demo}
+    for size, vf in RESIZED.items():
+        corpora[size] = work / size
+        for p in paths:
+            dest = corpora[size] / p.relative_to(demo)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            cmd = ["ffmpeg", "-nostdin", "-y", "-v", "error", "-i", str(p), "-vf", vf,
+                   "-c:v", "libx264", "-preset", "fast", "-crf", "18", "-pix_fmt", "yuv420p",
+                   "-c:a", "copy", str(dest)]  # fmt: skip
+            subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    return corpora
+
+
+def config_file(work: Path, data: Path, name: str, faces: dict[str, Any]) -> Path:
+    """A config for one run (its own results and cache folders: nothing is cached)."""
+    cfg = {
+        "dataset": {"name": name, "adapter": "ravdess", "root": str(data)},
+        "results": str(work / "results"),
+        "shards": 1,
+        "cache": {"dir": str(work / f"cache-{name}")},
+        "faces": faces,
+    }
+    path = work / f"{name}.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def run_face_stage(cfg: Path, workers: int) -> tuple[float, float, float]:
+    """One face shard job in a fresh process: (wall seconds, share of frames with a face,
+    median height of the chosen face boxes in decoded-frame pixels)."""
+    code = (
+        "import json, time, h5py;"
+        "from emoflow.config import load_config; from emoflow.extract import run_shard;"
+        "from emoflow.manifest import refresh; from emoflow.config import results_dir;"
+        f"c = load_config({str(cfg)!r}); refresh(c); t = time.perf_counter();"
+        f"run_shard(c, 'faces', 0, {workers}); dt = time.perf_counter() - t;"
+        "h5 = h5py.File(results_dir(c) / 'faces' / '0.h5', 'r');"
+        "import numpy as np; m = h5['mask'][()] if 'mask' in h5 else np.zeros(0, bool);"
+        "b = h5['boxes'][()][m] if 'boxes' in h5 else np.zeros((0, 4));"
+        "px = float(np.median(b[:, 3] - b[:, 1])) if len(b) else 0.0;"
+        "print(json.dumps([dt, float(m.mean()) if len(m) else 0.0, px]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"face stage failed: {proc.stderr[-2000:]}")
+    dt, share, px = json.loads(proc.stdout.strip().splitlines()[-1])
+    return dt, share, px
+
+
+def _decode_one(path: str) -> int:
+    """Probe a clip and decode its frames at the face grid's sample times (default config)."""
+    from emoflow.grid import TimeGrid
+    from emoflow.media import FrameStream, probe
+
+    grid = TimeGrid(16000, 3.0, 1.5, "pad", 16)
+    info = probe(path)
+    duration = info.video_duration_s or info.duration_s or 0.04
+    stream = FrameStream(path, grid.frame_times(duration, info.fps), grid.rate, info)
+    n = sum(len(chunk) for chunk in stream.chunks())
+    stream.finish()
+    return n
+
+
+def decode_floor(data: Path, workers: int) -> float:
+    """Wall seconds to probe and decode every clip's sampled frames, ``workers`` at a time."""
+    clips = [str(p) for p in sorted(data.rglob("*.mp4"))]
+    t = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(_decode_one, clips))
+    return time.perf_counter() - t
+
+
+def openface_per_clip(binary: Path, data: Path, work: Path, workers: int) -> float:
+    """Wall seconds for FeatureExtraction on each whole video (one call per clip)."""
+    from emoflow.faces.openface import OpenFaceBackend, resolve_binary
+
+    model = "model/main_clnf_general.txt"
+    binary, model_path = resolve_binary(str(binary), model)
+    flags = OpenFaceBackend(binary, model, model_path=model_path).flags
+    clips = sorted(data.rglob("*.mp4"))
+
+    def one(i: int) -> None:
+        out = work / f"of-{data.name}-{i}"
+        cmd = [str(binary), "-f", str(clips[i]), "-out_dir", str(out), *flags]
+        proc = subprocess.run(cmd, cwd=binary.parent, capture_output=True, timeout=900)
+        if proc.returncode != 0 or not list(out.glob("*.csv")):
+            raise RuntimeError(f"OpenFace failed on {clips[i]}: {proc.stderr[-500:]!r}")
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one, range(len(clips))))
+    return time.perf_counter() - t
+
+
+def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
+    """All rows of the table, per video size."""
+    rows: list[dict[str, Any]] = []
+    n, w = args.clips, args.workers
+    for video, data in make_corpora(work, n).items():
+        base = {"video": video, "clips": n, "workers": w}
+        floor = decode_floor(data, w)
+        runs: list[tuple[str, float | None, tuple[float, float] | None]]
+        runs = [("ffmpeg decode floor", floor, None)]
+        of_s = None
+        if args.openface and video != "176x144":
+            of_s = openface_per_clip(Path(args.openface), data, work, w)
+            runs.append(("OpenFace per clip (whole video)", of_s, None))
+            of = {"backend": "openface", "openface": {"bin": str(args.openface)}}
+            dt, share, px = run_face_stage(config_file(work, data, f"of-{video}", of), w)
+            runs.append(("face stage, openface backend", dt, (share, px)))
+        elif video != "176x144":  # small faces: the embedded backend's detection rate
+            runs.append(("OpenFace per clip (whole video)", None, None))
+            runs.append(("face stage, openface backend", None, None))
+        dt, share, px = run_face_stage(config_file(work, data, f"emb-{video}", {}), w)
+        runs.append(("face stage, embedded", dt, (share, px)))
+        if video == "1280x720":
+            hi = config_file(work, data, f"emb-hi-{video}", {"max_side": 1280})
+            dt, share, px = run_face_stage(hi, w)
+            runs.append(("face stage, embedded, max_side 1280", dt, (share, px)))
+        for what, seconds, share in runs:
+            row: dict[str, Any] = {"what": what, **base}
+            if seconds is None:
+                row["seconds"] = "not run (no --openface)"
+            else:
+                row |= {"seconds": round(seconds, 3), "clips_per_s": round(n / seconds, 3),
+                        "x_floor": round(seconds / floor, 2),
+                        "x_openface": round(of_s / seconds, 2) if of_s else ""}  # fmt: skip
+                if share is not None:
+                    row |= {"face_frames": round(share[0], 4), "face_px": round(share[1], 1)}
+            rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    """The table: clips/s, time / floor, speed vs OpenFace per clip, frames with a face."""
+    print(f"{'what':38} {'video':>9} {'clips':>5} {'wrk':>3} {'seconds':>8} {'clips/s':>8} "
+          f"{'x floor':>8} {'x OpenFace':>10} {'face frames':>11} {'face px':>7}")  # fmt: skip
+    for r in rows:
+        if "clips_per_s" not in r:
+            print(f"{r['what']:38} {r['video']:>9} {r['clips']:>5} {r['workers']:>3} "
+                  f"{r['seconds']}")  # fmt: skip
+            continue
+        share = f"{100 * r['face_frames']:.1f} %" if "face_frames" in r else ""
+        print(f"{r['what']:38} {r['video']:>9} {r['clips']:>5} {r['workers']:>3} "
+              f"{r['seconds']:>8.2f} {r['clips_per_s']:>8.2f} {r['x_floor']:>8.2f} "
+              f"{r['x_openface']!s:>10} {share:>11} {r.get('face_px', '')!s:>7}")  # fmt: skip
+
+
+def main() -> None:
+    """Run the benchmark; print the table and write bench/results/faces.csv."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clips", type=int, default=16, help="demo clips (N)")
+    ap.add_argument("--openface", help="path to OpenFace's FeatureExtraction (optional)")
+    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="emoflow-bench-faces-") as tmp:
+        rows = measure(args, Path(tmp))
+    OUT.mkdir(parents=True, exist_ok=True)
+    with open(OUT / "faces.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, KEYS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    print_table(rows)
+    if not args.openface:
+        print("OpenFace rows not run: pass --openface /path/to/FeatureExtraction")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Face detection at the scale a frame needs, and the choice of one face per frame.
+
+dlib's HOG detector slides an 80 x 80 window: at a frame's own scale it finds faces of about
+80 px and larger. :func:`detect_faces` runs it on a copy scaled so that the cost follows what is
+needed:
+
+- a frame whose shorter side exceeds :data:`DETECT_SIDE` is detected on a copy scaled down to
+  that side (a 1920 x 1080 frame costs what a 640 x 360 one does); the boxes are mapped back;
+- a small frame (shorter side under :data:`SMALL_SIDE`) is detected on a copy upsampled twice;
+- when nothing is found at the first scale, once more at twice that scale, as long as the copy
+  stays under :data:`MAX_DETECT_PIXELS` and the scale at most 2 (faces down to about 40 px);
+  frames with a face never pay for the second pass.
+
+Landmarks are fitted and faces aligned on the full-resolution frame, in its pixel coordinates
+(:mod:`emoflow.faces.embedded`). :func:`choose` picks the face to align (``faces.select``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+DETECT_SIDE = 360
+"""Frames whose shorter side is larger are detected on a copy scaled down to this side."""
+SMALL_SIDE = 240
+"""Frames whose shorter side is smaller are detected on a copy upsampled twice."""
+MAX_DETECT_PIXELS = 1280 * 720
+"""The second (upsampled) pass runs only on copies up to this many pixels."""
+MAX_SCALE = 2.0
+"""The largest detection scale relative to the frame (faces down to about 40 px)."""
+SELECT = ("largest", "center", "track")
+
+
+@dataclass(frozen=True)
+class Detections:
+    """The faces found in one frame: boxes (N, 4) x0, y0, x1, y1 in frame pixels, scores."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+
+def detection_scales(height: int, width: int, upsample: int = 0) -> list[float]:
+    """The scales the detector tries on an ``height`` x ``width`` frame, in order (module doc).
+
+    ``upsample`` (dlib's HOG upsampling, ``faces.upsample``) doubles every scale that many times.
+    """
+    short = min(height, width)
+    first = DETECT_SIDE / short if short > DETECT_SIDE else 2.0 if short < SMALL_SIDE else 1.0
+    first *= 2**upsample
+    scales = [first]
+    second = 2 * first
+    if second <= max(MAX_SCALE, first) and height * width * second**2 <= MAX_DETECT_PIXELS:
+        scales.append(second)
+    return scales
+
+
+def _resized(frame: np.ndarray, scale: float) -> np.ndarray:
+    """``frame`` scaled by ``scale`` (bilinear, antialiased when shrinking)."""
+    h, w = frame.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR))
+
+
+def run_detector(detector: object, frame: np.ndarray, scale: float) -> Detections:
+    """dlib's detector on ``frame`` scaled by ``scale``; boxes in ``frame``'s pixels.
+
+    Power-of-two upscales use dlib's own pyramid (``upsample_num_times``), others a resized copy.
+    """
+    up = math.log2(scale) if scale >= 1 else -1.0
+    if up >= 0 and up == int(up):
+        rects, scores, _ = detector.run(frame, int(up), 0.0)  # type: ignore[attr-defined]
+        factor_x = factor_y = 1.0
+    else:
+        small = _resized(frame, scale)
+        rects, scores, _ = detector.run(small, 0, 0.0)  # type: ignore[attr-defined]
+        factor_x = frame.shape[1] / small.shape[1]
+        factor_y = frame.shape[0] / small.shape[0]
+    boxes = np.array(
+        [(r.left(), r.top(), r.right() + 1, r.bottom() + 1) for r in rects], dtype=np.float64
+    ).reshape(-1, 4)
+    boxes *= [factor_x, factor_y, factor_x, factor_y]
+    return Detections(boxes, np.asarray(scores, dtype=np.float64).reshape(-1))
+
+
+def detect_faces(detector: object, frame: np.ndarray, upsample: int = 0) -> Detections:
+    """All faces of one RGB uint8 frame, at the scales of :func:`detection_scales`."""
+    frame = np.ascontiguousarray(frame)
+    found = Detections(np.zeros((0, 4)), np.zeros(0))
+    for scale in detection_scales(frame.shape[0], frame.shape[1], upsample):
+        found = run_detector(detector, frame, scale)
+        if len(found):
+            break
+    return found
+
+
+def _area(boxes: np.ndarray) -> np.ndarray:
+    return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one box (4,) with each of ``boxes`` (N, 4)."""
+    x0 = np.maximum(box[0], boxes[:, 0])
+    y0 = np.maximum(box[1], boxes[:, 1])
+    x1 = np.minimum(box[2], boxes[:, 2])
+    y1 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    union = _area(box[None])[0] + _area(boxes) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def _centres(boxes: np.ndarray) -> np.ndarray:
+    return np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], axis=1)
+
+
+def _largest(found: Detections) -> int:
+    areas = _area(found.boxes)
+    return max(range(len(found)), key=lambda i: (areas[i], found.scores[i]))
+
+
+def continuation(prev: np.ndarray, found: Detections) -> int | None:
+    """The face of ``found`` that continues the box ``prev``: the largest overlap, else the
+    nearest centre within one box width; None when no face continues it."""
+    overlap = iou(prev, found.boxes)
+    if overlap.max() > 0:
+        return int(np.argmax(overlap))
+    dist = np.linalg.norm(_centres(found.boxes) - _centres(prev[None])[0], axis=1)
+    best = int(np.argmin(dist))
+    return best if dist[best] <= prev[2] - prev[0] else None
+
+
+def choose(
+    found: Detections, select: str, shape: tuple[int, ...], prev: np.ndarray | None = None
+) -> int | None:
+    """Index of the face to align among ``found`` (None when there is none).
+
+    ``largest``: the largest box; ``center``: the box whose centre is nearest the frame's centre
+    (``shape`` is the frame's); ``track``: the box that continues ``prev``, the previous chosen
+    box of the clip (:func:`continuation`), else the largest (the first frame, or a lost track).
+    """
+    if not len(found):
+        return None
+    if select == "largest":
+        return _largest(found)
+    if select == "center":
+        centre = np.array([shape[1] / 2, shape[0] / 2])
+        dist = np.linalg.norm(_centres(found.boxes) - centre, axis=1)
+        return min(range(len(found)), key=lambda i: (dist[i], -found.scores[i]))
+    if select == "track":
+        if prev is not None and np.isfinite(prev).all():
+            nxt = continuation(prev, found)
+            if nxt is not None:
+                return nxt
+        return _largest(found)
+    raise ValueError(f"unknown faces.select {select!r} (expected one of {', '.join(SELECT)})")
