@@ -41,8 +41,6 @@ rule extract_audio:
     log:
         LAYOUT.root / "logs" / "audio" / "{k}.log",
     threads: 1
-    group:
-        "extract"
     conda:
         "../../envs/features.yaml"
     shell:

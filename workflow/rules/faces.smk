@@ -41,8 +41,6 @@ rule extract_faces:
     log:
         LAYOUT.root / "logs" / "faces" / "{k}.log",
     threads: 1
-    group:
-        "extract"
     conda:
         "../../envs/features.yaml"
     shell:
