@@ -13,10 +13,12 @@
    cache entries on disk (here the page cache holds the few distinct ones).
 3. On that corpus, each timed by `snakemake features`: +1 % new clips (distinct new content,
    computed), +1 % changed clips (an existing clip id gets distinct new content), 1 % removed,
-   then a no-op rerun, and the fixed cost of one cached shard job of each stage.
+   then a no-op rerun, and the fixed cost of one cached shard job of each stage and of each
+   stage's compute job when nothing is missing from the cache.
 Per run: seconds, fraction of full, clips computed, shards rewritten, bytes rewritten (whole
-shard files replaced) and bytes encoded (the job's ``encoded_bytes`` summary field; a shard job
-without that field re-encodes its whole shard). Writes bench/results/incremental.csv.
+shard files replaced) and bytes encoded (the ``encoded_bytes`` of the stage's compute job, when
+it ran, and of the shard jobs; a shard job without that field re-encodes its whole shard).
+Writes bench/results/incremental.csv.
 Figures, never pass/fail.
 """
 
@@ -72,14 +74,24 @@ def shard_state(out: Path) -> dict[str, tuple[int, int, int]]:
     return state
 
 
+def compute_state(out: Path) -> dict[str, int]:
+    """mtime_ns of each stage's compute-job summary."""
+    return {p.stem: p.stat().st_mtime_ns for p in sorted((out / "computed").glob("*.json"))}
+
+
 def measure(cfg: Path, out: Path, what: str, clips: int) -> dict[str, object]:
-    """Time one `snakemake features` run and count what it rewrote."""
-    before = shard_state(out)
+    """Time one `snakemake features` run and count what it computed and rewrote."""
+    before, jobs_before = shard_state(out), compute_state(out)
     seconds = snakemake(cfg)
-    after = shard_state(out)
+    after, jobs_after = shard_state(out), compute_state(out)
     rewritten = [k for k, v in after.items() if before.get(k) != v]
     encoded = computed = 0
-    for key in rewritten:
+    for stage, mtime in jobs_after.items():  # the stage's compute job, when it ran
+        if jobs_before.get(stage) != mtime:
+            summary = json.loads((out / "computed" / f"{stage}.json").read_text())
+            computed += len(summary["computed"])
+            encoded += summary["encoded_bytes"]
+    for key in rewritten:  # the shard jobs (they compute only what the compute job left out)
         summary = json.loads((out / key).with_suffix(".json").read_text())
         computed += len(summary["computed"])
         encoded += summary.get("encoded_bytes", after[key][2])
@@ -108,14 +120,17 @@ def clip_name(root: Path, i: int, tag: str = "r") -> Path:
 
 
 def cached_job_cost(cfg_json: Path, shard: int) -> dict[str, float]:
-    """Wall seconds of one shard job of each stage whose clips are all cached."""
+    """Wall seconds of one shard job of each stage whose clips are all cached, and of each
+    stage's compute job with nothing to compute."""
     cost = {}
     for stage in ("audio", "faces"):
-        cmd = [str(BIN / "python"), "-m", "emoflow", f"extract-{stage}", "--config",
-               str(cfg_json), "--shard", str(shard), "--workers", "2"]  # fmt: skip
-        t = time.perf_counter()
-        subprocess.run(cmd, cwd=REPO, env=env(), check=True, capture_output=True)
-        cost[stage] = time.perf_counter() - t
+        for what, command, args in (("shard", "extract", ["--shard", str(shard)]),
+                                    ("compute", "compute", [])):  # fmt: skip
+            cmd = [str(BIN / "python"), "-m", "emoflow", f"{command}-{stage}",
+                   "--config", str(cfg_json), *args, "--workers", "2"]  # fmt: skip
+            t = time.perf_counter()
+            subprocess.run(cmd, cwd=REPO, env=env(), check=True, capture_output=True)
+            cost[f"{stage} {what}"] = time.perf_counter() - t
     return cost
 
 
@@ -170,9 +185,11 @@ def main() -> None:
         table.append([r["what"], r["clips"], f"{r['seconds']:.1f}", f"{r['seconds'] / full:.3f}",
                       r["computed"], r["shards"], f"{r['rewritten'] / 1e6:.1f}",
                       f"{r['encoded'] / 1e6:.1f}", f"{r['encoded'] / r['total']:.3f}"])  # fmt: skip
-    for stage, s in job.items():
-        table.append([f"one cached {stage} shard job (~{n // args.shards} clips)", "",
-                      f"{s:.2f}", "", 0, 1, "", "", ""])  # fmt: skip
+    for key, s in job.items():
+        stage, what = key.split()
+        label = (f"one cached {stage} shard job (~{n // args.shards} clips)" if what == "shard"
+                 else f"{stage} compute job, nothing to compute ({n} clips)")  # fmt: skip
+        table.append([label, "", f"{s:.2f}", "", 0, int(what == "shard"), "", "", ""])
     with open(OUT / "incremental.csv", "w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(head)

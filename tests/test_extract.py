@@ -195,3 +195,56 @@ def test_a_shard_job_with_every_clip_cached_loads_no_feature_code(
         done = subprocess.run([sys.executable, "-c", probe, stage], capture_output=True,
                               text=True, check=True)  # fmt: skip
         assert json.loads(done.stdout.splitlines()[-1]) == [0, [], 0]
+
+
+def test_compute_job_fills_the_cache_and_shard_jobs_only_assemble(
+    corpus: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from emoflow.compute import run_compute
+    from emoflow.extract import stage_cache
+
+    cfg = config_for(corpus, tmp_path, shards=2)
+    refresh(cfg)
+    job = run_compute(cfg, "audio", workers=2)
+    assert len(job["computed"]) == 6 and job["clips"] == 6 and job["encoded_bytes"] > 0
+    summaries = [run_shard(cfg, "audio", k, workers=1) for k in range(2)]
+    assert all(s["computed"] == [] and s["encoded_bytes"] == 0 for s in summaries)
+    failed = {f["clip_id"] for s in summaries for f in s["failures"]}
+    assert failed == {job["failures"][sha]["clip_id"] for sha in job["failures"]}
+    assert sum(s["with_features"] for s in summaries) == 6 - len(failed)
+    assert run_compute(cfg, "audio")["computed"] == []  # nothing missing: nothing computed
+
+    # A failure the cache does not keep (a tool timeout) is reported by the shard job, not retried.
+    layout = Layout.of(cfg)
+    _, cache = stage_cache(cfg, "audio")
+    clip_id, sha = "01-01-04-01-01-01-02", None
+    for k in range(2):
+        for c, s, _ in json.loads(layout.shard_list(k).read_text()):
+            sha = s if c == clip_id else sha
+    shutil.rmtree(cache.dir)
+    data = json.loads(layout.computed("audio").read_text())
+    data["failures"] = {sha: {"clip_id": clip_id, "kind": "tool_timeout", "message": "slow"}}
+    layout.computed("audio").write_text(json.dumps(data))
+    k = shard_of(clip_id, 2)
+    summary = run_shard(cfg, "audio", k, workers=1)
+    assert {
+        "clip_id": clip_id,
+        "stage": "audio",
+        "kind": "tool_timeout",
+        "message": "slow",
+    } in summary["failures"]
+    assert clip_id not in summary["computed"]  # the others are computed again (cache removed)
+
+
+def test_openface_batch_gives_every_worker_clips() -> None:
+    from emoflow.extract import task_batch
+
+    cfg = {"faces": {"openface": {"batch": 32}}}
+    openface = {"backend": "openface"}
+    assert task_batch(cfg, "faces", openface, 10, 4) == 3
+    assert task_batch(cfg, "faces", openface, 1000, 4) == 32
+    assert task_batch(cfg, "faces", openface, 0, 4) == 1
+    assert task_batch(cfg, "faces", {"backend": "embedded"}, 1000, 4) == 1
+    assert task_batch(cfg, "audio", {}, 1000, 4) == 1

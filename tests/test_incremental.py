@@ -1,6 +1,8 @@
 """Incremental reprocessing, proven on the real workflow (extraction target `features`).
 
-Each scenario counts recomputed clips from the per-shard summaries the stages write.
+Each scenario counts recomputed clips from the summaries the stages write: the stage's compute
+job (``computed/<stage>.json``) and its shard jobs (``<stage>/<k>.json``, which compute a clip
+only when the compute job left it out).
 """
 
 from __future__ import annotations
@@ -48,11 +50,16 @@ def setup_run(tmp_path: Path, pool: Path, n: int, **overrides: object) -> tuple[
 
 
 def computed(out: Path, stage: str) -> list[str]:
-    """Clips computed (not from cache) by the last run of each shard of a stage."""
-    ids: list[str] = []
+    """Clips computed (not from cache) by the last compute job and shard jobs of a stage."""
+    ids: list[str] = list(compute_summary(out, stage)["computed"])
     for summary in sorted((out / stage).glob("*.json")):
         ids += json.loads(summary.read_text())["computed"]
     return sorted(ids)
+
+
+def compute_summary(out: Path, stage: str) -> dict:
+    """The summary of the stage's last compute job."""
+    return json.loads((out / "computed" / f"{stage}.json").read_text())
 
 
 def test_nothing_changed_and_touch(tmp_path: Path, pool: Path) -> None:
@@ -94,29 +101,32 @@ def test_new_changed_and_deleted_clips(tmp_path: Path, pool: Path) -> None:
         rebuilt = {int(p.stem) for p in (out / stage).glob("*.h5")
                    if mtimes(out)[f"{stage}/{p.name}"] != before[f"{stage}/{p.name}"]}  # fmt: skip
         assert rebuilt == touched
-        assert sum(len(json.loads((out / stage / f"{k}.json").read_text())["computed"])
-                   for k in rebuilt) == len(new_ids)  # fmt: skip
-        # a rebuilt shard holds every untouched clip's stored chunks unchanged, and only the
-        # new clips were encoded (once, into their cache entries)
+        # one compute job computed exactly the new clips, encoding each once into its cache
+        # entry; the shard jobs computed nothing
+        job = compute_summary(out, stage)
+        assert job["computed"] == new_ids and computed(out, stage) == new_ids
+        shas = manifest2.set_index("clip_id").sha256[new_ids]
+        entries = [next((tmp_path / "cache" / stage).rglob(f"{sha}.h5")) for sha in shas]
+        assert job["encoded_bytes"] == sum(e.stat().st_size for e in entries) > 0
+        # a rebuilt shard holds every untouched clip's stored chunks unchanged, byte for byte,
+        # and encodes nothing
         for k in rebuilt:
             path = out / stage / f"{k}.h5"
             summary = json.loads(path.with_suffix(".json").read_text())
             old, now = chunks_before[path], stored_chunks(path)
             assert old and all(now[c] == old[c] for c in old)
-            assert set(now) - set(old) == set(summary["computed"]) <= set(new_ids)
-            shas = manifest2.set_index("clip_id").sha256[summary["computed"]]
-            entries = [next((tmp_path / "cache" / stage).rglob(f"{sha}.h5")) for sha in shas]
-            assert summary["encoded_bytes"] == sum(e.stat().st_size for e in entries) > 0
+            assert set(now) - set(old) == set(manifest2[manifest2.shard == k].clip_id) & set(
+                new_ids
+            )
+            assert summary["encoded_bytes"] == 0 and summary["copied_bytes"] > 0
 
     # scenario 3: one clip's bytes change under the same name -> only it is re-extracted
     victim = manifest.clip_id.iloc[0]
     path = Path(manifest.path.iloc[0])
     shutil.copy2(clips_of(pool)[11], path)
     snakemake(cfg, "features")
-    shard = int(manifest.shard.iloc[0])
     for stage in ("audio", "faces"):
-        summary = json.loads((out / stage / f"{shard}.json").read_text())
-        assert summary["computed"] == [victim]
+        assert computed(out, stage) == [victim]
 
     # scenario 4: a deleted clip leaves the clip table, its shard and the failures table
     path.unlink()
@@ -137,7 +147,8 @@ def test_parameter_changes_redo_only_their_stage(tmp_path: Path, pool: Path) -> 
     # scenario 5: an audio parameter -> all audio recomputed, faces untouched
     cfg = write_config(cfg, data, out.parent, cache={"dir": str(tmp_path / "cache")},
                        audio={"n_mels": 64})  # fmt: skip
-    assert set(planned_jobs(cfg, "features")) <= {"extract_audio", "failures", "features"}
+    stage_jobs = {"compute_audio", "extract_audio", "failures", "features"}
+    assert set(planned_jobs(cfg, "features")) <= stage_jobs
     snakemake(cfg, "features")
     assert len(computed(out, "audio")) == 5
     assert {k: v for k, v in mtimes(out).items() if k.startswith("faces/")} == faces_before
@@ -212,9 +223,10 @@ def test_killed_run_resumes_to_the_same_outputs(
     snakemake(cfg, "features", "--rerun-incomplete")
     manifest = pd.read_parquet(out / "manifest.parquet").set_index("clip_id")
     for stage in ("audio", "faces"):
-        for summary in sorted((out / stage).glob("*.json")):
+        summaries = [out / "computed" / f"{stage}.json", *sorted((out / stage).glob("*.json"))]
+        for summary in summaries:
             if done_before.get(summary) == summary.stat().st_mtime_ns:
-                continue  # a shard finished before the kill was not redone
+                continue  # a job finished before the kill was not redone
             ids = json.loads(summary.read_text())["computed"]
             recomputed = {manifest.loc[c, "sha256"] for c in ids}
             assert not recomputed & cached_before[stage]  # nothing computed twice

@@ -37,6 +37,7 @@ TOY_SNAKEFILE = textwrap.dedent(
     rule extract_audio:
         output: "out/audio/{shard}.txt"
         log: "logs/extract_audio/{shard}.log"
+        group: "extract"
         shell: "echo shard {wildcards.shard} job $SLURM_JOB_ID > {output} 2> {log}"
 
     rule train:

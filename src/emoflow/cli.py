@@ -119,7 +119,7 @@ WorkersOpt = Annotated[int | None, typer.Option(help="parallel clips (default: a
 def extract_audio(
     config: ConfigOpt, shard: ShardOpt, workers: WorkersOpt = None, log: LogOpt = None
 ) -> None:
-    """Audio stage of one shard: 16 kHz mono -> 3 s windows -> log-mel + MFCC -> audio/<k>.h5."""
+    """Audio stage of one shard: log-mel + MFCC of its clips (from the cache) -> audio/<k>.h5."""
     _extract("audio", config, shard, workers, log)
 
 
@@ -127,7 +127,7 @@ def extract_audio(
 def extract_faces(
     config: ConfigOpt, shard: ShardOpt, workers: WorkersOpt = None, log: LogOpt = None
 ) -> None:
-    """Face stage of one shard: sampled frames -> detected, aligned faces -> faces/<k>.h5."""
+    """Face stage of one shard: aligned faces of its clips (from the cache) -> faces/<k>.h5."""
     _extract("faces", config, shard, workers, log)
 
 
@@ -145,6 +145,41 @@ def extract_ssl(
 ) -> None:
     """SSL stage of one shard: the audio windows -> local speech encoder -> ssl/<k>.h5."""
     _extract("ssl", config, shard, workers, log)
+
+
+def _compute(stage: str, config: Path, workers: int | None, log: Path | None) -> None:
+    _setup_logging(log)
+    from emoflow.compute import run_compute
+
+    s = run_compute(_config(config), stage, workers)
+    typer.echo(
+        f"{stage}: {len(s['computed'])} of {s['clips']} clips computed into the cache "
+        f"({len(s['failures'])} failed, {s['encoded_bytes']} bytes encoded)"
+    )
+
+
+@app.command("compute-audio")
+def compute_audio(config: ConfigOpt, workers: WorkersOpt = None, log: LogOpt = None) -> None:
+    """Audio stage, every shard: compute each clip missing from the per-clip cache, once."""
+    _compute("audio", config, workers, log)
+
+
+@app.command("compute-faces")
+def compute_faces(config: ConfigOpt, workers: WorkersOpt = None, log: LogOpt = None) -> None:
+    """Face stage, every shard: compute each clip missing from the per-clip cache, once."""
+    _compute("faces", config, workers, log)
+
+
+@app.command("compute-egemaps")
+def compute_egemaps(config: ConfigOpt, workers: WorkersOpt = None, log: LogOpt = None) -> None:
+    """eGeMAPS stage, every shard: compute each clip missing from the per-clip cache, once."""
+    _compute("egemaps", config, workers, log)
+
+
+@app.command("compute-ssl")
+def compute_ssl(config: ConfigOpt, workers: WorkersOpt = None, log: LogOpt = None) -> None:
+    """SSL stage, every shard: compute each clip missing from the per-clip cache, once."""
+    _compute("ssl", config, workers, log)
 
 
 @app.command()

@@ -1,10 +1,12 @@
-"""Shard jobs of the extraction stages: clips -> per-clip cache -> one HDF5 shard + summary.
+"""Shard jobs of the extraction stages: per-clip cache -> one HDF5 shard + summary.
 
-For each clip of a shard list: take the result from the per-clip cache when (sha256, spec
-hash) is there, else compute it with the featurizer (:mod:`emoflow.featurize`) in a worker
-pool; stream the results, in clip-id order, into the shard. A failed clip becomes a failure
-row, never an exception. The summary JSON next to the shard says what was computed, what came
-from the cache and what failed (tests and the failures table read it).
+In the workflow a stage's compute job (:mod:`emoflow.compute`) has already put every clip in
+the per-clip cache; a shard job then takes each clip of its shard list from the cache (keyed by
+sha256 and spec hash) and assembles the shard by raw chunk copy. A clip still missing (the
+compute job did not run, or its entry no longer reads) is computed here with the featurizer
+(:mod:`emoflow.featurize`) in a worker pool, so a shard job alone is always complete. A failed
+clip becomes a failure row, never an exception. The summary JSON next to the shard says what
+this job computed, what came from the cache and what failed (the failures table reads it).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from emoflow.featurize import (
 from emoflow.grid import GRID_KEYS
 from emoflow.manifest import read_shard_list
 from emoflow.media import ffmpeg_version
+from emoflow.paths import Layout
 from emoflow.shard_write import assemble_shard
 from emoflow.store import FORMAT_VERSION, storage_spec
 
@@ -205,7 +208,7 @@ def default_workers(config: Config) -> int:
     return config["execution"]["workers"] or len(os.sched_getaffinity(0))
 
 
-def _warm_up(stage: str, spec: dict[str, Any], config: Config) -> None:
+def warm_up(stage: str, spec: dict[str, Any], config: Config) -> None:
     """Load what computing clips needs once, here: forked workers inherit it (only when some
     clip is computed; a job whose clips are all cached loads neither librosa nor face models)."""
     if stage == "audio":
@@ -224,15 +227,19 @@ def _warm_up(stage: str, spec: dict[str, Any], config: Config) -> None:
         getattr(make_backend(config["faces"]), "load", lambda: None)()
 
 
-def _compute(
+def task_batch(config: Config, stage: str, spec: dict[str, Any], clips: int, workers: int) -> int:
+    """Clips per task: 1, or for OpenFace (one call per batch) the configured batch, made
+    smaller when there are too few clips to give every worker one."""
+    if stage != "faces" or spec["backend"] != "openface":
+        return 1
+    return max(1, min(config["faces"]["openface"]["batch"], -(-clips // max(1, workers))))
+
+
+def compute_clips(
     config: Config, stage: str, spec: dict, todo: list[tuple[str, str, str]], workers: int
 ) -> Iterator[tuple[str, str, Any]]:
     """(clip id, sha256, record or ClipError) of each clip of ``todo``, in order."""
-    batch = (
-        config["faces"]["openface"]["batch"]
-        if stage == "faces" and spec["backend"] == "openface"
-        else 1
-    )
+    batch = task_batch(config, stage, spec, len(todo), workers)
     task = {"audio": _audio_task, "egemaps": _egemaps_task, "faces": _faces_task,
             "ssl": _ssl_task}[stage]  # fmt: skip
     batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
@@ -243,27 +250,48 @@ def _compute(
                 yield clip_id, sha, res
 
 
+def stage_cache(config: Config, stage: str) -> tuple[dict[str, Any], ClipCache]:
+    """A stage's full spec and its per-clip cache (keyed by the spec's hash)."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}")
+    spec = stage_spec(config, stage)
+    versions = {k: v for k, v in spec.items() if k.endswith("_version") or k == "backend_versions"}
+    return spec, ClipCache(cache_dir(config), stage, stable_hash(spec), spec, versions)
+
+
+def compute_failures(config: Config, stage: str, params_hash: str) -> dict[str, ClipError]:
+    """The failures (by sha256) the stage's last compute job met, when it ran with this spec:
+    a clip that failed in a way that is not cached (a timeout, say) is not tried again by the
+    shard jobs that follow it (the next compute job retries it)."""
+    path = Layout.of(config).computed(stage)
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if data.get("spec_hash") != params_hash:
+        return {}
+    return {sha: ClipError(f["kind"], f["message"]) for sha, f in data["failures"].items()}
+
+
 def run_shard(config: Config, stage: str, shard: int, workers: int | None = None) -> dict[str, Any]:
     """Build ``<results>/<name>/<stage>/<shard>.h5`` and its ``.json`` summary; return it.
 
-    First every clip not in the per-clip cache is computed and put there (encoded once, in the
-    shard's storage); then the shard is assembled from the cache entries by raw chunk copy
+    Every clip comes from the per-clip cache (filled by the stage's compute job); one missing
+    there is computed and put there first (encoded once, in the shard's storage). The shard is
+    assembled from the cache entries by raw chunk copy
     (:func:`emoflow.shard_write.assemble_shard`), so untouched clips are never re-encoded.
     """
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}")
     out = results_dir(config)
     entries = sorted(read_shard_list(out / "shards" / f"{shard}.json"))
-    spec = stage_spec(config, stage)
+    spec, cache = stage_cache(config, stage)
     params_hash = stable_hash(spec)
-    versions = {k: v for k, v in spec.items() if k.endswith("_version") or k == "backend_versions"}
-    cache = ClipCache(cache_dir(config), stage, params_hash, spec, versions)
     workers = stage_workers(config, stage, workers or default_workers(config))
+    failed = compute_failures(config, stage, params_hash)
 
     found: dict[str, Path | ClipError] = {}
     todo = []
     for clip_id, sha, path in entries:
-        got = cache.lookup(sha)
+        got = cache.lookup(sha) or failed.get(sha)
         if got is None:  # absent, or an entry that no longer reads
             todo.append((clip_id, sha, path))
         else:
@@ -273,10 +301,10 @@ def run_shard(config: Config, stage: str, shard: int, workers: int | None = None
              stage, shard, len(entries), len(entries) - len(todo), len(todo), workers)  # fmt: skip
     encoded = 0
     if todo:
-        _warm_up(stage, spec, config)
+        warm_up(stage, spec, config)
         bar = tqdm(total=len(todo), desc=f"{stage} shard {shard}", unit="clip",
                    disable=not sys.stderr.isatty())  # fmt: skip
-        for clip_id, sha, res in _compute(config, stage, spec, todo, workers):
+        for clip_id, sha, res in compute_clips(config, stage, spec, todo, workers):
             encoded += cache.put(sha, res)
             found[clip_id] = res if isinstance(res, ClipError) else cache.lookup(sha) or res
             bar.update(1)
@@ -298,7 +326,7 @@ def run_shard(config: Config, stage: str, shard: int, workers: int | None = None
     h5_path = out / stage / f"{shard}.h5"
     if remove_stale_temps(h5_path):
         log.info("removed the temp file of an interrupted write of %s", h5_path.name)
-    stats = assemble_shard(h5_path, stage, spec, versions, sources)
+    stats = assemble_shard(h5_path, stage, spec, cache.versions, sources)
     summary = {
         "stage": stage,
         "shard": shard,

@@ -51,6 +51,10 @@ class Layout:
     def shard_summary(self, stage: str, k: int) -> Path:
         return self.root / stage / f"{k}.json"
 
+    def computed(self, stage: str) -> Path:
+        """The summary of a stage's compute job (every clip missing from the per-clip cache)."""
+        return self.root / "computed" / f"{stage}.json"
+
     def model_dir(self, branch: str, fold: int, seed: int) -> Path:
         return self.root / "models" / branch / f"fold{fold}" / f"seed{seed}"
 

@@ -56,6 +56,17 @@ def params_hash(stage):
     return stable_hash({key: CFG[key] for key in stage})
 
 
+def after_checkpoint(name):
+    """Input function: no file, but the job waits for checkpoint ``name`` when that must run
+    (Snakemake then re-evaluates the job against its own inputs)."""
+
+    def inputs(wildcards):
+        getattr(checkpoints, name).get()
+        return []
+
+    return inputs
+
+
 def shard_files(stage):
     return [LAYOUT.shard(stage, k) for k in SHARDS]
 
