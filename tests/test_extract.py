@@ -248,3 +248,24 @@ def test_openface_batch_gives_every_worker_clips() -> None:
     assert task_batch(cfg, "faces", openface, 0, 4) == 1
     assert task_batch(cfg, "faces", {"backend": "embedded"}, 1000, 4) == 1
     assert task_batch(cfg, "audio", {}, 1000, 4) == 1
+
+
+def test_shards_without_a_compute_summary_are_rebuilt(tmp_path: Path) -> None:
+    """Results from before compute jobs (or with computed/ deleted): their shards are removed
+    at start so that Snakemake rebuilds them (it would not rerun them behind the checkpoint)."""
+    from emoflow.compute import forget_uncomputed_shards
+
+    cfg = validate_config({"dataset": {"name": "t", "adapter": "ravdess", "root": "."},
+                           "results": str(tmp_path), "shards": 2})  # fmt: skip
+    layout = Layout.of(cfg)
+    for stage in ("audio", "faces"):
+        for k in range(2):
+            for p in (layout.shard(stage, k), layout.shard_summary(stage, k)):
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_text("x")
+    layout.computed("audio").parent.mkdir(parents=True)
+    layout.computed("audio").write_text("{}")
+    assert forget_uncomputed_shards(cfg, ["audio", "faces", "ssl"]) == ["faces"]
+    assert layout.shard("audio", 1).exists() and not layout.shard("faces", 0).exists()
+    assert not layout.shard_summary("faces", 1).exists()
+    assert forget_uncomputed_shards(cfg, ["audio", "faces"]) == []  # nothing left to forget

@@ -44,6 +44,27 @@ def missing_clips(config: Config, has: Any) -> tuple[list[tuple[str, str, str]],
     return todo, clips
 
 
+def forget_uncomputed_shards(config: Config, stages: list[str]) -> list[str]:
+    """Remove the shards (and their summaries) of a stage that has shards but no compute
+    summary (results made before compute jobs existed, or whose ``computed/`` was deleted).
+
+    Snakemake (9.27) does not rerun a shard job that waits on a checkpoint whose output is
+    missing while the shard file exists, even when its parameters changed, so such shards would
+    stay stale. Removed, they are rebuilt from the per-clip cache (which stays; entries of a
+    changed spec are recomputed). Returns the stages concerned."""
+    layout = Layout.of(config)
+    reset = []
+    for stage in stages:
+        files = [p for k in range(config["shards"])
+                 for p in (layout.shard(stage, k), layout.shard_summary(stage, k))]  # fmt: skip
+        if layout.computed(stage).exists() or not any(p.exists() for p in files):
+            continue
+        for path in files:
+            path.unlink(missing_ok=True)
+        reset.append(stage)
+    return reset
+
+
 def run_compute(config: Config, stage: str, workers: int | None = None) -> dict[str, Any]:
     """Compute every clip of ``stage`` missing from the per-clip cache; write and return the
     summary (``computed``: clip ids, ``encoded_bytes``, ``failures`` by sha256)."""

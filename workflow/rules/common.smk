@@ -2,8 +2,10 @@
 import json
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 from emoflow.atomic import write_text_if_changed
+from emoflow.compute import forget_uncomputed_shards
 from emoflow.config import stable_hash, validate_config
 from emoflow.errors import ConfigError, EmoflowError
 from emoflow.branches import BRANCH_STAGE, selected_branches, selected_stages
@@ -39,6 +41,8 @@ if workflow.is_main_process:
         refresh(CFG)
     except (ConfigError, EmoflowError) as exc:
         raise WorkflowError(f"dataset scan failed: {exc}") from None
+    for _stage in forget_uncomputed_shards(CFG, STAGES):
+        logger.info(f"{_stage}: shards without a compute summary (an older layout): rebuilding")
 
 FOLDS = fold_ids(CFG)
 

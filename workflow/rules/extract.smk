@@ -17,6 +17,7 @@ for _stage in ALL_STAGES:
         params:
             cli=EMOFLOW,
             config=CONFIG_JSON,
+            stage=_stage,  # (shell commands are formatted at run time, after the loop)
             spec=params_hash(_stage),
         benchmark:
             LAYOUT.root / "benchmarks" / _stage / "compute.tsv"
@@ -29,7 +30,7 @@ for _stage in ALL_STAGES:
         conda:
             "../../envs/features.yaml"
         shell:
-            f"{{params.cli}} compute-{_stage} --config {{params.config:q}} --workers {{threads}} "
+            "{params.cli} compute-{params.stage} --config {params.config:q} --workers {threads} "
             "--log {log:q}"
 
     rule:
@@ -44,6 +45,7 @@ for _stage in ALL_STAGES:
         params:
             cli=EMOFLOW,
             config=CONFIG_JSON,
+            stage=_stage,
             spec=params_hash(_stage),
         benchmark:
             LAYOUT.root / "benchmarks" / _stage / "{k}.tsv"
@@ -53,5 +55,5 @@ for _stage in ALL_STAGES:
         conda:
             "../../envs/features.yaml"
         shell:
-            f"{{params.cli}} extract-{_stage} --config {{params.config:q}} "
+            "{params.cli} extract-{params.stage} --config {params.config:q} "
             "--shard {wildcards.k} --workers {threads} --log {log:q}"
