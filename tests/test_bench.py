@@ -65,3 +65,14 @@ def test_face_benchmark_runs_without_openface() -> None:
     small = by[("face stage, embedded", "176x144")]  # the same faces at about 45 px
     assert float(small["face_frames"]) > 0.9 and float(small["face_px"]) < 70
     assert ("OpenFace per clip (whole video)", "176x144") not in by
+
+
+def test_encoder_benchmark_runs() -> None:
+    out = run("bench/encoders.py", "--clips", "2")
+    assert "| stage | s per clip | x floor | clips/s on 2 cores |" in out
+    rows = list(csv.DictReader((REPO / "bench/results/encoders.csv").open()))
+    assert [r["stage"] for r in rows] == [
+        "floor: probe + decode audio", "audio (log-mel + MFCC)", "egemaps (eGeMAPSv02)",
+        "ssl (tiny, 2 layers)",
+    ]  # fmt: skip
+    assert all(float(r["s_per_clip"]) > 0 for r in rows)
