@@ -162,7 +162,10 @@ def _weights(root: Any, name: str) -> dict[str, np.ndarray]:
 
 
 def _kind(arrays: dict[str, np.ndarray]) -> str:
+    """``bn``, ``sep``, ``conv``, ``conv_bias`` (2-D conv layers) or ``other``."""
     keys = set(arrays)
+    if any(k.endswith("kernel") and v.ndim != 4 for k, v in arrays.items()):
+        return "other"
     if keys == {"gamma", "beta", "moving_mean", "moving_variance"}:
         return "bn"
     if keys == {"depthwise_kernel", "pointwise_kernel"}:
