@@ -254,7 +254,7 @@ def test_face_cnn_trains_and_predicts(tmp_path: Path) -> None:
     clip = clips[0]
     docs = run_predict([clip], model, tmp_path / "pred", threads=1)
     doc = json.loads((tmp_path / "pred" / f"{clip.stem}.json").read_text())
-    assert docs[0]["modalities"] == doc["modalities"] == ["visual", "face_cnn"]
+    assert docs[0]["modalities"] == doc["modalities"] == ["face_cnn", "visual"]  # sorted
     assert doc["source"] == "both" and doc["missing"]["audio"]
     assert abs(sum(doc["probabilities"].values()) - 1) < 1e-5
     branch_p = doc["branches"]["face_cnn"]["probabilities"]
