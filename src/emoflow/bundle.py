@@ -6,7 +6,7 @@ only tensors, str, int, float, bool, None, lists and dicts, so it loads with
 
     format          "emoflow-model"
     format_version  1
-    branch          "audio" | "visual"
+    branch          a branch of emoflow.branches ("audio", "visual", "face_cnn", ...)
     arch            constructor kwargs of the model, with "name" ("vgg", "resnet18", "cnn_gru")
     state_dict      parameter and buffer tensors (CPU)
     classes         class names in logit order ([] for a dimensional-only model)

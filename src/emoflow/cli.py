@@ -213,7 +213,7 @@ def split(config: ConfigOpt, log: LogOpt = None) -> None:
 @app.command()
 def train(
     config: ConfigOpt,
-    branch: Annotated[str, typer.Option(help="a branch: audio, visual")],
+    branch: Annotated[str, typer.Option(help="a branch: audio, visual, egemaps, ssl, face_cnn")],
     fold: Annotated[int, typer.Option(help="fold index")],
     seed: Annotated[int, typer.Option(help="training seed")],
     log: LogOpt = None,
@@ -230,7 +230,7 @@ def train(
 @app.command()
 def refit(
     config: ConfigOpt,
-    branch: Annotated[str, typer.Option(help="a branch: audio, visual")],
+    branch: Annotated[str, typer.Option(help="a branch: audio, visual, egemaps, ssl, face_cnn")],
     log: LogOpt = None,
 ) -> None:
     """Retrain one branch on every labelled clip for the cross-validated epoch count."""

@@ -32,7 +32,8 @@ import torch
 
 from emoflow import __version__
 from emoflow.atomic import write_text
-from emoflow.branches import ALL_BRANCHES, BRANCH_STAGE, is_fused, row_sources
+from emoflow.branches import ALL_BRANCHES, BRANCH_STAGE, FACE_BRANCHES, is_fused, row_sources
+from emoflow.config import stable_hash
 from emoflow.data import face_model_input, face_windows, normalise_audio, normalise_vectors
 from emoflow.errors import ClipError, EmoflowError
 from emoflow.featurize import audio_features, egemaps_features, face_features, ssl_features
@@ -119,11 +120,19 @@ def audio_windows(
     return BranchWindows(rec.window_start_s, np.ones(len(rec.window_start_s), bool), out)
 
 
-def visual_windows(path: Path, predictor: Predictor) -> BranchWindows | ClipError:
-    """The visual model's outputs on the face windows that have a face (no_face: a ClipError)."""
-    branch = predictor.branches["visual"]
+def visual_windows(
+    path: Path, predictor: Predictor, name: str = "visual", faces: dict[str, Any] | None = None
+) -> BranchWindows | ClipError:
+    """A face branch's (``visual`` or ``face_cnn``) outputs on the face windows that have a
+    face (no_face: a ClipError). ``faces`` caches the file's face record per faces spec, so
+    two face branches trained on the same crops run the face backend once."""
+    branch = predictor.branches[name]
     norm, spec = branch.bundle["norm"], branch.spec
-    [rec] = face_features([(path.name, path)], spec, predictor.require_backend())
+    key = stable_hash(spec)
+    faces = {} if faces is None else faces
+    if key not in faces:
+        [faces[key]] = face_features([(path.name, path)], spec, predictor.require_backend())
+    rec = faces[key]
     if isinstance(rec, ClipError):
         if rec.kind == "no_face":
             return rec
@@ -154,15 +163,18 @@ def branch_windows(
             why[name] = res.message
         else:
             got[name] = res
-    if "visual" in predictor.branches:
+    faces: dict[str, Any] = {}
+    for name in FACE_BRANCHES:
+        if name not in predictor.branches:
+            continue
         if not info.has_video:
-            why["visual"] = "the file has no video stream"
+            why[name] = "the file has no video stream"
+            continue
+        res = visual_windows(path, predictor, name, faces)
+        if isinstance(res, ClipError):
+            why[name] = "no face was found in any sampled frame"
         else:
-            res = visual_windows(path, predictor)
-            if isinstance(res, ClipError):
-                why["visual"] = "no face was found in any sampled frame"
-            else:
-                got["visual"] = res
+            got[name] = res
     if not got:
         have = [m for m, ok in (("audio", info.has_audio), ("video", info.has_video)) if ok]
         reasons = "; ".join(f"{b}: {why[b]}" for b in predictor.branches if b in why)
@@ -210,9 +222,11 @@ def predict_timeline(path: Path, predictor: Predictor, info: MediaInfo) -> tuple
     duration = info.duration_s or (n * grid.hop_s)
     end_s = np.minimum(start_s + grid.window_s, max(duration, float(start_s[-1]) + 1e-3))
     face_fraction = np.zeros(n)
-    if "visual" in got:
-        ff = got["visual"].face_fraction
-        face_fraction[: len(ff)] = ff
+    for name in FACE_BRANCHES:
+        ff = got[name].face_fraction if name in got else None
+        if ff is not None:
+            face_fraction[: len(ff)] = ff
+            break
     plan = predictor.fusion
     prob, va, has, emb = _arrays(got, n, predictor, pooled=False)
     fused_p, fused_va = apply_fusion(
@@ -406,7 +420,7 @@ def run_predict(
             infos[str(v)] = probe(Path(v))
         except ClipError as exc:
             raise EmoflowError(f"{v}: {exc.message}") from exc
-    if "visual" in predictor.branches and any(i.has_video for i in infos.values()):
+    if set(FACE_BRANCHES) & set(predictor.branches) and any(i.has_video for i in infos.values()):
         predictor.require_backend()
     old_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(threads)))

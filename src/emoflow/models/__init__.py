@@ -1,5 +1,6 @@
-"""Branch models: the audio CNN on log-mel windows, the visual CNN + GRU on face frames and
-the MLP on eGeMAPS window vectors.
+"""Branch models: the audio CNN on log-mel windows, the visual CNN + GRU on face frames, the
+frozen FER mini-Xception + temporal aggregation on face frames (face_cnn) and the MLP on window
+vectors (eGeMAPS, SSL).
 
 Every model's ``forward`` returns a dict with ``embedding`` (the vector before the heads),
 ``logits`` (categorical targets) and/or ``va`` (valence, arousal in [-1, 1]).
@@ -40,6 +41,7 @@ class Heads(nn.Module):
 def build_branch_model(branch: str, arch: dict[str, Any]) -> nn.Module:
     """Construct a branch model from its ``arch`` dict (``name`` plus constructor kwargs)."""
     from emoflow.models.audio import AudioResNet18, AudioVGG
+    from emoflow.models.face_cnn import FaceCNN
     from emoflow.models.vectors import WindowMLP
     from emoflow.models.visual import VisualCNNGRU
 
@@ -47,6 +49,7 @@ def build_branch_model(branch: str, arch: dict[str, Any]) -> nn.Module:
         ("audio", "vgg"): AudioVGG,
         ("audio", "resnet18"): AudioResNet18,
         ("visual", "cnn_gru"): VisualCNNGRU,
+        ("face_cnn", "fer_xception"): FaceCNN,
         ("egemaps", "mlp"): WindowMLP,
         ("ssl", "mlp"): WindowMLP,
     }

