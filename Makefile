@@ -44,7 +44,7 @@ demo: install
 
 test: install slurm-deps
 	@command -v h5dump >/dev/null || $(MAKE) system-deps
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q --durations=20
 
 lint: install
 	$(BIN)/ruff check src tests bench

@@ -32,7 +32,7 @@ import torch
 
 from emoflow import __version__
 from emoflow.atomic import write_text
-from emoflow.branches import ALL_BRANCHES, BRANCH_STAGE, FACE_BRANCHES, is_fused, row_sources
+from emoflow.branches import BRANCH_STAGE, FACE_BRANCHES, is_fused, ordered, row_sources
 from emoflow.config import stable_hash
 from emoflow.data import face_model_input, face_windows, normalise_audio, normalise_vectors
 from emoflow.errors import ClipError, EmoflowError
@@ -147,13 +147,16 @@ def visual_windows(
     return BranchWindows(rec.window_start_s, has, out, mask.float().mean(dim=1).numpy())
 
 
+AUDIO_BRANCHES = ("audio", "egemaps", "ssl")  # the branches that need the audio track
+
+
 def branch_windows(
     path: Path, predictor: Predictor, info: MediaInfo
 ) -> tuple[dict[str, BranchWindows], dict[str, str]]:
     """Every usable branch's window outputs, and why a branch of the model was not used."""
     got: dict[str, BranchWindows] = {}
     why: dict[str, str] = {}
-    for name in ("audio", "egemaps", "ssl"):
+    for name in AUDIO_BRANCHES:
         if name not in predictor.branches:
             continue
         res = audio_windows(path, predictor, info, name) if info.has_audio else None
@@ -183,9 +186,9 @@ def branch_windows(
             f"the model has the {' and '.join(predictor.branches)} branch only and the file "
             f"has {' and '.join(have) or 'no usable stream'} ({reasons})",
         )
-    for b in ALL_BRANCHES:
-        if b not in predictor.branches:
-            why[b] = f"the model has no {b} branch"
+    for modality, family in (("audio", AUDIO_BRANCHES), ("visual", FACE_BRANCHES)):
+        if not any(b in predictor.branches for b in family):
+            why[modality] = f"the model has no {modality} branch"
     return got, why
 
 
@@ -282,7 +285,7 @@ def clip_prediction(
         **_outputs(clip["prob"], clip["va"], classes, target),
         "source": source,
         "modalities": sorted(branches),
-        "missing": {m: clip["why"][m] for m in ALL_BRANCHES if m not in branches},
+        "missing": {m: clip["why"][m] for m in ordered(clip["why"]) if m not in branches},
         "fusion": fusion if is_fused(source) else {**fusion, "used": False},
         "branches": branches,
         "n_windows": len(timeline.start_s),
