@@ -40,9 +40,10 @@ from emoflow.data import (  # noqa: E402
     make_loader,
 )
 from emoflow.models import build_branch_model  # noqa: E402
+from emoflow.models.arch import model_arch  # noqa: E402
 from emoflow.models.losses import branch_loss  # noqa: E402
 from emoflow.store import open_shards  # noqa: E402
-from emoflow.train import autocast, evaluate, model_arch, model_inputs, setup_runtime  # noqa: E402
+from emoflow.train import autocast, evaluate, model_inputs, setup_runtime  # noqa: E402
 
 TRAIN_CFG = {"target": "categorical", "deterministic": True, "embedding_dim": 64}
 

