@@ -149,6 +149,18 @@ def replay_folder(folder: Path, out_dir: Path) -> None:
         say(line)
 
 
+def install(bin_dir: Path) -> Path:
+    """This double as an executable ``FeatureExtraction`` in ``bin_dir``, with the
+    ``model/main_clnf_general.txt`` that ``-mloc`` names (tests import this function)."""
+    (bin_dir / "model").mkdir(parents=True, exist_ok=True)
+    (bin_dir / "model" / "main_clnf_general.txt").write_text("fake model\n")
+    binary = bin_dir / "FeatureExtraction"
+    text = Path(__file__).read_text("utf-8").split("\n", 1)[1]
+    binary.write_text(f"#!{sys.executable}\n{text}")
+    binary.chmod(binary.stat().st_mode | 0o100)
+    return binary
+
+
 def main() -> int:
     args = parse_args(sys.argv[1:])
     say("FAKE argv: " + json.dumps(sys.argv[1:]))

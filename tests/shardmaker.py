@@ -1,7 +1,9 @@
 """Small synthetic corpora for the folds/models/train tests: a manifest, folds and real shards.
 
 Audio: class c lights up mel band c of every window (plus noise). Faces: class c draws a bright
-square in corner c of every face frame (plus noise). Both are learnable in a few epochs.
+square in corner c of every face frame (plus noise), and raises AU intensity 3c of the
+OpenFace-like ``au`` values stored with them (pose, gaze: noise). All are learnable in a few
+epochs.
 """
 
 from __future__ import annotations
@@ -87,6 +89,12 @@ def face_record(
     if no_face:
         mask[:] = False
     faces[~mask] = rng.integers(0, 255, size=faces[~mask].shape, dtype=np.uint8)
+    au = rng.normal(0.3, 0.2, size=(frames, 17)).astype(np.float32)
+    au[:, 3 * c] += 2.0
+    pose = rng.normal(0.0, 1.0, size=(frames, 6)).astype(np.float32) * [20, 20, 50, 0.2, 0.2, 0.1]
+    gaze = rng.normal(0.0, 0.2, size=(frames, 8)).astype(np.float32)
+    for values in (au, pose, gaze):
+        values[~mask] = np.nan
     return FaceClipFeatures(
         clip_id=clip_id,
         faces=faces,
@@ -99,6 +107,9 @@ def face_record(
         window_frame0=np.array([0, 2]),  # 4 frames per window, hop of 2 frames
         duration_s=3.0,
         padded=False,
+        au=au,
+        pose=pose.astype(np.float32),
+        gaze=gaze,
     )
 
 

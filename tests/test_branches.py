@@ -8,6 +8,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -17,7 +18,10 @@ from emoflow.demo import make_demo_corpus
 from emoflow.errors import ConfigError
 from emoflow.fusion_apply import apply_fusion
 from tests.encoders import tiny_wav2vec2
+from tests.fake_openface import install as install_fake_openface
 from tests.workflow import BIN, env, planned_jobs, snakemake, write_config
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/openface"
 
 
 def base(**extra: object) -> dict:
@@ -161,3 +165,39 @@ def test_silent_video_corpus_trains_the_visual_branch_only(demo: Path, tmp_path:
     failures = pq.read_table(out / "failures.parquet").to_pylist()
     assert all(f["stage"] != "audio" for f in failures)  # no clip failed for lacking audio
     assert int(rows(out)["visual"]["n"]) + len(failures) == 32
+
+
+@pytest.mark.slow
+def test_au_branch_with_the_openface_backend(
+    demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`branches: [egemaps, au]` with `faces.backend: openface` (the replay double of
+    FeatureExtraction as a real subprocess): the faces stage stores AUs, pose and gaze, the au
+    branch trains on them, fuses with eGeMAPS, and `predict` runs OpenFace for it. (The double
+    replays one recording for every clip, so the au branch cannot learn here; test_train.py
+    checks that it learns.)"""
+    if not FIXTURES.is_dir():
+        pytest.fail(f"the recorded OpenFace output is missing: {FIXTURES}")
+    monkeypatch.setenv("FAKE_OPENFACE_FIXTURES", str(FIXTURES))
+    binary = install_fake_openface(tmp_path / "open face")
+    faces = {"backend": "openface", "openface": {"bin": str(binary), "timeout_s": 120}}
+    out = run(demo, tmp_path, ["egemaps", "au"], faces=faces, au={"aggregation": "mean"})
+    table = rows(out)
+    assert list(table) == ["egemaps", "au", "late", "stacking", "feature"]
+    assert all(int(r["n"]) == 32 and r["missing"] == "0" for r in table.values())
+    assert "| Action units (OpenFace) |" in (out / "report" / "results.md").read_text()
+    assert not (out / "audio").exists() and not (out / "models" / "visual").exists()
+    with h5py.File(sorted((out / "faces").glob("*.h5"))[0], "r") as h5:
+        frames = len(h5["mask"])
+        assert h5["au"].shape == (frames, 17) and h5["gaze"].shape == (frames, 8)
+        assert "-gaze" in json.loads(h5.attrs["spec"])["backend_versions"]["flags"]
+    bundle = json.loads((out / "model" / "bundle.json").read_text())
+    assert sorted(bundle["branches"]) == ["au", "egemaps"]
+    clip = sorted(demo.rglob("*.mp4"))[0]
+    pred = tmp_path / "pred"
+    cmd = [str(BIN / "emoflow"), "predict", str(clip), "--model", str(out / "model"),
+           "--out", str(pred)]  # fmt: skip
+    subprocess.run(cmd, check=True, env=env(), capture_output=True)
+    doc = json.loads((pred / f"{clip.stem}.json").read_text())
+    assert doc["modalities"] == ["au", "egemaps"] and doc["source"] == "both"  # sorted
+    assert set(doc["fusion"]["weights"]["categorical"]) == {"egemaps", "au"}

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
-import sys
 import time
 from pathlib import Path
 
@@ -27,9 +25,9 @@ from emoflow.faces.align import (
 )
 from emoflow.faces.openface import classify_missing, signal_name
 from emoflow.faces.openface_csv import AU_NAMES, parse_clip_output
+from tests.fake_openface import install as install_fake_openface
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/openface"
-FAKE = Path(__file__).resolve().parent / "fake_openface.py"
 OK_CSV = FIXTURES / "fdir-15-frames" / "clip frames.csv"
 OK_ALIGNED = FIXTURES / "fdir-15-frames" / "clip frames_aligned"
 NF_CSV = FIXTURES / "no-face" / "nf.csv"
@@ -234,6 +232,9 @@ def test_parse_recorded_face_output():
     assert res.pose[0, 0] == pytest.approx(-49.6, abs=1e-4)
     assert res.au.shape == (15, 17) and res.au[0, 0] == pytest.approx(0.09, abs=1e-6)
     assert not np.isnan(res.au).any()
+    # gaze (-gaze): frame 1's gaze_0_x = 0.154552, gaze_1_z = -0.949725, gaze_angle_y = 0.324
+    assert res.gaze.shape == (15, 8) and not np.isnan(res.gaze).any()
+    assert res.gaze[0, [0, 5, 7]].tolist() == pytest.approx([0.154552, -0.949725, 0.324], abs=1e-6)
     # the box is the landmarks' bounding box (OpenFace writes no detection box)
     lm = res.landmarks[0]
     assert res.boxes[0].tolist() == [lm[:, 0].min(), lm[:, 1].min(), lm[:, 0].max(), lm[:, 1].max()]
@@ -256,7 +257,7 @@ def test_parse_no_face_never_uses_failed_rows():
     res = parse_clip_output(NF_CSV, FIXTURES / "no-face" / "nf_aligned", 4, 112)
     assert not res.mask.any()
     assert np.isnan(res.pose).all()  # the CSV holds pose_Tx = -19616704.0: must not leak
-    assert np.isnan(res.au).all()
+    assert np.isnan(res.au).all() and np.isnan(res.gaze).all()
     assert not res.landmarks.any() and not res.faces.any() and not res.confidence.any()
     assert np.isnan(res.boxes).all()
 
@@ -285,13 +286,7 @@ NASTY = "dir with spaces 'q' \"dq\" $(touch pwned) `touch pwned2`"
 @pytest.fixture
 def fake_bin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A FeatureExtraction double with a model/ folder, in a folder with a hostile name."""
-    bin_dir = tmp_path / NASTY / "openface bin"
-    (bin_dir / "model").mkdir(parents=True)
-    (bin_dir / "model" / "main_clnf_general.txt").write_text("fake model\n")
-    binary = bin_dir / "FeatureExtraction"
-    text = FAKE.read_text("utf-8").split("\n", 1)[1]
-    binary.write_text(f"#!{sys.executable}\n{text}")
-    binary.chmod(binary.stat().st_mode | stat.S_IXUSR)
+    binary = install_fake_openface(tmp_path / NASTY / "openface bin")
     monkeypatch.setenv("FAKE_OPENFACE_FIXTURES", str(FIXTURES))
     monkeypatch.delenv("FAKE_OPENFACE_MODE", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -342,6 +337,7 @@ def test_openface_batch_end_to_end(fake_bin, tmp_path):
     part = out['part\'ly "green".mp4']
     assert part.mask.tolist() == [True, True, False, True]
     assert np.isnan(part.pose[2]).all() and not np.isnan(part.pose[3]).any()
+    assert np.isnan(part.gaze[2]).all() and not np.isnan(part.gaze[3]).any()
     assert not part.faces[2].any() and part.faces[3].any()
     nf = out["no face.mp4"]
     assert isinstance(nf, FaceResult) and not nf.mask.any()
@@ -353,7 +349,7 @@ def test_openface_batch_end_to_end(fake_bin, tmp_path):
     text = logs[0].read_text()
     argv = eval_argv(text)
     assert argv.count("-fdir") == 4
-    for flag in ("-2Dfp", "-pose", "-aus", "-simalign", "-nomask", "-au_static"):
+    for flag in ("-2Dfp", "-pose", "-aus", "-gaze", "-simalign", "-nomask", "-au_static"):
         assert flag in argv
     assert argv[argv.index("-mloc") + 1] == "model/main_clnf_general.txt"
     assert f"cwd: {fake_bin.parent}" in text

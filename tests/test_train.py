@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from shardmaker import CLASSES, make_config, make_corpus, make_manifest  # noqa: E402
 
 OUTPUTS = ("model.pt", "history.csv", "predictions.parquet")
-SETTINGS = {"audio": {"epochs": 4}, "visual": {"epochs": 8, "lr": 0.01}}
+SETTINGS = {"audio": {"epochs": 4}, "visual": {"epochs": 8, "lr": 0.01}, "au": {"epochs": 6}}
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +38,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     val_ids = sorted(fold0.loc[fold0.role == "val", "clip_id"])
     root = tmp_path_factory.mktemp("corpus")
     c = make_corpus(root, missing=(val_ids[0],), no_face=(test_ids[0],))
+    # the au branch trains on the OpenFace values stored in the face shards
     c.update(root=root, missing=val_ids[0], no_face=test_ids[0], test_ids=test_ids,
-             val_ids=val_ids)  # fmt: skip
+             val_ids=val_ids, au=c["visual"])  # fmt: skip
     return c
 
 
@@ -51,7 +52,7 @@ def train(corpus: dict[str, Any], branch: str, out: Path, **settings: Any) -> Pa
 
 @pytest.fixture(scope="module")
 def reference(corpus: dict[str, Any]) -> dict[str, Path]:
-    return {b: train(corpus, b, corpus["root"] / f"ref-{b}") for b in ("audio", "visual")}
+    return {b: train(corpus, b, corpus["root"] / f"ref-{b}") for b in ("audio", "visual", "au")}
 
 
 def read_bytes(folder: Path) -> dict[str, bytes]:
@@ -63,7 +64,7 @@ def accuracy(predictions: pd.DataFrame, part: str) -> float:
     return float((np.stack(rows.prob).argmax(axis=1) == rows.y).mean())
 
 
-@pytest.mark.parametrize("branch", ["audio", "visual"])
+@pytest.mark.parametrize("branch", ["audio", "visual", "au"])
 def test_learns_and_writes_the_contract(
     corpus: dict[str, Any], reference: dict[str, Path], branch: str
 ) -> None:
@@ -85,7 +86,7 @@ def test_learns_and_writes_the_contract(
                     "target": "categorical"}  # fmt: skip
     preds = table.to_pandas()
     # a clip without any face window has no visual prediction (fusion uses its audio)
-    no_visual = corpus["no_face"] if branch == "visual" else None
+    no_visual = corpus["no_face"] if branch in ("visual", "au") else None
     expected = [("test", c) for c in corpus["test_ids"] if c != no_visual]
     expected += [("val", c) for c in corpus["val_ids"] if c != corpus["missing"]]
     assert list(zip(preds.part, preds.clip_id, strict=True)) == expected
@@ -96,7 +97,7 @@ def test_learns_and_writes_the_contract(
     assert accuracy(preds, "test") >= 0.66  # chance is 1/3
 
 
-@pytest.mark.parametrize("branch", ["audio", "visual"])
+@pytest.mark.parametrize("branch", ["audio", "visual", "au"])
 def test_rerun_is_byte_identical(
     corpus: dict[str, Any], reference: dict[str, Path], branch: str, tmp_path: Path
 ) -> None:

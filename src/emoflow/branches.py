@@ -16,14 +16,15 @@ import numpy as np
 # branch -> the extraction stage whose shards it trains on (registry order is the table order)
 BRANCH_STAGE: dict[str, str] = {
     "audio": "audio", "visual": "faces", "egemaps": "egemaps", "ssl": "ssl",
-    "face_cnn": "faces",
+    "face_cnn": "faces", "au": "faces",
 }  # fmt: skip
 BRANCH_LABEL: dict[str, str] = {
     "audio": "Audio", "visual": "Visual", "egemaps": "eGeMAPS", "ssl": "SSL speech",
-    "face_cnn": "Face CNN (FER)",
+    "face_cnn": "Face CNN (FER)", "au": "Action units (OpenFace)",
 }  # fmt: skip
 ALL_BRANCHES: tuple[str, ...] = tuple(BRANCH_STAGE)
-# the branches that learn from the faces stage's crops (predict runs the face backend for them)
+# the branches that learn from the faces stage (its crops, or OpenFace's AUs, pose and gaze
+# stored with them): predict runs the face backend for them
 FACE_BRANCHES: tuple[str, ...] = tuple(b for b, s in BRANCH_STAGE.items() if s == "faces")
 
 
@@ -31,6 +32,19 @@ def selected_branches(config: Mapping[str, Any]) -> tuple[str, ...]:
     """The config's ``branches`` in registry order."""
     chosen = set(config.get("branches") or ALL_BRANCHES)
     return tuple(b for b in ALL_BRANCHES if b in chosen)
+
+
+def check_branch_inputs(config: Mapping[str, Any]) -> str | None:
+    """Why the selected branches cannot run with this config (None when they can): the ``au``
+    branch needs OpenFace's outputs, which the embedded face backend does not give."""
+    backend = (config.get("faces") or {}).get("backend", "embedded")
+    if "au" in selected_branches(config) and backend != "openface":
+        return (
+            "branches: 'au' learns from OpenFace's action units, head pose and gaze, which only "
+            f"faces.backend: openface gives (faces.backend is {backend!r}); set faces.backend: "
+            "openface and faces.openface.bin, or remove 'au' from branches"
+        )
+    return None
 
 
 def selected_stages(config: Mapping[str, Any]) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from emoflow.branches import check_branch_inputs
 from emoflow.errors import ConfigError
 
 Config = dict[str, Any]
@@ -59,6 +60,9 @@ def validate_config(raw: dict[str, Any]) -> Config:
         raise ConfigError("; ".join(_describe(e) for e in errors))
     config = copy.deepcopy(raw)
     _fill_defaults(config, schema)
+    problem = check_branch_inputs(config)
+    if problem:
+        raise ConfigError(problem)
     return config
 
 

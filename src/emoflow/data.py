@@ -275,18 +275,26 @@ class ClipFaces:
 
     @property
     def nbytes(self) -> int:
-        return self.frames.numel() + self.index.numel() * 8 + self.mask.numel()
+        frames = self.frames.numel() * self.frames.element_size()
+        return frames + self.index.numel() * 8 + self.mask.numel()
+
+
+def frame_windows(per_frame: torch.Tensor, mask: np.ndarray, frame0: Any, k: int) -> ClipFaces:
+    """A clip's per-frame inputs ``(F, ...)`` and face mask ``(F,)`` cut into its windows:
+    window *i* holds the ``k`` frames from its first one ``frame0[i]`` (frames past the clip's
+    end are masked)."""
+    idx, exists = window_frame_index(np.asarray(frame0), k, len(per_frame))
+    return ClipFaces(per_frame, torch.as_tensor(idx), torch.as_tensor(mask[idx] & exists))
 
 
 def clip_faces(rec: Any, frames: int, size: int, gray: bool) -> ClipFaces:
-    """A clip's face windows as the visual model takes them (before :func:`face_model_input`):
-    window *i* holds the ``K`` frames from its first one (frames past the clip's end are
-    masked). Training, evaluation and predict all use this."""
-    faces = np.asarray(rec.faces)
-    idx, exists = window_frame_index(np.asarray(rec.window_frame0), frames, len(faces))
-    mask = np.asarray(rec.mask, dtype=bool)[idx] & exists
-    return ClipFaces(
-        preprocess_faces(faces, size, gray), torch.as_tensor(idx), torch.as_tensor(mask)
+    """A clip's face windows as the visual model takes them (before :func:`face_model_input`).
+    Training, evaluation and predict all use this."""
+    return frame_windows(
+        preprocess_faces(np.asarray(rec.faces), size, gray),
+        np.asarray(rec.mask, dtype=bool),
+        rec.window_frame0,
+        frames,
     )
 
 
@@ -297,7 +305,8 @@ def face_windows(rec: Any, frames: int, size: int, gray: bool) -> tuple[torch.Te
 
 class FaceWindows(Dataset):
     """One item per face window with at least one face: ``(x (K, C, s, s) uint8, mask (K,), y,
-    va)`` (training; a window without any face teaches nothing)."""
+    va)`` (training; a window without any face teaches nothing). ``inputs="au"``: ``x`` is
+    the window's OpenFace vectors ``(K, 31)`` float32 (:func:`emoflow.au_inputs.clip_au`)."""
 
     def __init__(
         self,
@@ -307,8 +316,10 @@ class FaceWindows(Dataset):
         size: int,
         gray: bool = True,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        inputs: str = "faces",
     ) -> None:
         self.shards = shards
+        self.inputs = inputs
         self.targets = targets
         self.size = size
         self.gray = gray
@@ -323,7 +334,12 @@ class FaceWindows(Dataset):
     def _clip(self, clip_id: str) -> ClipFaces:
         item = self.cache.get(clip_id)
         if item is None:
-            item = clip_faces(self.shards.get(clip_id), self.frames, self.size, self.gray)
+            if self.inputs == "au":
+                from emoflow.au_inputs import READ_FIELDS, clip_au
+
+                item = clip_au(self.shards.get(clip_id, READ_FIELDS), self.frames)
+            else:
+                item = clip_faces(self.shards.get(clip_id), self.frames, self.size, self.gray)
             self.cache.put(clip_id, item, item.nbytes)
         return item
 

@@ -177,6 +177,7 @@ def _face_record(
         au=take(res.au, np.nan),
         pose=take(res.pose, np.nan),
         boxes=take(res.boxes, np.nan),
+        gaze=take(res.gaze, np.nan),
     )
 
 
@@ -185,8 +186,8 @@ def _concat(parts: list[FaceResult]) -> FaceResult:
         values = [getattr(p, name) for p in parts]
         return None if values[0] is None else np.concatenate(values)
 
-    return FaceResult(**{n: cat(n) for n in ("faces", "mask", "landmarks", "n_faces",
-                                             "confidence", "au", "pose", "boxes")})  # fmt: skip
+    fields = ("faces", "mask", "landmarks", "n_faces", "confidence", "au", "pose", "boxes", "gaze")
+    return FaceResult(**{n: cat(n) for n in fields})
 
 
 def _open_frames(

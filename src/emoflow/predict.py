@@ -32,6 +32,7 @@ import torch
 
 from emoflow import __version__
 from emoflow.atomic import write_text
+from emoflow.au_inputs import clip_au
 from emoflow.branches import BRANCH_STAGE, FACE_BRANCHES, is_fused, ordered, row_sources
 from emoflow.config import stable_hash
 from emoflow.data import face_model_input, face_windows, normalise_audio, normalise_vectors
@@ -123,9 +124,9 @@ def audio_windows(
 def visual_windows(
     path: Path, predictor: Predictor, name: str = "visual", faces: dict[str, Any] | None = None
 ) -> BranchWindows | ClipError:
-    """A face branch's (``visual`` or ``face_cnn``) outputs on the face windows that have a
-    face (no_face: a ClipError). ``faces`` caches the file's face record per faces spec, so
-    two face branches trained on the same crops run the face backend once."""
+    """A face branch's (``visual``, ``face_cnn`` or ``au``) outputs on the face windows that
+    have a face (no_face: a ClipError). ``faces`` caches the file's face record per faces spec,
+    so face branches trained on the same faces stage run the face backend once."""
     branch = predictor.branches[name]
     norm, spec = branch.bundle["norm"], branch.spec
     key = stable_hash(spec)
@@ -137,11 +138,16 @@ def visual_windows(
         if rec.kind == "no_face":
             return rec
         raise rec
-    x, mask = face_windows(rec, int(spec["frames"]), int(norm["size"]), bool(norm["gray"]))
+    if name == "au":
+        x, mask = clip_au(rec, int(spec["frames"])).windows()
+        standardise: Any = normalise_vectors
+    else:
+        x, mask = face_windows(rec, int(spec["frames"]), int(norm["size"]), bool(norm["gray"]))
+        standardise = face_model_input
     has = mask.any(dim=1).numpy()
     if not has.any():  # faces only outside every window (last_window: drop)
         return ClipError("no_face", "no face in any window")
-    kept = member_outputs(branch, lambda member: [face_model_input(x[has], member), mask[has]])
+    kept = member_outputs(branch, lambda member: [standardise(x[has], member), mask[has]])
     rows = torch.as_tensor(np.flatnonzero(has))
     out = {k: v.new_zeros(len(has), v.shape[1]).index_copy_(0, rows, v) for k, v in kept.items()}
     return BranchWindows(rec.window_start_s, has, out, mask.float().mean(dim=1).numpy())

@@ -110,7 +110,7 @@ class Predictor:
         return TimeGrid.of(first.spec)
 
     def require_backend(self) -> Any:
-        """The face backend of the first face branch's spec (visual, face_cnn); a
+        """The face backend of the first face branch's spec (visual, face_cnn, au); a
         ToolMissingError with advice if unavailable."""
         if self.backend is None:
             spec = next(self.branches[b].spec for b in FACE_BRANCHES if b in self.branches)

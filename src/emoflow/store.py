@@ -40,6 +40,8 @@ grid's fixed rate, stored once; a window's frames are ``frames`` samples from it
     confidence       (F,)               f4
     au               (F, A)             f4     only when the backend gives AUs (attr au_names)
     pose             (F, 6)             f4     only when the backend gives pose
+    gaze             (F, 8)             f4     only when the backend gives gaze (OpenFace's
+                                               gaze_0_xyz, gaze_1_xyz, gaze_angle_x/y)
     boxes            (F, 4)             f4     x0, y0, x1, y1 of the aligned face in the sampled
                                                frame's pixels (faces.select), NaN where none
     window_start_s   (W,)               f8
@@ -64,7 +66,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,7 +89,7 @@ ROW_CHUNKED: dict[str, dict[str, dict[str, Any]]] = {
 }
 """Per shard kind: the datasets stored one row per chunk, and their HDF5 filters."""
 FRAME_FIELDS = ("faces", "mask", "landmarks", "frame_time_s", "n_faces", "confidence", "au",
-                "pose", "boxes")  # fmt: skip
+                "pose", "boxes", "gaze")  # fmt: skip
 """The per-frame arrays of a face record (and datasets of a face shard)."""
 
 
@@ -142,6 +144,7 @@ class FaceClipFeatures:
     au: np.ndarray | None = None  # (F, A)
     pose: np.ndarray | None = None  # (F, 6)
     boxes: np.ndarray | None = None  # (F, 4) chosen face box, NaN where none
+    gaze: np.ndarray | None = None  # (F, 8) OpenFace gaze vectors and angles
 
 
 ClipFeatures = AudioClipFeatures | VectorClipFeatures | FaceClipFeatures
@@ -226,8 +229,9 @@ class ShardReader:
     def __len__(self) -> int:
         return len(self.clip_ids)
 
-    def get(self, clip_id: str) -> ClipFeatures:
-        """The arrays of one clip (KeyError if the clip is not in this shard)."""
+    def get(self, clip_id: str, fields: Collection[str] | None = None) -> ClipFeatures:
+        """The arrays of one clip (KeyError if the clip is not in this shard); of a face
+        shard's per-frame arrays only ``fields`` when given (the others are None)."""
         i = self._index[clip_id]
         h5 = self._h5
         a, n = int(self._window0[i]), int(self._nwin[i])
@@ -244,7 +248,11 @@ class ShardReader:
         if self.kind in VECTOR_KINDS:
             return VectorClipFeatures(vectors=h5["vectors"][a : a + n], **common)
         f0, nf = int(self._frame0[i]), int(self._nframes[i])
-        frames = {name: (h5[name][f0 : f0 + nf] if name in h5 else None) for name in FRAME_FIELDS}
+        frames = {
+            name: h5[name][f0 : f0 + nf] if name in h5 and (fields is None or name in fields)
+            else None
+            for name in FRAME_FIELDS
+        }  # fmt: skip
         return FaceClipFeatures(window_frame0=h5["window_frame0"][a : a + n], **frames, **common)
 
     def close(self) -> None:
@@ -305,9 +313,9 @@ class ShardSet:
     def __iter__(self) -> Iterator[str]:
         return iter(self.clip_ids)
 
-    def get(self, clip_id: str) -> ClipFeatures:
-        """The arrays of one clip, from whichever shard holds it."""
-        return self._open()[self._owner[clip_id]].get(clip_id)
+    def get(self, clip_id: str, fields: Collection[str] | None = None) -> ClipFeatures:
+        """The arrays of one clip, from whichever shard holds it (see :meth:`ShardReader.get`)."""
+        return self._open()[self._owner[clip_id]].get(clip_id, fields)
 
     def close(self) -> None:
         """Close every open file."""

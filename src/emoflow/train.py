@@ -50,6 +50,7 @@ from torch import nn
 
 from emoflow import __version__
 from emoflow.atomic import write_bytes, write_text
+from emoflow.au_inputs import fit_au_norm
 from emoflow.branches import BRANCH_STAGE
 from emoflow.bundle import save_bundle
 from emoflow.checkpoint import rng_state, set_rng_state, state_copy, to_cpu, torch_save_bytes
@@ -190,7 +191,8 @@ def model_inputs(branch: str, batch: tuple, norm: dict[str, Any], device: torch.
         return [normalise_audio(x, norm)]
     if branch in VECTOR_KINDS:
         return [normalise_vectors(x, norm)]
-    return [face_model_input(x, norm), batch[1].to(device, non_blocking=True)]
+    x = normalise_vectors(x, norm) if branch == "au" else face_model_input(x, norm)
+    return [x, batch[1].to(device, non_blocking=True)]
 
 
 def _forward(
@@ -333,6 +335,12 @@ def run_training(
         train_ds: Any = AudioWindows(shards, roles["train"], targets, field=field)
         eval_ds = {p: AudioClips(shards, roles[p], targets, field=field) for p in parts_to_predict}
         bundle_norm: dict[str, Any] = dict(norm)
+    elif branch == "au":
+        norm = fit_au_norm(shards, roles["train"])
+        train_ds = FaceWindows(shards, roles["train"], targets, size, inputs="au")
+        eval_ds = {p: FaceClips(shards, roles[p], targets, size, inputs="au")
+                   for p in parts_to_predict}  # fmt: skip
+        bundle_norm = dict(norm)
     else:
         gray = GRAY_FACES or branch == "face_cnn"
         if branch == "face_cnn":
@@ -344,8 +352,9 @@ def run_training(
         bundle_norm = {**norm, "size": size, "gray": gray}
 
     layers = shards.spec["n_layers"] if shards.spec.get("layer") == "weighted" else 1
+    in_dim = len(norm["mean"]) if branch == "au" else shards.spec.get("n_features")
     arch = model_arch(
-        branch, tcfg, len(classes), shards.spec.get("n_features"), layers, config.get("face_cnn")
+        branch, tcfg, len(classes), in_dim, layers, config.get("face_cnn"), config.get("au")
     )
     model = build_branch_model(branch, arch)
     if arch["name"] == "resnet18" and tcfg.get("resnet_weights"):
@@ -370,7 +379,7 @@ def run_training(
             "roles": roles,
             "spec": shards.spec,
             "version": __version__,
-            **({"arch": arch} if branch == "face_cnn" else {}),
+            **({"arch": arch} if branch in ("face_cnn", "au") else {}),
         }
     )
     state: dict[str, Any] = {

@@ -61,8 +61,9 @@ def params_hash(stage):
 
 
 def train_params(wildcards):
-    """Hash of the config a branch's training depends on (face_cnn: also its own section)."""
-    keys = ["train", "folds"] + (["face_cnn"] if wildcards.branch == "face_cnn" else [])
+    """Hash of the config a branch's training depends on (face_cnn, au: also their section)."""
+    own = wildcards.branch in ("face_cnn", "au")
+    keys = ["train", "folds"] + ([wildcards.branch] if own else [])
     return params_hash(keys)
 
 

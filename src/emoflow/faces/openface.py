@@ -25,8 +25,8 @@ from emoflow.errors import ClipError, ToolMissingError
 from emoflow.faces.openface_csv import AU_NAMES, parse_clip_output
 from emoflow.faces.result import FaceResult
 
-#: Output flags: 2-D landmarks, pose, AUs, aligned faces without masking.
-BASE_FLAGS = ["-2Dfp", "-pose", "-aus", "-simalign", "-nomask"]
+#: Output flags: 2-D landmarks, pose, AUs, gaze, aligned faces without masking.
+BASE_FLAGS = ["-2Dfp", "-pose", "-aus", "-gaze", "-simalign", "-nomask"]
 DEFAULT_SIZE = 112
 DEFAULT_SCALE = 0.7
 MODEL_MISSING_MARKERS = ("Could not load the landmark detector",)

@@ -21,6 +21,12 @@ AU_NAMES: list[str] = [
     f"AU{n:02d}_r" for n in (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)
 ]
 POSE_COLUMNS: list[str] = ["pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz"]
+#: ``-gaze``: each eye's unit gaze vector (camera coordinates) and the two gaze angles (radians).
+GAZE_COLUMNS: list[str] = [
+    *(f"gaze_{eye}_{axis}" for eye in (0, 1) for axis in "xyz"),
+    "gaze_angle_x",
+    "gaze_angle_y",
+]
 LANDMARK_X = [f"x_{i}" for i in range(68)]
 LANDMARK_Y = [f"y_{i}" for i in range(68)]
 REQUIRED = ["frame", "confidence", "success", *POSE_COLUMNS, *LANDMARK_X, *LANDMARK_Y, *AU_NAMES]
@@ -57,7 +63,8 @@ def parse_clip_output(csv_path: Path, aligned_dir: Path, k: int, size: int) -> F
 
     Raises ClipError("tool_crash") when the CSV is empty, lacks columns, or does not hold
     exactly one row for each frame 1..k. Frames whose row has ``success`` 0 (or whose aligned
-    image is missing) get mask False, zero landmarks/crop and NaN AU/pose.
+    image is missing) get mask False, zero landmarks/crop and NaN AU/pose/gaze. Gaze is read
+    when the CSV has its columns (``-gaze``; NaN otherwise).
     """
     header, rows = read_table(csv_path)
     missing = [c for c in REQUIRED if c not in header]
@@ -67,6 +74,7 @@ def parse_clip_output(csv_path: Path, aligned_dir: Path, k: int, size: int) -> F
             "tool_crash", f"OpenFace CSV {csv_path.name} lacks columns: {shown or 'no header'}"
         )
     col = {name: i for i, name in enumerate(header)}
+    has_gaze = all(c in col for c in GAZE_COLUMNS)
     if len(rows) != k:
         raise ClipError(
             "tool_crash", f"OpenFace CSV {csv_path.name} has {len(rows)} rows for {k} frames"
@@ -110,4 +118,6 @@ def parse_clip_output(csv_path: Path, aligned_dir: Path, k: int, size: int) -> F
         result.boxes[i] = [pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()]
         result.au[i] = values[[col[c] for c in AU_NAMES]]
         result.pose[i] = values[[col[c] for c in POSE_COLUMNS]]
+        if has_gaze:
+            result.gaze[i] = values[[col[c] for c in GAZE_COLUMNS]]
     return result

@@ -18,6 +18,8 @@ class FaceResult:
     confidence: (K,) float32 (embedded: detector score; openface: its confidence), 0 if none.
     au: (K, n_au) float32 AU intensities (openface only), NaN where not found.
     pose: (K, 6) float32 Tx, Ty, Tz, Rx, Ry, Rz (openface only), NaN where not found.
+    gaze: (K, 8) float32 both eyes' gaze vectors and the two gaze angles (openface only; see
+        ``openface_csv.GAZE_COLUMNS``), NaN where not found.
     boxes: (K, 4) float32 x0, y0, x1, y1 of the aligned face in the frame's pixels (embedded: the
         detector's box; openface: the landmarks' bounding box), NaN where not found.
     """
@@ -30,6 +32,7 @@ class FaceResult:
     au: np.ndarray | None = None
     pose: np.ndarray | None = None
     boxes: np.ndarray | None = None
+    gaze: np.ndarray | None = None
 
     @classmethod
     def empty(cls, k: int, size: int, n_au: int | None = None) -> FaceResult:
@@ -43,6 +46,7 @@ class FaceResult:
             au=None if n_au is None else np.full((k, n_au), np.nan, dtype=np.float32),
             pose=None if n_au is None else np.full((k, 6), np.nan, dtype=np.float32),
             boxes=np.full((k, 4), np.nan, dtype=np.float32),
+            gaze=None if n_au is None else np.full((k, 8), np.nan, dtype=np.float32),
         )
 
     @property

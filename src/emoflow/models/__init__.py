@@ -1,6 +1,6 @@
 """Branch models: the audio CNN on log-mel windows, the visual CNN + GRU on face frames, the
-frozen FER mini-Xception + temporal aggregation on face frames (face_cnn) and the MLP on window
-vectors (eGeMAPS, SSL).
+frozen FER mini-Xception + temporal aggregation on face frames (face_cnn), the MLP on window
+vectors (eGeMAPS, SSL) and temporal aggregation of OpenFace's per-frame outputs (au).
 
 Every model's ``forward`` returns a dict with ``embedding`` (the vector before the heads),
 ``logits`` (categorical targets) and/or ``va`` (valence, arousal in [-1, 1]).
@@ -40,6 +40,7 @@ class Heads(nn.Module):
 
 def build_branch_model(branch: str, arch: dict[str, Any]) -> nn.Module:
     """Construct a branch model from its ``arch`` dict (``name`` plus constructor kwargs)."""
+    from emoflow.models.au import AUSequence
     from emoflow.models.audio import AudioResNet18, AudioVGG
     from emoflow.models.face_cnn import FaceCNN
     from emoflow.models.vectors import WindowMLP
@@ -52,6 +53,7 @@ def build_branch_model(branch: str, arch: dict[str, Any]) -> nn.Module:
         ("face_cnn", "fer_xception"): FaceCNN,
         ("egemaps", "mlp"): WindowMLP,
         ("ssl", "mlp"): WindowMLP,
+        ("au", "au_sequence"): AUSequence,
     }
     kwargs = dict(arch)
     name = kwargs.pop("name", None)

@@ -20,11 +20,13 @@ def model_arch(
     in_dim: int | None = None,
     layers: int | None = None,
     face_cnn: dict[str, Any] | None = None,
+    au: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The constructor kwargs (with ``name``) of a branch model, as stored in the bundle
-    (``in_dim``: the width of a window vector, for the window-vector MLP; ``layers``: encoder
-    layers stored side by side in it, to be weighted; ``face_cnn``: the config's ``face_cnn``
-    section, whose weights file is located and hashed here)."""
+    (``in_dim``: the width of a window vector (window-vector MLP) or of a frame's vector (au);
+    ``layers``: encoder layers stored side by side in it, to be weighted; ``face_cnn``: the
+    config's ``face_cnn`` section, whose weights file is located and hashed here; ``au``: the
+    config's ``au`` section)."""
     common = {
         "n_classes": n_classes,
         "target": train_cfg.get("target", "categorical"),
@@ -49,6 +51,11 @@ def model_arch(
         }
     if branch == "face_cnn":
         return face_cnn_arch(common, face_cnn or {})
+    if branch == "au":
+        au = au or {}
+        return {"name": "au_sequence", **common, "in_dim": int(in_dim or 0), "frame_dim": 64,
+                "aggregation": str(au.get("aggregation", "gru")),
+                "clusters": int(au.get("clusters", 8)), "hidden": 64}  # fmt: skip
     raise EmoflowError(f"unknown branch {branch!r} ({', '.join(BRANCH_STAGE)})")
 
 

@@ -1,0 +1,50 @@
+"""The ``au`` branch: OpenFace's per-frame action units, head pose and gaze -> a per-frame
+layer -> masked temporal aggregation over the window's frames -> FC -> heads.
+
+Input ``x (B, K, D)`` standardised per value (:func:`emoflow.data.normalise_vectors`) and
+``mask (B, K)`` (True = a frame where OpenFace tracked the face); masked frames never change
+the output.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from emoflow.models import Heads
+from emoflow.models.aggregate import make_aggregator
+
+
+class AUSequence(nn.Module):
+    """Linear + LayerNorm + ReLU per frame, then ``gru`` / ``netvlad`` / ``mean`` over frames."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        n_classes: int,
+        target: str = "categorical",
+        embedding_dim: int = 64,
+        dropout: float = 0.3,
+        frame_dim: int = 64,
+        aggregation: str = "gru",
+        clusters: int = 8,
+        hidden: int = 64,
+    ) -> None:
+        super().__init__()
+        self.frame = nn.Sequential(
+            nn.Linear(in_dim, frame_dim), nn.LayerNorm(frame_dim), nn.ReLU(inplace=True)
+        )
+        self.aggregate = make_aggregator(aggregation, frame_dim, hidden, clusters)
+        self.embed = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(int(self.aggregate.out_dim), embedding_dim),
+            nn.ReLU(inplace=True),
+        )
+        self.heads = Heads(embedding_dim, n_classes, target)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        mask = mask.bool()
+        feats = self.frame(x) * mask.to(x.dtype).unsqueeze(-1)
+        pooled = self.aggregate(feats, mask)
+        has = mask.any(dim=1).to(pooled.dtype).unsqueeze(1)
+        return self.heads(self.embed(pooled) * has)
