@@ -67,6 +67,17 @@ def test_face_benchmark_runs_without_openface() -> None:
     assert ("OpenFace per clip (whole video)", "176x144") not in by
 
 
+def test_openface_frames_benchmark_runs_without_openface() -> None:
+    out = run("bench/openface_frames.py", "--clips", "1")
+    assert "write_ms_per_frame" in out
+    rows = list(csv.DictReader((REPO / "bench/results/openface_frames.csv").open()))
+    sizes, formats = ("320x320", "640x360", "1280x720"), ("png1", "bmp", "jpeg95")
+    assert {(r["frame_size"], r["variant"]) for r in rows} == {
+        (a, b) for a in sizes for b in formats
+    }
+    assert all(float(r["write_ms_per_frame"]) > 0 and r["call_s_per_clip"] == "" for r in rows)
+
+
 def test_encoder_benchmark_runs() -> None:
     out = run("bench/encoders.py", "--clips", "2")
     assert "| stage | s per clip | x floor | clips/s on 2 cores |" in out

@@ -437,6 +437,37 @@ def test_openface_versions_record_the_binary(fake_bin):
     assert "-au_static" not in v2["flags"]
 
 
+GENUINE = os.environ.get("EMOFLOW_OPENFACE_BIN", "")
+
+
+@pytest.mark.skipif(not GENUINE, reason="set EMOFLOW_OPENFACE_BIN to a real FeatureExtraction")
+def test_openface_genuine_binary(astronaut, tmp_path):
+    """The backend on the real binary (not in CI: OpenFace is built by hand, see
+    shared/notes/openface-build.md): the astronaut tracked in every frame, a blank frame not."""
+    backend = make_backend({"backend": "openface", "openface": {"bin": GENUINE, "batch": 2}})
+    blank = np.full((3, 240, 320, 3), 90, dtype=np.uint8)
+    out = backend.process([("a", np.stack([astronaut] * 3)), ("blank", blank)], tmp_path)
+    res = out["a"]
+    assert isinstance(res, FaceResult) and res.mask.all() and res.faces.shape == (3, 112, 112, 3)
+    assert 180 < res.landmarks[0, :, 0].mean() < 270 and 90 < res.landmarks[0, :, 1].mean() < 190
+    assert np.isfinite(res.au).all() and res.au.shape == (3, len(AU_NAMES))
+    assert isinstance(out["blank"], FaceResult) and not out["blank"].mask.any()
+
+
+@needs_fixtures
+def test_openface_frames_are_lossless_bmp_in_frame_order(fake_bin, tmp_path):
+    """FeatureExtraction -fdir reads .bmp (and .png/.jpg) files in name order: the frames go
+    there as BMP, pixel for pixel, named so that frame 10 sorts after frame 9."""
+    rng = np.random.default_rng(0)
+    clip = rng.integers(0, 256, (12, 36, 52, 3), dtype=np.uint8)
+    openface(fake_bin)._write_frames(clip, tmp_path / "f")
+    files = sorted((tmp_path / "f").iterdir())
+    assert [p.name for p in files] == [f"frame_{i:04d}.bmp" for i in range(1, 13)]
+    for frame, path in zip(clip, files, strict=True):
+        with Image.open(path) as im:
+            assert im.format == "BMP" and np.array_equal(np.asarray(im.convert("RGB")), frame)
+
+
 def test_alignment_ignores_expression_landmarks():
     """Like OpenFace, only rigid points drive the fit: an open mouth or raised brows do not."""
     from emoflow.faces.align import alignment_matrix
