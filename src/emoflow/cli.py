@@ -147,6 +147,14 @@ def extract_ssl(
     _extract("ssl", config, shard, workers, log)
 
 
+@app.command("extract-face_cnn")
+def extract_face_cnn(
+    config: ConfigOpt, shard: ShardOpt, workers: WorkersOpt = None, log: LogOpt = None
+) -> None:
+    """face_cnn stage of one shard: the FER encoder's outputs per face frame -> face_cnn/<k>.h5."""
+    _extract("face_cnn", config, shard, workers, log)
+
+
 def _compute(stage: str, config: Path, workers: int | None, log: Path | None) -> None:
     _setup_logging(log)
     from emoflow.compute import run_compute
@@ -180,6 +188,12 @@ def compute_egemaps(config: ConfigOpt, workers: WorkersOpt = None, log: LogOpt =
 def compute_ssl(config: ConfigOpt, workers: WorkersOpt = None, log: LogOpt = None) -> None:
     """SSL stage, every shard: compute each clip missing from the per-clip cache, once."""
     _compute("ssl", config, workers, log)
+
+
+@app.command("compute-face_cnn")
+def compute_face_cnn(config: ConfigOpt, workers: WorkersOpt = None, log: LogOpt = None) -> None:
+    """face_cnn stage, every shard: encode the faces of each clip missing from its cache."""
+    _compute("face_cnn", config, workers, log)
 
 
 @app.command()

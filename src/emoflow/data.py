@@ -305,8 +305,9 @@ def face_windows(rec: Any, frames: int, size: int, gray: bool) -> tuple[torch.Te
 
 class FaceWindows(Dataset):
     """One item per face window with at least one face: ``(x (K, C, s, s) uint8, mask (K,), y,
-    va)`` (training; a window without any face teaches nothing). ``inputs="au"``: ``x`` is
-    the window's OpenFace vectors ``(K, 31)`` float32 (:func:`emoflow.au_inputs.clip_au`)."""
+    va)`` (training; a window without any face teaches nothing). ``inputs="au"`` or
+    ``"face_cnn"``: ``x`` is the window's frame vectors ``(K, D)`` float32
+    (:func:`emoflow.frame_inputs.clip_frame_vectors`, ``features`` for face_cnn)."""
 
     def __init__(
         self,
@@ -317,9 +318,11 @@ class FaceWindows(Dataset):
         gray: bool = True,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         inputs: str = "faces",
+        features: str | None = None,
     ) -> None:
         self.shards = shards
         self.inputs = inputs
+        self.features = features
         self.targets = targets
         self.size = size
         self.gray = gray
@@ -334,10 +337,11 @@ class FaceWindows(Dataset):
     def _clip(self, clip_id: str) -> ClipFaces:
         item = self.cache.get(clip_id)
         if item is None:
-            if self.inputs == "au":
-                from emoflow.au_inputs import READ_FIELDS, clip_au
+            if self.inputs != "faces":
+                from emoflow.frame_inputs import READ_FIELDS, clip_frame_vectors
 
-                item = clip_au(self.shards.get(clip_id, READ_FIELDS), self.frames)
+                rec = self.shards.get(clip_id, READ_FIELDS[self.inputs])
+                item = clip_frame_vectors(self.inputs, rec, self.frames, self.features)
             else:
                 item = clip_faces(self.shards.get(clip_id), self.frames, self.size, self.gray)
             self.cache.put(clip_id, item, item.nbytes)

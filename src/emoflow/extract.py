@@ -49,7 +49,7 @@ from emoflow.store import FORMAT_VERSION, storage_spec
 
 log = logging.getLogger("emoflow.extract")
 
-STAGES = ("audio", "faces", "egemaps", "ssl")
+STAGES = ("audio", "faces", "egemaps", "ssl", "face_cnn")
 
 
 def grid_params(config: Config) -> dict[str, Any]:
@@ -74,6 +74,9 @@ def config_params(config: Config, stage: str) -> dict[str, Any]:
         shared = {k: config["audio"][k] for k in (*GRID_KEYS, "silence_dbfs")}
         return {stage: {**config[stage], **shared}, "ffmpeg": config["media"]["ffmpeg"],
                 **version}  # fmt: skip
+    if stage == "face_cnn":  # the faces it encodes, and the encoder file
+        faces = config_params(config, "faces")["faces"]
+        return {"faces": faces, "face_cnn": {"weights": config["face_cnn"]["weights"]}, **version}
     faces = {k: v for k, v in config["faces"].items() if k != "openface"}
     if faces["backend"] == "openface":
         of = config["faces"]["openface"]
@@ -97,6 +100,14 @@ def stage_spec(config: Config, stage: str) -> dict[str, Any]:
 
         make = egemaps_spec if stage == "egemaps" else ssl_spec
         spec = make(config[stage], config["audio"], ff)
+        spec.update(feature_version=version, truncation=truncation(config))
+        return {**spec, "storage": storage_spec(stage)}
+    if stage == "face_cnn":
+        from emoflow.face_cnn_stage import face_cnn_spec
+
+        faces = stage_spec(config, "faces")
+        spec = {"faces": faces, "grid": faces["grid"], "frames": faces["frames"],
+                **face_cnn_spec(config["face_cnn"]["weights"])}  # fmt: skip
         spec.update(feature_version=version, truncation=truncation(config))
         return {**spec, "storage": storage_spec(stage)}
     from emoflow.faces import make_backend
@@ -141,6 +152,26 @@ def _faces_task(items: list[tuple[str, str]], spec: dict, config: Config) -> lis
     from emoflow.faces import make_backend
 
     return face_features(items, spec, make_backend(config["faces"]), config["media"])
+
+
+def _face_cnn_task(items: list[tuple[str, str, str]], spec: dict, config: Config) -> list[Any]:
+    """``items``: (clip id, path, sha256). The faces come from the faces stage's per-clip cache;
+    those missing there are computed and put there (the faces stage then reuses them)."""
+    from emoflow.face_cnn_stage import encode_faces, load_encoder
+
+    faces_cache = cache_of(config, "faces", spec["faces"])
+    got = {c: faces_cache.get(sha) for c, _, sha in items}
+    todo = [(c, p, sha) for c, p, sha in items if got[c] is None]
+    if todo:
+        log.info("face_cnn: %d clips not in the faces stage's cache: computing their faces",
+                 len(todo))  # fmt: skip
+        computed = _faces_task([(c, p) for c, p, _ in todo], spec["faces"], config)
+        for (clip_id, _, sha), res in zip(todo, computed, strict=True):
+            faces_cache.put(sha, res)
+            got[clip_id] = res
+    encoder = load_encoder(config["face_cnn"]["weights"], spec["weights_sha256"])
+    return [got[c] if isinstance(got[c], ClipError) else encode_faces(got[c], encoder)
+            for c, _, _ in items]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- execution
@@ -221,16 +252,20 @@ def warm_up(stage: str, spec: dict[str, Any], config: Config) -> None:
         from emoflow.ssl_speech import device_of, load, model_folder
 
         load(model_folder(config["ssl"]), device_of(config["ssl"]))
-    else:
+    else:  # faces, face_cnn
         from emoflow.faces import make_backend
 
         getattr(make_backend(config["faces"]), "load", lambda: None)()
+        if stage == "face_cnn":
+            from emoflow.face_cnn_stage import load_encoder
+
+            load_encoder(config["face_cnn"]["weights"])
 
 
 def task_batch(config: Config, stage: str, spec: dict[str, Any], clips: int, workers: int) -> int:
     """Clips per task: 1, or for OpenFace (one call per batch) the configured batch, made
     smaller when there are too few clips to give every worker one."""
-    if stage != "faces" or spec["backend"] != "openface":
+    if stage not in ("faces", "face_cnn") or spec.get("faces", spec)["backend"] != "openface":
         return 1
     return max(1, min(config["faces"]["openface"]["batch"], -(-clips // max(1, workers))))
 
@@ -241,9 +276,11 @@ def compute_clips(
     """(clip id, sha256, record or ClipError) of each clip of ``todo``, in order."""
     batch = task_batch(config, stage, spec, len(todo), workers)
     task = {"audio": _audio_task, "egemaps": _egemaps_task, "faces": _faces_task,
-            "ssl": _ssl_task}[stage]  # fmt: skip
+            "ssl": _ssl_task, "face_cnn": _face_cnn_task}[stage]  # fmt: skip
     batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
-    tasks = [(task, [(c, p) for c, _, p in b], spec, config) for b in batches]
+    with_sha = stage == "face_cnn"  # it looks the faces up in their stage's cache
+    tasks = [(task, [(c, p, s) if with_sha else (c, p) for c, s, p in b], spec, config)
+             for b in batches]  # fmt: skip
     with executor_for(config, workers) as pool:
         for b, results in zip(batches, ordered_map(pool, tasks, 2 * workers), strict=True):
             for (clip_id, sha, _), res in zip(b, results, strict=True):
@@ -255,8 +292,13 @@ def stage_cache(config: Config, stage: str) -> tuple[dict[str, Any], ClipCache]:
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}")
     spec = stage_spec(config, stage)
+    return spec, cache_of(config, stage, spec)
+
+
+def cache_of(config: Config, stage: str, spec: dict[str, Any]) -> ClipCache:
+    """The per-clip cache of ``stage`` under its full ``spec``."""
     versions = {k: v for k, v in spec.items() if k.endswith("_version") or k == "backend_versions"}
-    return spec, ClipCache(cache_dir(config), stage, stable_hash(spec), spec, versions)
+    return ClipCache(cache_dir(config), stage, stable_hash(spec), spec, versions)
 
 
 def compute_failures(config: Config, stage: str, params_hash: str) -> dict[str, ClipError]:

@@ -32,12 +32,13 @@ import torch
 
 from emoflow import __version__
 from emoflow.atomic import write_text
-from emoflow.au_inputs import clip_au
 from emoflow.branches import BRANCH_STAGE, FACE_BRANCHES, is_fused, ordered, row_sources
 from emoflow.config import stable_hash
 from emoflow.data import face_model_input, face_windows, normalise_audio, normalise_vectors
 from emoflow.errors import ClipError, EmoflowError
+from emoflow.face_cnn_stage import encode_faces, load_encoder
 from emoflow.featurize import audio_features, egemaps_features, face_features, ssl_features
+from emoflow.frame_inputs import clip_frame_vectors
 from emoflow.fusion_apply import apply_fusion, has_categorical, has_dimensional
 from emoflow.media import MediaInfo, probe
 from emoflow.pooling import clip_probabilities, pool_windows
@@ -129,18 +130,23 @@ def visual_windows(
     so face branches trained on the same faces stage run the face backend once."""
     branch = predictor.branches[name]
     norm, spec = branch.bundle["norm"], branch.spec
-    key = stable_hash(spec)
+    faces_spec = spec.get("faces", spec)  # face_cnn: the faces stage's spec it encodes
+    key = stable_hash(faces_spec)
     faces = {} if faces is None else faces
     if key not in faces:
-        [faces[key]] = face_features([(path.name, path)], spec, predictor.require_backend())
+        [faces[key]] = face_features([(path.name, path)], faces_spec, predictor.require_backend())
     rec = faces[key]
     if isinstance(rec, ClipError):
         if rec.kind == "no_face":
             return rec
         raise rec
-    if name == "au":
-        x, mask = clip_au(rec, int(spec["frames"])).windows()
-        standardise: Any = normalise_vectors
+    standardise: Any = normalise_vectors
+    if name == "face_cnn":  # the stage's featurizer on this face record
+        encoder = load_encoder(predictor.encoders.get("face_cnn"), spec["weights_sha256"])
+        vectors = encode_faces(rec, encoder)
+        x, mask = clip_frame_vectors(name, vectors, int(spec["frames"]), norm["features"]).windows()
+    elif name == "au":
+        x, mask = clip_frame_vectors(name, rec, int(spec["frames"])).windows()
     else:
         x, mask = face_windows(rec, int(spec["frames"]), int(norm["size"]), bool(norm["gray"]))
         standardise = face_model_input

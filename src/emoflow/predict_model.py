@@ -87,7 +87,7 @@ class Predictor:
     mode: str = "single branch model"  # the bundle's mode (refit, fold0)
     warnings: list[str] = field(default_factory=list)
     backend: Any = None  # the face backend, made on first need (see require_backend)
-    encoders: dict[str, str] = field(default_factory=dict)  # branch -> local encoder folder
+    encoders: dict[str, str | None] = field(default_factory=dict)  # branch -> encoder path
 
     def encoder_folder(self, name: str) -> Path:
         """The local encoder folder of an encoder branch (ssl), checked against the weights
@@ -114,6 +114,7 @@ class Predictor:
         ToolMissingError with advice if unavailable."""
         if self.backend is None:
             spec = next(self.branches[b].spec for b in FACE_BRANCHES if b in self.branches)
+            spec = spec.get("faces", spec)  # face_cnn: the faces spec it builds on
             self.backend = make_face_backend(spec)
             new = backend_warnings(spec, self.backend)
             for w in new:

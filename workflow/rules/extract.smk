@@ -1,4 +1,4 @@
-# ---- extraction stages (audio, faces, egemaps, ssl; the selected branches' stages run) ----
+# ---- extraction stages (audio, faces, egemaps, ssl, face_cnn; the selected branches' run) ----
 # Per stage, one job computes every clip missing from the per-clip cache (imports and models
 # loaded once, all its cores busy); then one cheap job per shard assembles the shard from the
 # cache by raw chunk copy. The compute job is a checkpoint the shard jobs wait for without
@@ -12,6 +12,8 @@ for _stage in ALL_STAGES:
             f"compute_{_stage}"
         input:
             [LAYOUT.shard_list(k) for k in SHARDS],
+            # face_cnn encodes the faces stage's cached faces: after it, when it runs too
+            [LAYOUT.computed("faces")] if _stage == "face_cnn" and "faces" in STAGES else [],
         output:
             LAYOUT.computed(_stage),
         params:

@@ -1,6 +1,6 @@
 """Branch models: the audio CNN on log-mel windows, the visual CNN + GRU on face frames, the
-frozen FER mini-Xception + temporal aggregation on face frames (face_cnn), the MLP on window
-vectors (eGeMAPS, SSL) and temporal aggregation of OpenFace's per-frame outputs (au).
+MLP on window vectors (eGeMAPS, SSL) and temporal aggregation of per-frame vectors (au:
+OpenFace's outputs; face_cnn: the frozen FER mini-Xception's).
 
 Every model's ``forward`` returns a dict with ``embedding`` (the vector before the heads),
 ``logits`` (categorical targets) and/or ``va`` (valence, arousal in [-1, 1]).
@@ -40,9 +40,8 @@ class Heads(nn.Module):
 
 def build_branch_model(branch: str, arch: dict[str, Any]) -> nn.Module:
     """Construct a branch model from its ``arch`` dict (``name`` plus constructor kwargs)."""
-    from emoflow.models.au import AUSequence
     from emoflow.models.audio import AudioResNet18, AudioVGG
-    from emoflow.models.face_cnn import FaceCNN
+    from emoflow.models.frames import FrameAggregation
     from emoflow.models.vectors import WindowMLP
     from emoflow.models.visual import VisualCNNGRU
 
@@ -50,10 +49,10 @@ def build_branch_model(branch: str, arch: dict[str, Any]) -> nn.Module:
         ("audio", "vgg"): AudioVGG,
         ("audio", "resnet18"): AudioResNet18,
         ("visual", "cnn_gru"): VisualCNNGRU,
-        ("face_cnn", "fer_xception"): FaceCNN,
+        ("face_cnn", "frame_aggregate"): FrameAggregation,
         ("egemaps", "mlp"): WindowMLP,
         ("ssl", "mlp"): WindowMLP,
-        ("au", "au_sequence"): AUSequence,
+        ("au", "frame_aggregate"): FrameAggregation,
     }
     kwargs = dict(arch)
     name = kwargs.pop("name", None)

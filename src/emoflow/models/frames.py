@@ -1,9 +1,12 @@
-"""The ``au`` branch: OpenFace's per-frame action units, head pose and gaze -> a per-frame
-layer -> masked temporal aggregation over the window's frames -> FC -> heads.
+"""The branches on one vector per face frame (``au``: OpenFace's action units, head pose and
+gaze; ``face_cnn``: the frozen FER encoder's embedding or probabilities, see
+:mod:`emoflow.frame_inputs`): a per-frame layer -> masked temporal aggregation over the
+window's frames (``gru``, ``netvlad`` or ``mean``, :mod:`emoflow.models.aggregate`) -> FC ->
+heads.
 
 Input ``x (B, K, D)`` standardised per value (:func:`emoflow.data.normalise_vectors`) and
-``mask (B, K)`` (True = a frame where OpenFace tracked the face); masked frames never change
-the output.
+``mask (B, K)`` (True = a frame with a face); masked frames never change the output, and a
+window without any face gets a zero embedding.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from emoflow.models import Heads
 from emoflow.models.aggregate import make_aggregator
 
 
-class AUSequence(nn.Module):
+class FrameAggregation(nn.Module):
     """Linear + LayerNorm + ReLU per frame, then ``gru`` / ``netvlad`` / ``mean`` over frames."""
 
     def __init__(

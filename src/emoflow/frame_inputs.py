@@ -1,0 +1,78 @@
+"""The input of the branches that learn from one vector per face frame: ``au`` and ``face_cnn``.
+
+- ``au``: OpenFace's outputs stored in the face shards next to the crops: the 17 AU
+  intensities (``AU01_r`` … ``AU45_r``), the head pose (``pose_Tx`` … ``pose_Rz``) and gaze
+  (both eyes' vectors and the two angles) — 31 values, concatenated in that order.
+- ``face_cnn``: the face_cnn stage's frozen FER encoder outputs (:mod:`emoflow.face_cnn_stage`),
+  the columns of ``face_cnn.features`` (embedding or probabilities).
+
+Frames without a face are masked (their values are NaN or 0 in the shard, 0 here); the windows
+are the face grid's, as for the ``visual`` branch. Training, evaluation and ``predict`` all
+build a clip's input with :func:`clip_frame_vectors` and standardise it with
+:func:`emoflow.data.normalise_vectors` (statistics from :func:`fit_frame_norm`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+
+from emoflow.data import ClipFaces, frame_windows
+from emoflow.errors import EmoflowError
+
+AU_FIELDS = ("au", "pose", "gaze")
+READ_FIELDS = {"au": ("mask", *AU_FIELDS), "face_cnn": None}
+"""The per-frame arrays each branch reads from its shards (``au``: never the crops)."""
+
+
+def frame_vectors(branch: str, rec: Any, features: str | None = None) -> np.ndarray:
+    """``(F, D)`` float32: a clip's per-frame vectors for ``branch`` (NaN -> 0)."""
+    if branch == "face_cnn":
+        from emoflow.face_cnn_stage import FIELDS
+
+        return np.asarray(rec.vectors, np.float32)[:, FIELDS[features or "embedding"]]
+    parts = [getattr(rec, name, None) for name in AU_FIELDS]
+    missing = [name for name, part in zip(AU_FIELDS, parts, strict=True) if part is None]
+    if missing:
+        raise EmoflowError(
+            f"the face features have no {', '.join(missing)}: the au branch needs faces "
+            "extracted with faces.backend: openface (rerun the faces stage with it)"
+        )
+    x = np.concatenate([np.asarray(p, np.float32).reshape(len(p), -1) for p in parts], axis=1)
+    return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def clip_frame_vectors(
+    branch: str, rec: Any, frames: int, features: str | None = None
+) -> ClipFaces:
+    """A clip's windows of per-frame vectors (``frames (F, D)`` float32) with the face mask."""
+    x = frame_vectors(branch, rec, features)
+    return frame_windows(torch.from_numpy(np.ascontiguousarray(x)), np.asarray(rec.mask, bool),
+                         rec.window_frame0, frames)  # fmt: skip
+
+
+def fit_frame_norm(
+    branch: str, shards: Any, clip_ids: Iterable[str], features: str | None = None
+) -> dict[str, torch.Tensor]:
+    """Per-value mean and std over the face frames (mask True) of ``clip_ids`` (float64 sums)."""
+    total = sq = None
+    count = 0
+    for clip_id in clip_ids:
+        rec = shards.get(clip_id, READ_FIELDS[branch])
+        x = frame_vectors(branch, rec, features)[np.asarray(rec.mask, bool)].astype(np.float64)
+        if not len(x):
+            continue
+        total = x.sum(0) if total is None else total + x.sum(0)
+        sq = (x**2).sum(0) if sq is None else sq + (x**2).sum(0)
+        count += len(x)
+    if total is None or sq is None:
+        raise EmoflowError(f"no training face frame to fit the {branch} normalisation on")
+    mean = total / count
+    std = np.sqrt(np.maximum(sq / count - mean**2, 0.0))
+    return {
+        "mean": torch.tensor(mean, dtype=torch.float32),
+        "std": torch.tensor(np.maximum(std, 1e-5), dtype=torch.float32),
+    }
