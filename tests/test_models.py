@@ -73,10 +73,12 @@ def test_resnet18_key_names_and_weight_loading(tmp_path: Path) -> None:
         load_torchvision_resnet18(model.backbone, path)
 
 
+@pytest.mark.parametrize("aggregation", ["gru", "netvlad", "mean"])
 @pytest.mark.parametrize("train_mode", [False, True])
-def test_visual_ignores_masked_frames(train_mode: bool) -> None:
+def test_visual_ignores_masked_frames(train_mode: bool, aggregation: str) -> None:
     torch.manual_seed(0)
-    model = VisualCNNGRU(n_classes=3, target="both", embedding_dim=8, dropout=0.0)
+    model = VisualCNNGRU(n_classes=3, target="both", embedding_dim=8, dropout=0.0,
+                         aggregation=aggregation, clusters=3)  # fmt: skip
     model.train(train_mode)
     x = torch.randn(3, 6, 1, 16, 16)
     mask = torch.tensor([[1, 0, 1, 1, 0, 1], [0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 0]]).bool()
@@ -104,6 +106,18 @@ def test_visual_mask_matches_compacted_sequence() -> None:
     full = model(x, mask)["logits"]
     alone = model(short, torch.ones(1, 3, dtype=torch.bool))["logits"]
     assert torch.allclose(full, alone, atol=1e-6)
+
+
+def test_visual_models_saved_before_the_aggregation_option_still_load() -> None:
+    """Their GRU was ``gru.*`` (now ``aggregate.gru.*``); the same weights, the same outputs."""
+    torch.manual_seed(2)
+    model = VisualCNNGRU(n_classes=2, embedding_dim=8).eval()
+    old = {k.replace("aggregate.gru.", "gru."): v for k, v in model.state_dict().items()}
+    assert any(k.startswith("gru.") for k in old)
+    again = VisualCNNGRU(n_classes=2, embedding_dim=8).eval()
+    again.load_state_dict(old)
+    x, mask = torch.randn(2, 4, 1, 16, 16), torch.tensor([[1, 1, 0, 1], [0, 1, 1, 1]]).bool()
+    assert torch.equal(model(x, mask)["logits"], again(x, mask)["logits"])
 
 
 def test_losses() -> None:

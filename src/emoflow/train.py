@@ -350,8 +350,9 @@ def run_training(
     layers = shards.spec["n_layers"] if shards.spec.get("layer") == "weighted" else 1
     in_dim = len(norm["mean"]) if branch in FRAME_VECTOR_BRANCHES else shards.spec.get("n_features")
     arch = model_arch(
-        branch, tcfg, len(classes), in_dim, layers, config.get("face_cnn"), config.get("au")
-    )
+        branch, tcfg, len(classes), in_dim, layers,
+        config.get("face_cnn"), config.get("au"), config.get("visual"),
+    )  # fmt: skip
     model = build_branch_model(branch, arch)
     if arch["name"] == "resnet18" and tcfg.get("resnet_weights"):
         load_torchvision_resnet18(model.backbone, tcfg["resnet_weights"])
@@ -375,7 +376,8 @@ def run_training(
             "roles": roles,
             "spec": shards.spec,
             "version": __version__,
-            **({"arch": arch, "features": features} if branch in FRAME_VECTOR_BRANCHES else {}),
+            "arch": arch,
+            "features": features,
         }
     )
     state: dict[str, Any] = {

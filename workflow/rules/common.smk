@@ -61,8 +61,9 @@ def params_hash(stage):
 
 
 def train_params(wildcards):
-    """Hash of the config a branch's training depends on (face_cnn, au: also their section)."""
-    own = wildcards.branch in ("face_cnn", "au")
+    """Hash of the config a branch's training depends on (visual, face_cnn, au: also their
+    section)."""
+    own = wildcards.branch in ("visual", "face_cnn", "au")
     keys = ["train", "folds"] + ([wildcards.branch] if own else [])
     return params_hash(keys)
 

@@ -21,11 +21,12 @@ def model_arch(
     layers: int | None = None,
     face_cnn: dict[str, Any] | None = None,
     au: dict[str, Any] | None = None,
+    visual: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The constructor kwargs (with ``name``) of a branch model, as stored in the bundle
     (``in_dim``: the width of a window vector (window-vector MLP) or of a frame's vector (au,
     face_cnn); ``layers``: encoder layers stored side by side in it, to be weighted;
-    ``face_cnn``, ``au``: the config's sections of those branches)."""
+    ``face_cnn``, ``au``, ``visual``: the config's sections of those branches)."""
     common = {
         "n_classes": n_classes,
         "target": train_cfg.get("target", "categorical"),
@@ -47,10 +48,17 @@ def model_arch(
             "channels": [16, 32, 64, 64],
             "frame_dim": 64,
             "hidden": 64,
+            **aggregation_kwargs(visual),
         }
     if branch in ("face_cnn", "au"):
-        cfg = (face_cnn if branch == "face_cnn" else au) or {}
+        cfg = face_cnn if branch == "face_cnn" else au
         return {"name": "frame_aggregate", **common, "in_dim": int(in_dim or 0), "frame_dim": 64,
-                "aggregation": str(cfg.get("aggregation", "gru")),
-                "clusters": int(cfg.get("clusters", 8)), "hidden": 64}  # fmt: skip
+                "hidden": 64, **aggregation_kwargs(cfg)}  # fmt: skip
     raise EmoflowError(f"unknown branch {branch!r} ({', '.join(BRANCH_STAGE)})")
+
+
+def aggregation_kwargs(cfg: dict[str, Any] | None) -> dict[str, Any]:
+    """A frame branch's temporal aggregation from its config section (default: gru)."""
+    cfg = cfg or {}
+    return {"aggregation": str(cfg.get("aggregation", "gru")),
+            "clusters": int(cfg.get("clusters", 8))}  # fmt: skip
