@@ -40,6 +40,7 @@ import math
 import os
 import random
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,32 +56,25 @@ from emoflow.bundle import save_bundle
 from emoflow.checkpoint import rng_state, set_rng_state, state_copy, to_cpu, torch_save_bytes
 from emoflow.config import stable_hash
 from emoflow.data import (
-    AudioClips,
-    AudioWindows,
-    FaceClips,
-    FaceWindows,
     clip_targets,
     collate_clips,
     epoch_seed,
     face_model_input,
-    fit_audio_norm,
-    fit_face_norm,
     make_loader,
     normalise_audio,
     normalise_vectors,
 )
 from emoflow.errors import EmoflowError
 from emoflow.folds import class_names
-from emoflow.frame_inputs import fit_frame_norm
 from emoflow.models import build_branch_model
-from emoflow.models.arch import GRAY_FACES, model_arch
+from emoflow.models.arch import model_arch
 from emoflow.models.audio import load_torchvision_resnet18
 from emoflow.models.losses import branch_loss, ccc, class_weights
 from emoflow.pooling import pool_windows
 from emoflow.store import VECTOR_KINDS
+from emoflow.train_data import FRAME_VECTOR_BRANCHES, BranchData, branch_data, fold_roles
 from emoflow.train_outputs import ClipOutputs, history_csv, write_predictions
 
-FRAME_VECTOR_BRANCHES = ("au", "face_cnn")  # one vector per face frame (emoflow.frame_inputs)
 STOP_ENV = "EMOFLOW_STOP_AFTER_EPOCH"  # test hook, see _stop_hook
 
 
@@ -255,8 +249,6 @@ def _clip_loss(outputs: ClipOutputs, target: str, weight: torch.Tensor | None) -
 
 # --------------------------------------------------------------------------- training
 
-EVAL_PARTS = ("val", "test", "unlabelled")  # the parts a run predicts (unlabelled: if any)
-
 
 def selection_key(metric: float, loss: float) -> tuple[float, float]:
     """Higher is better: the validation metric, then the negated validation loss."""
@@ -266,13 +258,132 @@ def selection_key(metric: float, loss: float) -> tuple[float, float]:
     )
 
 
-def _targets_usable(targets: dict, clip_id: str, target: str) -> bool:
-    y, v, a = targets[clip_id]
-    if target == "categorical":
-        return y >= 0
-    if target == "dimensional":
-        return not (math.isnan(v) or math.isnan(a))
-    return y >= 0 or not (math.isnan(v) or math.isnan(a))
+def new_state() -> dict[str, Any]:
+    """The training state a run starts from (and checkpoints after each epoch)."""
+    return {"epoch": 0, "history": [], "best_state": None, "best_metric": float("nan"),
+            "best_loss": float("nan"), "bad_epochs": 0, "stopped": False}  # fmt: skip
+
+
+def _resume(path: Path, run_key: str, model: nn.Module, optimizer: Any, scaler: Any) -> dict:
+    """The state of ``path``'s checkpoint when it was written by the same run (its model,
+    optimizer, scaler and RNG states restored), else a new state."""
+    if path.exists():
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if ckpt.get("run_key") == run_key:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scaler.load_state_dict(ckpt["scaler"])
+            set_rng_state(ckpt["rng"])
+            _log(f"resumed from {path} after epoch {ckpt['state']['epoch']}")
+            return ckpt["state"]
+        _log(f"ignoring {path}: written with other parameters")
+    return new_state()
+
+
+@dataclass
+class Step:
+    """What one optimisation step needs besides the batch."""
+
+    model: nn.Module
+    branch: str
+    optimizer: Any
+    scaler: Any
+    device: torch.device
+    norm: dict[str, Any]
+    amp_dtype: torch.dtype | None
+    target: str
+    weight: torch.Tensor | None
+
+
+def train_epoch(step: Step, loader: Any) -> float:
+    """One pass over ``loader``; the mean training loss per item."""
+    step.model.train()
+    total, seen = 0.0, 0
+    for batch in loader:
+        step.optimizer.zero_grad(set_to_none=True)
+        with autocast(step.device, step.amp_dtype):
+            out = _forward(step.model, step.branch, batch, step.device, step.norm)
+        y, va = batch[-2].to(step.device), batch[-1].to(step.device)
+        out = {k: v.float() for k, v in out.items()}
+        loss = branch_loss(out, y, va, step.target, step.weight)
+        step.scaler.scale(loss).backward()
+        step.scaler.step(step.optimizer)
+        step.scaler.update()
+        total += float(loss.detach()) * len(y)
+        seen += len(y)
+    return total / max(seen, 1)
+
+
+def record_epoch(state: dict, model: nn.Module, row: dict[str, float], has_val: bool,
+                 patience: int) -> bool:  # fmt: skip
+    """Add an epoch's ``row`` (epoch, losses, val_metric) to ``state``; keep the model when it
+    is the best so far (or there is no validation part); return whether it was."""
+    current = selection_key(row["val_metric"], row["val_loss"])
+    best = selection_key(state["best_metric"], state["best_loss"])
+    improved = state["best_state"] is None or not has_val or current > best
+    if improved:
+        state["best_state"] = state_copy(model)
+        state["best_metric"], state["best_loss"] = row["val_metric"], row["val_loss"]
+        state["bad_epochs"] = 0
+    else:
+        state["bad_epochs"] += 1
+    state["history"].append(row)
+    state["epoch"] = row["epoch"]
+    state["stopped"] = state["bad_epochs"] >= patience
+    return improved
+
+
+def fit_epochs(step: Step, data: BranchData, state: dict, tcfg: dict[str, Any], seed: int,
+               ckpt_path: Path, run_key: str) -> None:  # fmt: skip
+    """Train from ``state``'s epoch until ``train.epochs`` or early stopping (``patience``
+    epochs without a better validation score), writing a checkpoint after each epoch."""
+    epochs, patience = int(tcfg["epochs"]), int(tcfg["patience"])
+    batch_size = int(tcfg["batch_size"])
+    weight = step.weight.cpu() if step.weight is not None else None
+    while state["epoch"] < epochs and not state["stopped"]:
+        epoch = state["epoch"]
+        seed_everything(epoch_seed(seed, epoch))
+        loader = make_loader(data.train, batch_size, shuffle=True, seed=seed, epoch=epoch,
+                             num_workers=int(tcfg.get("num_workers", 0)),
+                             pin_memory=step.device.type == "cuda")  # fmt: skip
+        train_loss = train_epoch(step, loader)
+        val_out = evaluate(step.model, step.branch, data.evals["val"], batch_size, step.device,
+                           data.norm, step.amp_dtype)  # fmt: skip
+        row = {"epoch": epoch + 1, "train_loss": train_loss,
+               "val_loss": _clip_loss(val_out, step.target, weight),
+               "val_metric": val_metric(val_out, step.target)}  # fmt: skip
+        improved = record_epoch(state, step.model, row, bool(data.evals["val"].clip_ids),
+                                patience)  # fmt: skip
+        _log(
+            f"epoch {epoch + 1}/{epochs} train_loss {train_loss:.4f} val_loss "
+            f"{row['val_loss']:.4f} val_metric {row['val_metric']:.4f}{' *' if improved else ''}"
+        )
+        ckpt = {"run_key": run_key, "model": state_copy(step.model),
+                "optimizer": to_cpu(step.optimizer.state_dict()),
+                "scaler": step.scaler.state_dict(), "rng": rng_state(), "state": state}  # fmt: skip
+        write_bytes(ckpt_path, torch_save_bytes(ckpt))
+        _stop_hook(epoch + 1)
+    if state["stopped"]:
+        _log(f"early stop after epoch {state['epoch']} (patience {patience})")
+
+
+def build_model(
+    config: dict[str, Any], branch: str, n_classes: int, data: BranchData, spec: dict[str, Any]
+) -> tuple[dict[str, Any], nn.Module]:
+    """The branch model's constructor kwargs (as the bundle stores them) and the model, with
+    pretrained ResNet-18 weights when the config names them."""
+    tcfg = config["train"]
+    layers = spec["n_layers"] if spec.get("layer") == "weighted" else 1
+    frame_vectors = branch in FRAME_VECTOR_BRANCHES
+    in_dim = len(data.norm["mean"]) if frame_vectors else spec.get("n_features")
+    arch = model_arch(
+        branch, tcfg, n_classes, in_dim, layers,
+        config.get("face_cnn"), config.get("au"), config.get("visual"),
+    )  # fmt: skip
+    model = build_branch_model(branch, arch)
+    if arch["name"] == "resnet18" and tcfg.get("resnet_weights"):
+        load_torchvision_resnet18(model.backbone, tcfg["resnet_weights"])
+    return arch, model
 
 
 def run_training(
@@ -313,49 +424,16 @@ def run_training(
     classes = [] if target == "dimensional" else class_names(manifest, config["dataset"])
     targets = clip_targets(manifest, classes)
     shards = open_shards([Path(p) for p in shard_paths], BRANCH_STAGE[branch])
-    roles: dict[str, list[str]] = {}
-    for role in ("train", *EVAL_PARTS):
-        ids = sorted(folds.loc[folds["role"] == role, "clip_id"].astype(str))
-        roles[role] = [c for c in ids if c in shards and c in targets]
-    parts_to_predict = [p for p in EVAL_PARTS if p != "unlabelled" or roles[p]]
-    roles["train"] = [c for c in roles["train"] if _targets_usable(targets, c, target)]
+    roles, parts = fold_roles(folds, shards, targets, target)
     if not roles["train"]:
         raise EmoflowError(f"fold {fold}: no training clip has {branch} features")
     _log(
         f"{branch} fold {fold} seed {seed}: {len(roles['train'])} train, "
         f"{len(roles['val'])} val, {len(roles['test'])} test clips on {device}"
     )
+    data = branch_data(config, branch, shards, roles, targets, parts)
 
-    size = int(tcfg.get("visual_size", 64))
-    features = config["face_cnn"]["features"] if branch == "face_cnn" else None
-    if branch == "audio" or branch in VECTOR_KINDS:
-        field = "logmel" if branch == "audio" else "vectors"
-        norm = fit_audio_norm(shards, roles["train"], field)
-        train_ds: Any = AudioWindows(shards, roles["train"], targets, field=field)
-        eval_ds = {p: AudioClips(shards, roles[p], targets, field=field) for p in parts_to_predict}
-        bundle_norm: dict[str, Any] = dict(norm)
-    elif branch in FRAME_VECTOR_BRANCHES:
-        norm = fit_frame_norm(branch, shards, roles["train"], features)
-        kw: dict[str, Any] = {"inputs": branch, "features": features}
-        train_ds = FaceWindows(shards, roles["train"], targets, size, **kw)
-        eval_ds = {p: FaceClips(shards, roles[p], targets, size, **kw) for p in parts_to_predict}
-        bundle_norm = {**norm, **({"features": features} if features else {})}
-    else:
-        norm = fit_face_norm(shards, roles["train"], size, GRAY_FACES)
-        train_ds = FaceWindows(shards, roles["train"], targets, size, GRAY_FACES)
-        eval_ds = {p: FaceClips(shards, roles[p], targets, size, GRAY_FACES)
-                   for p in parts_to_predict}  # fmt: skip
-        bundle_norm = {**norm, "size": size, "gray": GRAY_FACES}
-
-    layers = shards.spec["n_layers"] if shards.spec.get("layer") == "weighted" else 1
-    in_dim = len(norm["mean"]) if branch in FRAME_VECTOR_BRANCHES else shards.spec.get("n_features")
-    arch = model_arch(
-        branch, tcfg, len(classes), in_dim, layers,
-        config.get("face_cnn"), config.get("au"), config.get("visual"),
-    )  # fmt: skip
-    model = build_branch_model(branch, arch)
-    if arch["name"] == "resnet18" and tcfg.get("resnet_weights"):
-        load_torchvision_resnet18(model.backbone, tcfg["resnet_weights"])
+    arch, model = build_model(config, branch, len(classes), data, shards.spec)
     model.to(device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=float(tcfg["lr"]), weight_decay=float(tcfg["weight_decay"])
@@ -363,130 +441,29 @@ def run_training(
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     weight = None
     if tcfg.get("class_weights") and target != "dimensional":
-        counts = np.bincount(train_ds.labels[train_ds.labels >= 0], minlength=len(classes))
-        weight = class_weights(counts.tolist())
+        labels = data.train.labels
+        weight = class_weights(np.bincount(labels[labels >= 0], minlength=len(classes)).tolist())
 
-    run_key = stable_hash(
-        {
-            "train": tcfg,
-            "classes": classes,
-            "branch": branch,
-            "fold": fold,
-            "seed": seed,
-            "roles": roles,
-            "spec": shards.spec,
-            "version": __version__,
-            "arch": arch,
-            "features": features,
-        }
-    )
-    state: dict[str, Any] = {
-        "epoch": 0,
-        "history": [],
-        "best_state": None,
-        "best_metric": float("nan"),
-        "best_loss": float("nan"),
-        "bad_epochs": 0,
-        "stopped": False,
-    }
+    run_key = stable_hash({"train": tcfg, "classes": classes, "branch": branch, "fold": fold,
+                           "seed": seed, "roles": roles, "spec": shards.spec,
+                           "version": __version__, "arch": arch,
+                           "features": data.features})  # fmt: skip
     ckpt_path = out_dir / "checkpoint.pt"
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if ckpt.get("run_key") == run_key:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scaler.load_state_dict(ckpt["scaler"])
-            set_rng_state(ckpt["rng"])
-            state = ckpt["state"]
-            _log(f"resumed from {ckpt_path} after epoch {state['epoch']}")
-        else:
-            _log(f"ignoring {ckpt_path}: written with other parameters")
-
-    epochs, patience = int(tcfg["epochs"]), int(tcfg["patience"])
+    state = _resume(ckpt_path, run_key, model, optimizer, scaler)
+    step = Step(model, branch, optimizer, scaler, device, data.norm, amp_dtype, target,
+                weight.to(device) if weight is not None else None)  # fmt: skip
+    fit_epochs(step, data, state, tcfg, seed, ckpt_path, run_key)
     batch_size = int(tcfg["batch_size"])
-    workers = int(tcfg.get("num_workers", 0))
-    weight_dev = weight.to(device) if weight is not None else None
-    while state["epoch"] < epochs and not state["stopped"]:
-        epoch = state["epoch"]
-        seed_everything(epoch_seed(seed, epoch))
-        model.train()
-        loader = make_loader(
-            train_ds,
-            batch_size,
-            shuffle=True,
-            seed=seed,
-            epoch=epoch,
-            num_workers=workers,
-            pin_memory=device.type == "cuda",
-        )
-        total, seen = 0.0, 0
-        for batch in loader:
-            optimizer.zero_grad(set_to_none=True)
-            with autocast(device, amp_dtype):
-                out = _forward(model, branch, batch, device, norm)
-            y, va = batch[-2].to(device), batch[-1].to(device)
-            out = {k: v.float() for k, v in out.items()}
-            loss = branch_loss(out, y, va, target, weight_dev)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            total += float(loss.detach()) * len(y)
-            seen += len(y)
-        train_loss = total / max(seen, 1)
-        val_out = evaluate(model, branch, eval_ds["val"], batch_size, device, norm, amp_dtype)
-        val_loss = _clip_loss(val_out, target, weight)
-        metric = val_metric(val_out, target)
-        current = selection_key(metric, val_loss)
-        best = selection_key(state["best_metric"], state["best_loss"])
-        improved = state["best_state"] is None or not eval_ds["val"].clip_ids or current > best
-        if improved:
-            state["best_state"] = state_copy(model)
-            state["best_metric"], state["best_loss"] = metric, val_loss
-            state["bad_epochs"] = 0
-        else:
-            state["bad_epochs"] += 1
-        state["history"].append(
-            {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-             "val_metric": metric}
-        )  # fmt: skip
-        state["epoch"] = epoch + 1
-        state["stopped"] = state["bad_epochs"] >= patience
-        _log(
-            f"epoch {epoch + 1}/{epochs} train_loss {train_loss:.4f} val_loss {val_loss:.4f} "
-            f"val_metric {metric:.4f}{' *' if improved else ''}"
-        )
-        ckpt = {
-            "run_key": run_key,
-            "model": state_copy(model),
-            "optimizer": to_cpu(optimizer.state_dict()),
-            "scaler": scaler.state_dict(),
-            "rng": rng_state(),
-            "state": state,
-        }
-        write_bytes(ckpt_path, torch_save_bytes(ckpt))
-        _stop_hook(epoch + 1)
-    if state["stopped"]:
-        _log(f"early stop after epoch {state['epoch']} (patience {patience})")
-
     model.load_state_dict(state["best_state"])
-    parts = {
-        p: evaluate(model, branch, eval_ds[p], batch_size, device, norm, amp_dtype)
-        for p in parts_to_predict
-    }
+    outputs = {p: evaluate(model, branch, data.evals[p], batch_size, device, data.norm,
+                           amp_dtype) for p in parts}  # fmt: skip
     meta = {"classes": classes, "branch": branch, "fold": fold, "seed": seed, "target": target}
-    write_predictions(out_dir / "predictions.parquet", parts, meta)
+    write_predictions(out_dir / "predictions.parquet", outputs, meta)
     write_text(out_dir / "history.csv", history_csv(state["history"]))
-    save_bundle(
-        out_dir / "model.pt",
-        branch=branch,
-        arch=arch,
-        state_dict=copy.deepcopy(state["best_state"]),
-        classes=classes,
-        target=target,
-        norm=bundle_norm,
-        spec=shards.spec,
-        train_config={**tcfg, "branch": branch, "fold": fold, "seed": seed},
-    )
+    save_bundle(out_dir / "model.pt", branch=branch, arch=arch,
+                state_dict=copy.deepcopy(state["best_state"]), classes=classes, target=target,
+                norm=data.bundle_norm, spec=shards.spec,
+                train_config={**tcfg, "branch": branch, "fold": fold, "seed": seed})  # fmt: skip
     ckpt_path.unlink(missing_ok=True)
     shards.close()
     _log(f"wrote {out_dir}/model.pt, predictions.parquet, history.csv")
