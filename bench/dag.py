@@ -1,9 +1,9 @@
 """Benchmark: Snakemake DAG build (dry-run) time versus the number of clips.
 
 For each clip count N (default 1k, 10k, 100k) this script
-1. generates a fake RAVDESS-style dataset folder of N empty ``.mp4`` files
-   (``Actor_XX/MM-VC-EE-II-SS-RR-AA.mp4``; real actors 01-24, the repetition field grows to make
-   more unique names),
+1. generates a fake RAVDESS-style dataset folder of N empty ``.mp4`` files, every one a valid
+   clip (``Actor_XX/MM-VC-EE-II-SS-RR-AA.mp4``, past 2,880 names in subfolders
+   ``Actor_XX/set_NNN/``),
 2. writes a config YAML with ``dataset.root`` pointing at it and ``results`` in a scratch folder,
 3. times ``snakemake -n --cores 1 --configfile <cfg>`` run in the repository root, cold (empty
    results folder: the Snakefile's scan hashes every clip) and warm (again, nothing changed),
@@ -41,6 +41,7 @@ ACTORS = range(1, 25)
 MODALITIES = (1, 2)  # 01 full audio-video, 02 video-only
 EMOTIONS = range(1, 9)  # 01 neutral ... 08 surprised
 STATEMENTS = (1, 2)
+REPETITIONS = (1, 2)
 
 
 @dataclass
@@ -59,24 +60,26 @@ class Row:
 
 
 def ravdess_names(count: int) -> Iterator[str]:
-    """Yield ``count`` unique RAVDESS-style relative paths, deterministic in order.
+    """Yield ``count`` unique, valid RAVDESS-style relative paths, deterministic in order.
 
     Fields: modality, vocal channel (01 speech), emotion, intensity (neutral has only 01),
-    statement, repetition, actor. The repetition runs past RAVDESS's 01-02 to reach large counts.
+    statement, repetition (01-02), actor. Every name passes the adapter's range checks, so each
+    file is a clip of the manifest (not a scan failure). One set has 2,880 names; past it the
+    names repeat in numbered subfolders (``Actor_XX/set_NNN/...``: the clip id is the relative
+    path and the adapter reads only the file name).
     """
     made = 0
-    for repetition in itertools.count(1):
-        if repetition > 99:
-            raise ValueError(f"cannot make {count} unique names with two-digit fields")
-        for actor, modality, emotion, statement in itertools.product(
-            ACTORS, MODALITIES, EMOTIONS, STATEMENTS
+    for batch in itertools.count(0):
+        for actor, repetition, modality, emotion, statement in itertools.product(
+            ACTORS, REPETITIONS, MODALITIES, EMOTIONS, STATEMENTS
         ):
             for intensity in (1,) if emotion == 1 else (1, 2):
                 name = (
                     f"{modality:02d}-01-{emotion:02d}-{intensity:02d}-"
                     f"{statement:02d}-{repetition:02d}-{actor:02d}.mp4"
                 )
-                yield f"Actor_{actor:02d}/{name}"
+                folder = f"Actor_{actor:02d}" + (f"/set_{batch:03d}" if batch else "")
+                yield f"{folder}/{name}"
                 made += 1
                 if made == count:
                     return
@@ -90,9 +93,9 @@ def make_dataset(root: Path, count: int) -> float:
     root.mkdir(parents=True)
     made_dirs: set[str] = set()
     for rel in ravdess_names(count):
-        folder = rel.split("/", 1)[0]
+        folder = rel.rsplit("/", 1)[0]
         if folder not in made_dirs:
-            (root / folder).mkdir()
+            (root / folder).mkdir(parents=True, exist_ok=True)
             made_dirs.add(folder)
         (root / rel).touch()
     return time.perf_counter() - start

@@ -10,7 +10,7 @@ import pytest
 
 from emoflow.config import validate_config
 from emoflow.extract import run_shard
-from emoflow.manifest import refresh, shard_of
+from emoflow.manifest import read_shard_list, refresh, shard_list_text, shard_of
 from emoflow.paths import Layout
 from emoflow.store import open_shards
 from tests.mediagen import blank_png, face_png, make_clip
@@ -94,6 +94,21 @@ def test_shard_assignment_is_stable() -> None:
     a = [shard_of(c, 8) for c in ids]
     assert a == [shard_of(c, 8) for c in ids]
     assert len(set(a)) == 8  # spreads over all shards
+
+
+def test_shard_list_text_is_the_json_format(tmp_path: Path) -> None:
+    # built by hand for speed; byte for byte what json.dumps(indent=0) always wrote
+    odd = ["a", 'q"uote', "back\\slash", "new\nline", "\x00\x1f", "é", "e\u0301", "中😀", "\u2028"]
+    cases = [
+        [],
+        [("c", "0" * 64, "/p/c.mp4")],
+        [(a, b, c) for a in odd[:3] for b in odd for c in odd],
+    ]
+    for members in cases:
+        text = shard_list_text(members)
+        assert text == json.dumps([list(m) for m in members], ensure_ascii=False, indent=0) + "\n"
+        (tmp_path / "k.json").write_text(text, "utf-8")
+        assert read_shard_list(tmp_path / "k.json") == members
 
 
 def test_summary_json_is_machine_readable(corpus: Path, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from json.encoder import encode_basestring as _encode_str
 from pathlib import Path
 from typing import Any
 
@@ -75,31 +76,54 @@ def sha256_file(path: str | Path, block: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def parquet_bytes(rows: list[dict[str, Any]], schema: pa.Schema) -> bytes:
-    """Serialise rows to Parquet bytes, reproducibly (same rows -> same bytes)."""
-    table = pa.Table.from_pylist(rows, schema=schema)
+def table_bytes(table: pa.Table) -> bytes:
+    """Serialise a table to Parquet bytes, reproducibly (same rows -> same bytes)."""
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd", write_statistics=False)
     return buf.getvalue()
 
 
-def write_parquet_if_changed(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> bool:
-    """Write rows as Parquet only when the bytes differ from the file's; return whether written."""
-    data = parquet_bytes(rows, schema)
-    if path.exists() and path.read_bytes() == data:
-        return False
+def parquet_bytes(rows: list[dict[str, Any]], schema: pa.Schema) -> bytes:
+    """Serialise rows to Parquet bytes, reproducibly (same rows -> same bytes)."""
+    return table_bytes(pa.Table.from_pylist(rows, schema=schema))
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Write ``data`` (atomically) only when it differs from the file's; return whether written."""
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
     write_bytes(path, data)
     return True
+
+
+def write_parquet_if_changed(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> bool:
+    """Write rows as Parquet only when the bytes differ from the file's; return whether written."""
+    return write_if_changed(path, parquet_bytes(rows, schema))
+
+
+def shard_list_text(members: list[tuple[str, str, str]]) -> str:
+    """A shard list's file text: byte for byte ``json.dumps(members, ensure_ascii=False,
+    indent=0) + "\n"`` (the format shard files have always had), built with the C string encoder
+    (``indent`` makes ``json.dumps`` use its pure-Python encoder: ~1 s per 100,000 clips)."""
+    if not members:
+        return "[]\n"
+    items = ",\n".join("[\n" + ",\n".join(map(_encode_str, item)) + "\n]" for item in members)
+    return "[\n" + items + "\n]\n"
 
 
 def _load_hash_cache(path: Path) -> dict[str, tuple[int, int, str]]:
     if not path.exists():
         return {}
     try:
-        table = pq.read_table(path).to_pylist()
-    except (OSError, pa.ArrowInvalid):
+        columns = pq.read_table(path).to_pydict()
+        keys = columns["path"]
+        values = zip(columns["bytes"], columns["mtime_ns"], columns["sha256"], strict=True)
+    except (OSError, KeyError, ValueError, pa.ArrowInvalid):
         return {}  # a damaged cache only costs re-hashing
-    return {r["path"]: (r["bytes"], r["mtime_ns"], r["sha256"]) for r in table}
+    return dict(zip(keys, values, strict=True))
 
 
 @dataclass
@@ -162,32 +186,34 @@ def refresh(config: Config) -> ScanSummary:
     cache_path = out / ".scan_cache.parquet"
     hashes, hash_failures, hashed = _hash_all(scan.clips, _load_hash_cache(cache_path))
     n_shards = config["shards"]
-    rows = []
-    for clip in scan.clips:
-        if clip.path not in hashes:
-            continue
+    kept = [clip for clip in scan.clips if clip.path in hashes]
+    kept.sort(key=lambda c: c.clip_id)  # already sorted by the adapter: a linear check
+    sizes, digests, shards = [], [], []
+    members: list[list[tuple[str, str, str]]] = [[] for _ in range(n_shards)]
+    for clip in kept:
         size, _, digest = hashes[clip.path]
-        rows.append(
-            {
-                "clip_id": clip.clip_id,
-                "path": clip.path,
-                "bytes": size,
-                "sha256": digest,
-                "speaker": clip.speaker,
-                "label": clip.label,
-                "valence": clip.valence,
-                "arousal": clip.arousal,
-                "split": clip.split,
-                "shard": shard_of(clip.clip_id, n_shards),
-            }
-        )
-    rows.sort(key=lambda r: r["clip_id"])
-    manifest_written = write_parquet_if_changed(out / "manifest.parquet", rows, MANIFEST_SCHEMA)
+        shard = shard_of(clip.clip_id, n_shards)
+        sizes.append(size)
+        digests.append(digest)
+        shards.append(shard)
+        members[shard].append((clip.clip_id, digest, clip.path))
+    columns = {
+        "clip_id": [c.clip_id for c in kept],
+        "path": [c.path for c in kept],
+        "bytes": sizes,
+        "sha256": digests,
+        "speaker": [c.speaker for c in kept],
+        "label": [c.label for c in kept],
+        "valence": [c.valence for c in kept],
+        "arousal": [c.arousal for c in kept],
+        "split": [c.split for c in kept],
+        "shard": shards,
+    }
+    manifest = pa.Table.from_pydict(columns, schema=MANIFEST_SCHEMA)
+    manifest_written = write_if_changed(out / "manifest.parquet", table_bytes(manifest))
     shards_written = []
     for k in range(n_shards):
-        members = [[r["clip_id"], r["sha256"], r["path"]] for r in rows if r["shard"] == k]
-        text = json.dumps(members, ensure_ascii=False, indent=0) + "\n"
-        if write_text_if_changed(out / "shards" / f"{k}.json", text):
+        if write_text_if_changed(out / "shards" / f"{k}.json", shard_list_text(members[k])):
             shards_written.append(k)
     failures = sorted(scan.failures + hash_failures, key=lambda f: (f.clip_id, f.kind, f.message))
     write_parquet_if_changed(
@@ -199,7 +225,7 @@ def refresh(config: Config) -> ScanSummary:
             for p, v in sorted(hashes.items())
         ]
         write_bytes(cache_path, parquet_bytes(cache_rows, _CACHE_SCHEMA))
-    return ScanSummary(len(rows), len(failures), hashed, shards_written, manifest_written)
+    return ScanSummary(len(kept), len(failures), hashed, shards_written, manifest_written)
 
 
 def read_shard_list(path: str | Path) -> list[tuple[str, str, str]]:

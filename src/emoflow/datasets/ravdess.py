@@ -28,6 +28,15 @@ EMOTIONS = {
 }
 MODALITIES = {"01": "full-AV", "02": "video-only", "03": "audio-only"}
 PATTERN = re.compile(r"(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)")
+# Every field in range at once (the common case, one regex call per clip); a name it rejects is
+# checked field by field below for a precise message.
+VALID = re.compile(r"0[1-3]-0[12]-(0[1-8])-0[12]-0[12]-0[12]-(0[1-9]|1[0-9]|2[0-4])")
+# (emotion code, actor code) -> Fields, built once
+_FIELDS = {
+    (emotion, f"{actor:02d}"): Fields(speaker=f"Actor_{actor:02d}", label=label)
+    for emotion, label in EMOTIONS.items()
+    for actor in range(1, 25)
+}
 # field name, allowed codes (as text), how a person reads the range
 _RANGES = (
     ("modality", {"01", "02", "03"}, "01–03"),
@@ -42,6 +51,9 @@ _RANGES = (
 
 def parse_name(stem: str) -> Fields:
     """Fields of a RAVDESS file name without extension; ClipError(bad_label) if it is not one."""
+    valid = VALID.fullmatch(stem)
+    if valid is not None:
+        return _FIELDS[valid.groups()]
     match = PATTERN.fullmatch(stem)
     if match is None:
         raise ClipError(

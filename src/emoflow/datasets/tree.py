@@ -36,5 +36,5 @@ def scan_tree(root: Path, cfg: dict[str, Any], parse: Parser) -> ScanResult:
         except ClipError as exc:
             failures.append(failure(found.clip_id, exc.kind, exc.message))
             continue
-        records.append(make_record(found.clip_id, str(found.path), fields))
+        records.append(make_record(found.clip_id, found.path, fields))
     return finish(records, failures, cfg.get("labels"))

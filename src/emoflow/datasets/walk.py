@@ -13,7 +13,9 @@ import errno
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+from typing import NamedTuple
+from unicodedata import normalize
 
 from emoflow.datasets.records import clip_id_of, failure
 from emoflow.errors import Failure
@@ -21,19 +23,20 @@ from emoflow.errors import Failure
 DirKey = tuple[int, int]
 
 
-@dataclass(frozen=True)
-class FoundFile:
+class FoundFile(NamedTuple):
     """A media file: its root-relative POSIX path as found (link names, not targets),
-    its resolved absolute path, and its media extension as written."""
+    its resolved absolute path, its media extension as written, and its clip id (``rel``
+    without the extension, NFC). A named tuple: the walk makes one per file."""
 
     rel: str
-    path: Path
+    path: str
     suffix: str
+    clip_id: str
 
-    @property
-    def clip_id(self) -> str:
-        """The clip id: ``rel`` without the media extension, NFC."""
-        return clip_id_of(self.rel, self.suffix)
+    @classmethod
+    def of(cls, rel: str, path: str, suffix: str) -> FoundFile:
+        """The FoundFile of ``rel`` (its clip id computed)."""
+        return cls(rel, path, suffix, clip_id_of(rel, suffix))
 
 
 @dataclass
@@ -81,8 +84,12 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def _media_suffix(name: str, extensions: frozenset[str]) -> str | None:
-    suffix = PurePosixPath(name).suffix
-    return suffix if suffix and suffix.lower() in extensions else None
+    # PurePosixPath(name).suffix without building a path (this runs once per file)
+    i = name.rfind(".")
+    if 0 < i < len(name) - 1:
+        suffix = name[i:]
+        return suffix if suffix.lower() in extensions else None
+    return None
 
 
 def walk_media(
@@ -101,8 +108,8 @@ def walk_media(
     root_stat = os.stat(real_root)
     result = WalkResult()
     # Each entry: (folder path to list, its real path, relative prefix, real folders above).
-    stack: list[tuple[str, Path, str, frozenset[DirKey]]] = [
-        (str(real_root), real_root, "", frozenset({(root_stat.st_dev, root_stat.st_ino)}))
+    stack: list[tuple[str, str, str, frozenset[DirKey]]] = [
+        (str(real_root), str(real_root), "", frozenset({(root_stat.st_dev, root_stat.st_ino)}))
     ]
     while stack:
         folder, real_folder, prefix, ancestors = stack.pop()
@@ -115,9 +122,10 @@ def walk_media(
             )
             continue
         children = []
+        base = real_folder if real_folder.endswith("/") else real_folder + "/"
         for entry in entries:
             name = entry.name
-            if is_skipped_name(name):
+            if (name[0] in ".~#" or name[-1] == "~") and is_skipped_name(name):
                 continue
             rel = prefix + name
             if not _valid_utf8(name):
@@ -128,6 +136,13 @@ def walk_media(
                         f"the name {_printable(rel)!r} is not valid UTF-8; rename it",
                     )
                 )
+                continue
+            if not entry.is_symlink() and entry.is_file(follow_symlinks=False):
+                # the common case, inline (this loop runs once per file of the corpus)
+                suffix = _media_suffix(name, exts)
+                if suffix:  # the name ends with it, after at least one character
+                    clip_id = normalize("NFC", rel[: -len(suffix)])
+                    result.files.append(FoundFile(rel, base + name, suffix, clip_id))
                 continue
             child = _visit(entry, rel, real_folder, real_root, ancestors, exts, allow_outside_root)
             if isinstance(child, FoundFile):
@@ -144,12 +159,12 @@ def walk_media(
 def _visit(
     entry: os.DirEntry[str],
     rel: str,
-    real_folder: Path,
+    real_folder: str,
     real_root: Path,
     ancestors: frozenset[DirKey],
     exts: frozenset[str],
     allow_outside_root: bool,
-) -> FoundFile | Failure | tuple[str, Path, str, frozenset[DirKey]] | None:
+) -> FoundFile | Failure | tuple[str, str, str, frozenset[DirKey]] | None:
     """Classify one folder entry: a media file, a failure, a folder to enter, or nothing."""
     suffix = _media_suffix(entry.name, exts)
     if not entry.is_symlink():
@@ -158,9 +173,9 @@ def _visit(
             key = (st.st_dev, st.st_ino)
             if key in ancestors:  # a bind mount can loop without a link
                 return failure(rel, "symlink_loop", f"folder {rel!r} is a folder above it")
-            return (entry.path, real_folder / entry.name, rel + "/", ancestors | {key})
+            return (entry.path, os.path.join(real_folder, entry.name), rel + "/", ancestors | {key})
         if suffix and entry.is_file(follow_symlinks=False):
-            return FoundFile(rel=rel, path=real_folder / entry.name, suffix=suffix)
+            return FoundFile.of(rel, os.path.join(real_folder, entry.name), suffix)
         return None
     try:
         st = os.stat(entry.path)
@@ -199,7 +214,7 @@ def _visit(
                 "symlink_loop",
                 f"symbolic link {rel!r} points to {str(target)!r}, a folder above it; not entered",
             )
-        return (entry.path, target, rel + "/", ancestors | {key})
+        return (entry.path, str(target), rel + "/", ancestors | {key})
     if not os.path.isfile(target):
         return None
-    return FoundFile(rel=rel, path=target, suffix=suffix or "")
+    return FoundFile.of(rel, str(target), suffix or "")
