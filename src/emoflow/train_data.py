@@ -72,6 +72,7 @@ def branch_data(
     """The datasets of ``branch`` for these roles (see :mod:`emoflow.data`)."""
     size = int(config["train"].get("visual_size", 64))
     features = config["face_cnn"]["features"] if branch == "face_cnn" else None
+    columns = tuple(shards.spec["fields"][features]) if features else None
     if branch == "audio" or branch in VECTOR_KINDS:
         field = "logmel" if branch == "audio" else "vectors"
         norm = fit_audio_norm(shards, roles["train"], field)
@@ -79,8 +80,8 @@ def branch_data(
         evals = {p: AudioClips(shards, roles[p], targets, field=field) for p in parts}
         return BranchData(train, evals, norm, dict(norm), None)
     if branch in FRAME_VECTOR_BRANCHES:
-        norm = fit_frame_norm(branch, shards, roles["train"], features)
-        kw: dict[str, Any] = {"inputs": branch, "features": features}
+        norm = fit_frame_norm(branch, shards, roles["train"], columns)
+        kw: dict[str, Any] = {"inputs": branch, "columns": columns}
         train = FaceWindows(shards, roles["train"], targets, size, **kw)
         evals = {p: FaceClips(shards, roles[p], targets, size, **kw) for p in parts}
         bundle_norm = {**norm, **({"features": features} if features else {})}
