@@ -213,3 +213,44 @@ def test_two_face_clip_end_to_end_keeps_one_person(tmp_path, swap_frames, monkey
     assert rec.boxes.shape == (len(rec.mask), 4) and rec.boxes.dtype == np.float32
     centre = (rec.boxes[:, 0] + rec.boxes[:, 2]) / 2
     assert (centre < 360).all()
+
+
+def moving_face(photo: np.ndarray, shifts: list[int]) -> np.ndarray:
+    """The photo's face on a 360 x 360 canvas, moved right by ``shifts`` px frame by frame (a
+    negative shift: a frame without the face)."""
+    face = photo[20:260, 110:350]  # 240 x 240 around the 88 px face
+    frames = np.full((len(shifts), 360, 360, 3), 110, np.uint8)
+    for i, dx in enumerate(shifts):
+        if dx >= 0:
+            frames[i, 60:300, dx : dx + 240] = face
+    return frames
+
+
+def test_tracking_searches_near_the_face_and_finds_what_the_whole_frame_gives(
+    astronaut_full, monkeypatch
+):
+    """``track`` with one face searches around it (cheaper) yet aligns like a whole-frame
+    search; a jump out of the searched region and a frame without the face are handled."""
+    from emoflow.faces import embedded
+
+    photo, _ = astronaut_full
+    shifts = [0, 4, 8, 12, 16, 20, 24, 28, 100, 100, -1, 96, 92, 88, 84, 80, 76, 72]
+    frames = moving_face(photo, shifts)
+    whole_searches = []
+    real = embedded.detect_faces
+    monkeypatch.setattr(embedded, "detect_faces",
+                        lambda *a: whole_searches.append(1) or real(*a))  # fmt: skip
+    tracked = backend("track").process_frames(frames)
+    # the first frame, the jump (8), the frame without the face and the one after (10, 11),
+    # and frame 16 (every REDETECT frames); the others only around the face
+    assert len(whole_searches) == 5
+    monkeypatch.setattr(embedded, "detect_faces", real)
+    whole = backend("largest").process_frames(frames)
+    assert tracked.mask.tolist() == whole.mask.tolist() == [s >= 0 for s in shifts]
+    assert tracked.n_faces.tolist() == whole.n_faces.tolist()
+    found = tracked.mask
+    err = np.abs(tracked.landmarks[found] - whole.landmarks[found]).mean(axis=(1, 2))
+    assert err.max() < 2.0, err
+    diff = [np.abs(grey(a) - grey(b)).mean() for a, b in
+            zip(tracked.faces[found], whole.faces[found], strict=True)]  # fmt: skip
+    assert max(diff) < 6.0, diff

@@ -46,7 +46,7 @@ from emoflow.media import (
 )
 from emoflow.store import AudioClipFeatures, FaceClipFeatures, VectorClipFeatures
 
-FEATURE_VERSION = {"audio": 2, "faces": 3, "egemaps": 1, "ssl": 1, "face_cnn": 1}
+FEATURE_VERSION = {"audio": 2, "faces": 4, "egemaps": 1, "ssl": 1, "face_cnn": 1}
 """Per-stage version of the feature code (in the spec, the cache key and the shards)."""
 CHUNK_FRAMES = 32  # decoded full frames held at once by a streaming face backend
 

@@ -11,6 +11,9 @@ needed:
   stays under :data:`MAX_DETECT_PIXELS` and the scale at most 2 (faces down to about 40 px);
   frames with a face never pay for the second pass.
 
+With ``faces.select: track`` a frame after one with a face is first searched only around that
+face (:func:`detect_near`); the whole frame is searched when nothing is found there.
+
 Landmarks are fitted and faces aligned on the full-resolution frame, in its pixel coordinates
 (:mod:`emoflow.faces.embedded`). :func:`choose` picks the face to align (``faces.select``).
 """
@@ -32,6 +35,10 @@ MAX_DETECT_PIXELS = 1280 * 720
 MAX_SCALE = 2.0
 """The largest detection scale relative to the frame (faces down to about 40 px)."""
 SELECT = ("largest", "center", "track")
+TRACK_MARGIN = 0.3
+"""``select: track`` searches the tracked face's box grown by this share of its size per side."""
+TRACK_FACE_PX = 90
+"""...at the scale that makes the tracked face about this wide (dlib's window is 80 px)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,25 @@ def detect_faces(detector: object, frame: np.ndarray, upsample: int = 0) -> Dete
         if len(found):
             break
     return found
+
+
+def detect_near(
+    detector: object, frame: np.ndarray, prev: np.ndarray, upsample: int = 0
+) -> Detections:
+    """The faces in the region around ``prev`` (the box of the face tracked in the frame
+    before), boxes in ``frame``'s pixels: the box grown by :data:`TRACK_MARGIN` of its size on
+    each side, detected at the scale that makes the face about :data:`TRACK_FACE_PX` wide
+    (at most :data:`MAX_SCALE`, times ``2 ** upsample``). A fraction of the whole frame's
+    cost; nothing found means the caller searches the whole frame."""
+    h, w = frame.shape[:2]
+    bw, bh = prev[2] - prev[0], prev[3] - prev[1]
+    x0, x1 = int(max(0, prev[0] - TRACK_MARGIN * bw)), int(min(w, prev[2] + TRACK_MARGIN * bw))
+    y0, y1 = int(max(0, prev[1] - TRACK_MARGIN * bh)), int(min(h, prev[3] + TRACK_MARGIN * bh))
+    scale = min(MAX_SCALE, TRACK_FACE_PX / max(bw, 1.0)) * 2**upsample
+    if min(x1 - x0, y1 - y0) * scale < 80:  # the region cannot hold the detector's window
+        return Detections(np.zeros((0, 4)), np.zeros(0))
+    found = run_detector(detector, np.ascontiguousarray(frame[y0:y1, x0:x1]), scale)
+    return Detections(found.boxes + [x0, y0, x0, y0], found.scores)
 
 
 def _area(boxes: np.ndarray) -> np.ndarray:

@@ -16,10 +16,13 @@ from typing import Any
 import numpy as np
 
 from emoflow.errors import ClipError, ToolMissingError
-from emoflow.faces.detect import SELECT, choose, detect_faces
+from emoflow.faces.detect import SELECT, choose, detect_faces, detect_near
 from emoflow.faces.result import FaceResult
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
+REDETECT = 16
+"""With ``select: track`` the whole frame is searched at least every this many frames of a
+call (a divisor of the featurizer's chunk, so chunking changes nothing)."""
 
 
 def predictor_path() -> Path:
@@ -143,7 +146,9 @@ class EmbeddedBackend:
             "predictor": PREDICTOR_FILE,
             "predictor_sha256": _predictor_sha256(),
             "detector": f"hog upsample={self.upsample} side={detect.DETECT_SIDE} "
-            f"small={detect.SMALL_SIDE} retry<=x{detect.MAX_SCALE:g},{detect.MAX_DETECT_PIXELS}px",
+            f"small={detect.SMALL_SIDE} retry<=x{detect.MAX_SCALE:g},{detect.MAX_DETECT_PIXELS}px"
+            f" track-region margin={detect.TRACK_MARGIN:g} face={detect.TRACK_FACE_PX}px"
+            f" redetect={REDETECT}",
             "select": self.select,
             "align": f"openface-mean-shape rigid similarity size={self.size} scale={self.scale}",
         }
@@ -151,15 +156,25 @@ class EmbeddedBackend:
     def process_frames(self, frames: np.ndarray, prev_box: np.ndarray | None = None) -> FaceResult:
         """Faces of one clip's frames (K, H, W, 3) uint8 RGB.
 
+        With ``select: track``, while the last whole-frame search found one face, the frames
+        are searched only around it (:func:`emoflow.faces.detect.detect_near`), the whole frame
+        again every :data:`REDETECT` frames of the call and whenever it is not found there.
+
         ``prev_box``: the box chosen in the clip's frame before these (``select: track`` goes on
         from it when frames come in chunks); None at the start of a clip.
         """
         k = len(frames)
         result = FaceResult.empty(k, self.size)
         detector = _models().detector
+        alone = False  # the last whole-frame search found exactly one face
         for i, frame in enumerate(frames):
             frame = np.ascontiguousarray(frame)
-            found = detect_faces(detector, frame, self.upsample)
+            found = None
+            if self.select == "track" and alone and i % REDETECT and prev_box is not None:
+                found = detect_near(detector, frame, prev_box, self.upsample)
+            if found is None or not len(found):
+                found = detect_faces(detector, frame, self.upsample)
+                alone = len(found) == 1
             result.n_faces[i] = len(found)
             best = choose(found, self.select, frame.shape, prev_box)
             if best is None:

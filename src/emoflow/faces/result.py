@@ -14,7 +14,9 @@ class FaceResult:
     faces: (K, S, S, 3) uint8 aligned RGB crops, zeros where ``mask`` is False.
     mask: (K,) bool, a face was found and aligned.
     landmarks: (K, 68, 2) float32 in the input frame's pixel coordinates, zeros where not found.
-    n_faces: (K,) int16 faces detected per frame (embedded: detector count; openface: 1/0).
+    n_faces: (K,) int16 faces detected per frame (embedded: detector count where it searched —
+        the whole frame, or with ``select: track`` and one face in the last whole-frame
+        search, around that face; openface: 1/0).
     confidence: (K,) float32 (embedded: detector score; openface: its confidence), 0 if none.
     au: (K, n_au) float32 AU intensities (openface only), NaN where not found.
     pose: (K, 6) float32 Tx, Ty, Tz, Rx, Ry, Rz (openface only), NaN where not found.
