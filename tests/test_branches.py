@@ -107,6 +107,13 @@ def run(corpus: Path, base: Path, branches: list[str], **extra: object) -> Path:
     return out
 
 
+def predict_one(media: Path, model: Path, out: Path) -> dict:
+    """``emoflow predict`` (the installed command) on one file; its JSON."""
+    cmd = [str(BIN / "emoflow"), "predict", str(media), "--model", str(model), "--out", str(out)]
+    subprocess.run(cmd, check=True, env=env(), capture_output=True)
+    return json.loads((out / f"{media.stem}.json").read_text())
+
+
 def rows(out: Path) -> dict[str, dict[str, str]]:
     return {r["method"]: r for r in csv.DictReader((out / "report" / "results.csv").open())}
 
@@ -135,12 +142,7 @@ def test_audio_only_corpus_of_wav_files(demo: Path, tmp_path: Path) -> None:
     bundle = json.loads((out / "model" / "bundle.json").read_text())
     assert sorted(bundle["branches"]) == ["audio", "egemaps", "ssl"] and bundle["fusion"] == "late"
     assert bundle["encoders"] == {"ssl": str(encoder)}
-    wav = sorted(corpus.rglob("*.wav"))[0]
-    pred = tmp_path / "pred"
-    cmd = [str(BIN / "emoflow"), "predict", str(wav), "--model", str(out / "model"),
-           "--out", str(pred)]  # fmt: skip
-    subprocess.run(cmd, check=True, env=env(), capture_output=True)
-    doc = json.loads((pred / f"{wav.stem}.json").read_text())
+    doc = predict_one(sorted(corpus.rglob("*.wav"))[0], out / "model", tmp_path / "pred")
     assert doc["modalities"] == ["audio", "egemaps", "ssl"] and doc["source"] == "all"
     assert doc["fusion"]["applied"] == "late" and "visual" in doc["missing"]
     cfg = write_config(
@@ -201,11 +203,6 @@ def test_au_branch_with_the_openface_backend(
         assert "-gaze" in json.loads(h5.attrs["spec"])["backend_versions"]["flags"]
     bundle = json.loads((out / "model" / "bundle.json").read_text())
     assert sorted(bundle["branches"]) == ["au", "egemaps"]
-    clip = sorted(demo.rglob("*.mp4"))[0]
-    pred = tmp_path / "pred"
-    cmd = [str(BIN / "emoflow"), "predict", str(clip), "--model", str(out / "model"),
-           "--out", str(pred)]  # fmt: skip
-    subprocess.run(cmd, check=True, env=env(), capture_output=True)
-    doc = json.loads((pred / f"{clip.stem}.json").read_text())
+    doc = predict_one(sorted(demo.rglob("*.mp4"))[0], out / "model", tmp_path / "pred")
     assert doc["modalities"] == ["au", "egemaps"] and doc["source"] == "both"  # sorted
     assert set(doc["fusion"]["weights"]["categorical"]) == {"egemaps", "au"}

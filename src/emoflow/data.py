@@ -27,7 +27,7 @@ later epochs cheap without ever loading more than the budget.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,30 +81,39 @@ class _Cache:
 # --------------------------------------------------------------------------- audio
 
 
-def fit_audio_norm(
-    shards: Any, clip_ids: Iterable[str], field: str = "logmel"
-) -> dict[str, torch.Tensor]:
-    """Per-row mean and std (per mel of the log-mel windows, per functional of the eGeMAPS
-    windows: axis 1 of ``field``) over the windows of ``clip_ids`` (streaming, float64)."""
+def norm_from_sums(parts: Iterable[tuple[np.ndarray, np.ndarray, int]], what: str) -> dict:
+    """Mean and std (floored at 1e-5) from per-clip ``(sum, sum of squares, count)`` of
+    float64 values, accumulated in order (one clip in memory at a time)."""
     total = sq = None
     count = 0
-    for clip_id in clip_ids:
-        x = np.asarray(getattr(shards.get(clip_id), field), dtype=np.float64)
-        if x.size == 0:
-            continue
-        axes = tuple(i for i in range(x.ndim) if i != 1)
-        s, s2 = x.sum(axis=axes), (x**2).sum(axis=axes)
+    for s, s2, n in parts:
         total = s if total is None else total + s
         sq = s2 if sq is None else sq + s2
-        count += x.size // x.shape[1]
+        count += n
     if total is None or sq is None:
-        raise EmoflowError(f"no training {field} window to fit the normalisation on")
+        raise EmoflowError(f"no training {what} to fit the normalisation on")
     mean = total / count
     std = np.sqrt(np.maximum(sq / count - mean**2, 0.0))
     return {
         "mean": torch.tensor(mean, dtype=torch.float32),
         "std": torch.tensor(np.maximum(std, 1e-5), dtype=torch.float32),
     }
+
+
+def fit_audio_norm(
+    shards: Any, clip_ids: Iterable[str], field: str = "logmel"
+) -> dict[str, torch.Tensor]:
+    """Per-row mean and std (per mel of the log-mel windows, per functional of the eGeMAPS
+    windows: axis 1 of ``field``) over the windows of ``clip_ids`` (streaming, float64)."""
+
+    def parts() -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+        for clip_id in clip_ids:
+            x = np.asarray(getattr(shards.get(clip_id), field), dtype=np.float64)
+            if x.size:
+                axes = tuple(i for i in range(x.ndim) if i != 1)
+                yield x.sum(axis=axes), (x**2).sum(axis=axes), x.size // x.shape[1]
+
+    return norm_from_sums(parts(), f"{field} window")
 
 
 def normalise_audio(logmel: np.ndarray | torch.Tensor, norm: dict[str, Any]) -> torch.Tensor:

@@ -121,15 +121,19 @@ def stage_spec(config: Config, stage: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- workers
-def _audio_task(items: list[tuple[str, str]], spec: dict, config: Config) -> list[Any]:
+# A task gets (clip id, path, sha256) items (the sha256 keys the per-clip caches).
+Items = list[tuple[str, str, str]]
+
+
+def _audio_task(items: Items, spec: dict, config: Config) -> list[Any]:
     return _per_clip(audio_features, items, spec, config)
 
 
-def _egemaps_task(items: list[tuple[str, str]], spec: dict, config: Config) -> list[Any]:
+def _egemaps_task(items: Items, spec: dict, config: Config) -> list[Any]:
     return _per_clip(egemaps_features, items, spec, config)
 
 
-def _ssl_task(items: list[tuple[str, str]], spec: dict, config: Config) -> list[Any]:
+def _ssl_task(items: Items, spec: dict, config: Config) -> list[Any]:
     from emoflow.ssl_speech import device_of, model_folder
 
     folder, device = model_folder(config["ssl"]), device_of(config["ssl"])
@@ -137,9 +141,9 @@ def _ssl_task(items: list[tuple[str, str]], spec: dict, config: Config) -> list[
     return _per_clip(featurize, items, spec, config)
 
 
-def _per_clip(featurize: Any, items: list[tuple[str, str]], spec: dict, config: Config) -> list:
+def _per_clip(featurize: Any, items: Items, spec: dict, config: Config) -> list:
     out = []
-    for clip_id, path in items:
+    for clip_id, path, _ in items:
         try:
             out.append(featurize(path, spec, config["media"]))
         except ClipError as exc:
@@ -149,15 +153,16 @@ def _per_clip(featurize: Any, items: list[tuple[str, str]], spec: dict, config: 
     return out
 
 
-def _faces_task(items: list[tuple[str, str]], spec: dict, config: Config) -> list[Any]:
+def _faces_task(items: Items, spec: dict, config: Config) -> list[Any]:
     from emoflow.faces import make_backend
 
-    return face_features(items, spec, make_backend(config["faces"]), config["media"])
+    clips = [(c, p) for c, p, _ in items]
+    return face_features(clips, spec, make_backend(config["faces"]), config["media"])
 
 
-def _face_cnn_task(items: list[tuple[str, str, str]], spec: dict, config: Config) -> list[Any]:
-    """``items``: (clip id, path, sha256). The faces come from the faces stage's per-clip cache;
-    those missing there are computed and put there (the faces stage then reuses them)."""
+def _face_cnn_task(items: Items, spec: dict, config: Config) -> list[Any]:
+    """The faces come from the faces stage's per-clip cache; those missing there are computed
+    and put there (the faces stage then reuses them)."""
     from emoflow.face_cnn_stage import encode_faces, load_encoder
 
     faces_cache = cache_of(config, "faces", spec["faces"])
@@ -166,7 +171,7 @@ def _face_cnn_task(items: list[tuple[str, str, str]], spec: dict, config: Config
     if todo:
         log.info("face_cnn: %d clips not in the faces stage's cache: computing their faces",
                  len(todo))  # fmt: skip
-        computed = _faces_task([(c, p) for c, p, _ in todo], spec["faces"], config)
+        computed = _faces_task(todo, spec["faces"], config)
         for (clip_id, _, sha), res in zip(todo, computed, strict=True):
             faces_cache.put(sha, res)
             got[clip_id] = res
@@ -279,9 +284,7 @@ def compute_clips(
     task = {"audio": _audio_task, "egemaps": _egemaps_task, "faces": _faces_task,
             "ssl": _ssl_task, "face_cnn": _face_cnn_task}[stage]  # fmt: skip
     batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
-    with_sha = stage == "face_cnn"  # it looks the faces up in their stage's cache
-    tasks = [(task, [(c, p, s) if with_sha else (c, p) for c, s, p in b], spec, config)
-             for b in batches]  # fmt: skip
+    tasks = [(task, [(c, p, s) for c, s, p in b], spec, config) for b in batches]
     with executor_for(config, workers) as pool:
         for b, results in zip(batches, ordered_map(pool, tasks, 2 * workers), strict=True):
             for (clip_id, sha, _), res in zip(b, results, strict=True):

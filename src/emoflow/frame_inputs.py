@@ -14,13 +14,13 @@ build a clip's input with :func:`clip_frame_vectors` and standardise it with
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from emoflow.data import ClipFaces, frame_windows
+from emoflow.data import ClipFaces, frame_windows, norm_from_sums
 from emoflow.errors import EmoflowError
 
 AU_FIELDS = ("au", "pose", "gaze")
@@ -58,21 +58,13 @@ def fit_frame_norm(
     branch: str, shards: Any, clip_ids: Iterable[str], columns: Sequence[int] | None = None
 ) -> dict[str, torch.Tensor]:
     """Per-value mean and std over the face frames (mask True) of ``clip_ids`` (float64 sums)."""
-    total = sq = None
-    count = 0
-    for clip_id in clip_ids:
-        rec = shards.get(clip_id, READ_FIELDS[branch])
-        x = frame_vectors(branch, rec, columns)[np.asarray(rec.mask, bool)].astype(np.float64)
-        if not len(x):
-            continue
-        total = x.sum(0) if total is None else total + x.sum(0)
-        sq = (x**2).sum(0) if sq is None else sq + (x**2).sum(0)
-        count += len(x)
-    if total is None or sq is None:
-        raise EmoflowError(f"no training face frame to fit the {branch} normalisation on")
-    mean = total / count
-    std = np.sqrt(np.maximum(sq / count - mean**2, 0.0))
-    return {
-        "mean": torch.tensor(mean, dtype=torch.float32),
-        "std": torch.tensor(np.maximum(std, 1e-5), dtype=torch.float32),
-    }
+
+    def parts() -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+        for clip_id in clip_ids:
+            rec = shards.get(clip_id, READ_FIELDS[branch])
+            x = frame_vectors(branch, rec, columns)[np.asarray(rec.mask, bool)]
+            x = x.astype(np.float64)
+            if len(x):
+                yield x.sum(0), (x**2).sum(0), len(x)
+
+    return norm_from_sums(parts(), f"{branch} face frame")
