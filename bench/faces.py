@@ -9,10 +9,13 @@ re-encoded at 1280 x 720 (the square picture centred, padded), with the same wor
 - OpenFace per clip: ``FeatureExtraction -f clip`` on the whole video, one call per clip (as
   MMSA-FET and MERBench call it), ``workers`` calls at a time; only with ``--openface``;
 - the emoflow face stage (one shard job in a fresh process, nothing cached) with the OpenFace
-  backend (only with ``--openface``) and with the embedded backend; at 1280 x 720 also with
+  backend (only with ``--openface``) and with the embedded backend; each again with the clips'
+  probes already cached (``clips probed``: as in a workflow where another stage,
+  audio say, met the clips first; :mod:`emoflow.probe_cache`); at 1280 x 720 also with
   ``faces.max_side: 1280`` (full-resolution alignment);
 - the decode floor: ffprobe + ffmpeg decoding the frames at the grid's sample times (16 per 3 s
-  window), as the face stage decodes them, ``workers`` clips at a time.
+  window), as the face stage decodes them, ``workers`` clips at a time; and ffmpeg alone (the
+  probes made before, untimed: the floor of the ``clips probed`` row).
 
 Prints a table of clips/s, time relative to the floor and speed relative to OpenFace per clip,
 and the share of sampled frames with a face; writes bench/results/faces.csv. Figures, never
@@ -80,14 +83,20 @@ def config_file(work: Path, data: Path, name: str, faces: dict[str, Any]) -> Pat
     return path
 
 
-def run_face_stage(cfg: Path, workers: int) -> tuple[float, float, float]:
+def run_face_stage(cfg: Path, workers: int, probed: bool = False) -> tuple[float, float, float]:
     """One face shard job in a fresh process: (wall seconds, share of frames with a face,
-    median height of the chosen face boxes in decoded-frame pixels)."""
+    median height of the chosen face boxes in decoded-frame pixels). ``probed``: the clips'
+    probes are in the cache first (untimed), as when another stage met the clips before."""
     code = (
         "import json, time, h5py;"
-        "from emoflow.config import load_config; from emoflow.extract import run_shard;"
-        "from emoflow.manifest import refresh; from emoflow.config import results_dir;"
-        f"c = load_config({str(cfg)!r}); refresh(c); t = time.perf_counter();"
+        "from emoflow.config import load_config, cache_dir, results_dir;"
+        "from emoflow.extract import run_shard; from emoflow.probe_cache import ProbeCache;"
+        "from emoflow.manifest import refresh, read_shard_list;"
+        f"c = load_config({str(cfg)!r}); refresh(c);"
+        "pc = ProbeCache(cache_dir(c), c['media']);"
+        f"[pc.info(p, s) for _, s, p in read_shard_list(results_dir(c) / 'shards' / '0.json')"
+        f" if {probed}];"
+        "t = time.perf_counter();"
         f"run_shard(c, 'faces', 0, {workers}); dt = time.perf_counter() - t;"
         "h5 = h5py.File(results_dir(c) / 'faces' / '0.h5', 'r');"
         "import numpy as np; m = h5['mask'][()] if 'mask' in h5 else np.zeros(0, bool);"
@@ -102,13 +111,14 @@ def run_face_stage(cfg: Path, workers: int) -> tuple[float, float, float]:
     return dt, share, px
 
 
-def _decode_one(path: str) -> int:
-    """Probe a clip and decode its frames at the face grid's sample times (default config)."""
+def _decode_one(path: str, info: Any = None) -> int:
+    """Probe a clip (unless ``info`` is its probe) and decode its frames at the face grid's
+    sample times (default config)."""
     from emoflow.grid import TimeGrid
     from emoflow.media import FrameStream, probe
 
     grid = TimeGrid(16000, 3.0, 1.5, "pad", 16)
-    info = probe(path)
+    info = info or probe(path)
     duration = info.video_duration_s or info.duration_s or 0.04
     stream = FrameStream(path, grid.frame_times(duration, info.fps), grid.rate, info)
     n = sum(len(chunk) for chunk in stream.chunks())
@@ -116,12 +126,16 @@ def _decode_one(path: str) -> int:
     return n
 
 
-def decode_floor(data: Path, workers: int) -> float:
-    """Wall seconds to probe and decode every clip's sampled frames, ``workers`` at a time."""
+def decode_floor(data: Path, workers: int, probed: bool = False) -> float:
+    """Wall seconds to probe and decode every clip's sampled frames, ``workers`` at a time
+    (``probed``: decode only, the probes made before, untimed)."""
+    from emoflow.media import probe
+
     clips = [str(p) for p in sorted(data.rglob("*.mp4"))]
+    infos = [probe(p) if probed else None for p in clips]
     t = time.perf_counter()
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(_decode_one, clips))
+        list(pool.map(_decode_one, clips, infos))
     return time.perf_counter() - t
 
 
@@ -155,7 +169,9 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
         base = {"video": video, "clips": n, "workers": w}
         floor = decode_floor(data, w)
         runs: list[tuple[str, float | None, tuple[float, float] | None]]
-        runs = [("ffmpeg decode floor", floor, None)]
+        decode_only = decode_floor(data, w, probed=True)
+        runs = [("ffmpeg decode floor", floor, None),
+                ("ffmpeg decode floor, clips probed", decode_only, None)]  # fmt: skip
         of_s = None
         if args.openface and video != "176x144":
             of_s = openface_per_clip(Path(args.openface), data, work, w)
@@ -163,11 +179,16 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
             of = {"backend": "openface", "openface": {"bin": str(args.openface)}}
             dt, share, px = run_face_stage(config_file(work, data, f"of-{video}", of), w)
             runs.append(("face stage, openface backend", dt, (share, px)))
+            dt, share, px = run_face_stage(config_file(work, data, f"of-p-{video}", of), w, True)
+            runs.append(("face stage, openface backend, clips probed", dt, (share, px)))
         elif video != "176x144":  # small faces: the embedded backend's detection rate
             runs.append(("OpenFace per clip (whole video)", None, None))
             runs.append(("face stage, openface backend", None, None))
+            runs.append(("face stage, openface backend, clips probed", None, None))
         dt, share, px = run_face_stage(config_file(work, data, f"emb-{video}", {}), w)
         runs.append(("face stage, embedded", dt, (share, px)))
+        dt, share, px = run_face_stage(config_file(work, data, f"emb-p-{video}", {}), w, True)
+        runs.append(("face stage, embedded, clips probed", dt, (share, px)))
         if video == "1280x720":
             hi = config_file(work, data, f"emb-hi-{video}", {"max_side": 1280})
             dt, share, px = run_face_stage(hi, w)
@@ -188,15 +209,15 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     """The table: clips/s, time / floor, speed vs OpenFace per clip, frames with a face."""
-    print(f"{'what':38} {'video':>9} {'clips':>5} {'wrk':>3} {'seconds':>8} {'clips/s':>8} "
+    print(f"{'what':44} {'video':>9} {'clips':>5} {'wrk':>3} {'seconds':>8} {'clips/s':>8} "
           f"{'x floor':>8} {'x OpenFace':>10} {'face frames':>11} {'face px':>7}")  # fmt: skip
     for r in rows:
         if "clips_per_s" not in r:
-            print(f"{r['what']:38} {r['video']:>9} {r['clips']:>5} {r['workers']:>3} "
+            print(f"{r['what']:44} {r['video']:>9} {r['clips']:>5} {r['workers']:>3} "
                   f"{r['seconds']}")  # fmt: skip
             continue
         share = f"{100 * r['face_frames']:.1f} %" if "face_frames" in r else ""
-        print(f"{r['what']:38} {r['video']:>9} {r['clips']:>5} {r['workers']:>3} "
+        print(f"{r['what']:44} {r['video']:>9} {r['clips']:>5} {r['workers']:>3} "
               f"{r['seconds']:>8.2f} {r['clips_per_s']:>8.2f} {r['x_floor']:>8.2f} "
               f"{r['x_openface']!s:>10} {share:>11} {r.get('face_px', '')!s:>7}")  # fmt: skip
 

@@ -41,13 +41,13 @@ KEYS = ["table", "video", "frame_size", "variant", "clips", "frames", "write_ms_
 
 def sampled_frames(data: Path, max_side: int) -> list[np.ndarray]:
     """Each clip's frames as the face stage samples them (default grid)."""
-    from emoflow.featurize import _media, _open_frames
+    from emoflow.featurize import media_settings, open_frames
     from emoflow.grid import TimeGrid
 
     grid = TimeGrid(16000, 3.0, 1.5, "pad", 16)
     out = []
     for path in sorted(data.rglob("*.mp4")):
-        stream = _open_frames(path, grid, max_side, _media(None, {}))[0]
+        stream = open_frames(path, grid, max_side, media_settings(None, {}))[0]
         out.append(np.concatenate(list(stream.chunks(64))))
         stream.finish()
     return out

@@ -62,6 +62,9 @@ def test_face_benchmark_runs_without_openface() -> None:
         ratio = float(emb["seconds"]) / float(floor["seconds"])
         assert abs(float(emb["x_floor"]) - ratio) < 0.01 + 0.001 * ratio
         assert float(emb["face_frames"]) > 0.9  # the demo's faces are found
+        probed = by[("face stage, embedded, clips probed", video)]
+        assert float(probed["face_frames"]) == float(emb["face_frames"])
+        assert float(by[("ffmpeg decode floor, clips probed", video)]["clips_per_s"]) > 0
     small = by[("face stage, embedded", "176x144")]  # the same faces at about 45 px
     assert float(small["face_frames"]) > 0.9 and float(small["face_px"]) < 70
     assert ("OpenFace per clip (whole video)", "176x144") not in by

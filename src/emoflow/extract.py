@@ -44,6 +44,7 @@ from emoflow.grid import GRID_KEYS
 from emoflow.manifest import read_shard_list
 from emoflow.media import ffmpeg_version
 from emoflow.paths import Layout
+from emoflow.probe_cache import ProbeCache
 from emoflow.shard_write import assemble_shard
 from emoflow.store import FORMAT_VERSION, storage_spec
 
@@ -142,10 +143,11 @@ def _ssl_task(items: Items, spec: dict, config: Config) -> list[Any]:
 
 
 def _per_clip(featurize: Any, items: Items, spec: dict, config: Config) -> list:
+    probes = ProbeCache(cache_dir(config), config["media"])
     out = []
-    for clip_id, path, _ in items:
+    for clip_id, path, sha in items:
         try:
-            out.append(featurize(path, spec, config["media"]))
+            out.append(featurize(path, spec, config["media"], probes.info(path, sha)))
         except ClipError as exc:
             out.append(exc)
         except Exception as exc:  # noqa: BLE001 - one clip must never stop the shard
@@ -156,8 +158,11 @@ def _per_clip(featurize: Any, items: Items, spec: dict, config: Config) -> list:
 def _faces_task(items: Items, spec: dict, config: Config) -> list[Any]:
     from emoflow.faces import make_backend
 
+    probes = ProbeCache(cache_dir(config), config["media"])
+    sha_of = {p: sha for _, p, sha in items}
     clips = [(c, p) for c, p, _ in items]
-    return face_features(clips, spec, make_backend(config["faces"]), config["media"])
+    return face_features(clips, spec, make_backend(config["faces"]), config["media"],
+                         lambda path: probes.info(path, sha_of[str(path)]))  # fmt: skip
 
 
 def _face_cnn_task(items: Items, spec: dict, config: Config) -> list[Any]:
@@ -248,6 +253,7 @@ def default_workers(config: Config) -> int:
 def warm_up(stage: str, spec: dict[str, Any], config: Config) -> None:
     """Load what computing clips needs once, here: forked workers inherit it (only when some
     clip is computed; a job whose clips are all cached loads neither librosa nor face models)."""
+    ProbeCache(cache_dir(config), config["media"])  # ffprobe's version, asked once
     if stage == "audio":
         logmel_mfcc(np.zeros((1, int(spec["window_s"] * spec["sample_rate"])), np.float32), spec)
     elif stage == "egemaps":

@@ -24,7 +24,7 @@ test in ``tests/test_featurize.py`` fails until you do).
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,9 @@ FEATURE_VERSION = {"audio": 2, "faces": 4, "egemaps": 1, "ssl": 1, "face_cnn": 1
 CHUNK_FRAMES = 32  # decoded full frames held at once by a streaming face backend
 
 
-def _media(media: dict[str, Any] | None, spec: dict[str, Any]) -> dict[str, Any]:
+def media_settings(media: dict[str, Any] | None, spec: dict[str, Any]) -> dict[str, Any]:
+    """The media settings a stage decodes with: the defaults, the config's, the spec's
+    truncation tolerances."""
     # the spec's truncation tolerances win: predict applies the ones the model was trained with
     return {**MEDIA_DEFAULTS, **(media or {}), **spec.get("truncation", {})}
 
@@ -68,7 +70,7 @@ def audio_windows(
 ) -> tuple[Windows, float]:
     """A clip's decoded track cut into the grid's windows, and its decoded duration: what the
     audio and eGeMAPS stages both compute on (truncation and silence checked here)."""
-    media = _media(media, spec)
+    media = media_settings(media, spec)
     info = _probe(path, media, info)
     sr = int(spec["sample_rate"])
     samples = decode_audio(path, sr, media["ffmpeg"], media["timeout_s"], info)
@@ -190,11 +192,15 @@ def _concat(parts: list[FaceResult]) -> FaceResult:
     return FaceResult(**{n: cat(n) for n in fields})
 
 
-def _open_frames(
-    path: str | Path, grid: TimeGrid, max_side: int, media: dict[str, Any]
+def open_frames(
+    path: str | Path,
+    grid: TimeGrid,
+    max_side: int,
+    media: dict[str, Any],
+    info: MediaInfo | None = None,
 ) -> tuple[FrameStream, np.ndarray, float]:
     """The frame stream of a clip's sample times, the times and the video's duration."""
-    info = _probe(path, media, None)
+    info = _probe(path, media, info)
     if not info.has_video:
         raise ClipError("no_video", "the file has no video stream")
     duration = info.video_duration_s or info.duration_s or 1.0 / (info.fps or 25.0)
@@ -207,13 +213,15 @@ def face_features(
     spec: dict[str, Any],
     backend: Any,
     media: dict[str, Any] | None = None,
+    probe_with: Callable[[str | Path], MediaInfo] | None = None,
 ) -> list[FaceClipFeatures | ClipError]:
     """Each clip's face frames on the grid, or its failure (one entry per clip, in order).
 
     A streaming backend aligns each chunk of decoded frames as it arrives; a batching one
-    (OpenFace) gets the frames of all the clips in one call.
+    (OpenFace) gets the frames of all the clips in one call. ``probe_with`` gives a clip's
+    :class:`MediaInfo` from its path (default: ffprobe it).
     """
-    media = _media(media, spec)
+    media = media_settings(media, spec)
     grid = TimeGrid.of(spec)
     max_side = int(spec.get("max_side", 640))
     streaming = bool(getattr(backend, "streams", False))
@@ -223,7 +231,8 @@ def face_features(
     with tempfile.TemporaryDirectory(prefix="emoflow-faces-") as work:
         for clip_id, path in clips:
             try:
-                stream, times, duration = _open_frames(path, grid, max_side, media)
+                info = probe_with(path) if probe_with else None
+                stream, times, duration = open_frames(path, grid, max_side, media, info)
                 if streaming:
                     out[clip_id] = _stream(backend, clip_id, stream, work)
                 else:

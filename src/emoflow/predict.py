@@ -123,18 +123,25 @@ def audio_windows(
 
 
 def visual_windows(
-    path: Path, predictor: Predictor, name: str = "visual", faces: dict[str, Any] | None = None
+    path: Path,
+    predictor: Predictor,
+    name: str = "visual",
+    faces: dict[str, Any] | None = None,
+    info: MediaInfo | None = None,
 ) -> BranchWindows | ClipError:
     """A face branch's (``visual``, ``face_cnn`` or ``au``) outputs on the face windows that
     have a face (no_face: a ClipError). ``faces`` caches the file's face record per faces spec,
-    so face branches trained on the same faces stage run the face backend once."""
+    so face branches trained on the same faces stage run the face backend once; ``info``: the
+    file's probe (None: probe it)."""
     branch = predictor.branches[name]
     norm, spec = branch.bundle["norm"], branch.spec
     faces_spec = spec.get("faces", spec)  # face_cnn: the faces stage's spec it encodes
     key = stable_hash(faces_spec)
     faces = {} if faces is None else faces
     if key not in faces:
-        [faces[key]] = face_features([(path.name, path)], faces_spec, predictor.require_backend())
+        probe_with = None if info is None else lambda _: info
+        backend = predictor.require_backend()
+        [faces[key]] = face_features([(path.name, path)], faces_spec, backend, None, probe_with)
     rec = faces[key]
     if isinstance(rec, ClipError):
         if rec.kind == "no_face":
@@ -187,7 +194,7 @@ def branch_windows(
         if not info.has_video:
             why[name] = "the file has no video stream"
             continue
-        res = visual_windows(path, predictor, name, faces)
+        res = visual_windows(path, predictor, name, faces, info)
         if isinstance(res, ClipError):
             why[name] = "no face was found in any sampled frame"
         else:

@@ -131,7 +131,10 @@ class EmbeddedBackend:
         predictor_path()  # fail early (ToolMissingError); the models load on first use
 
     def load(self) -> None:
-        """Load dlib's models now (once per process; forked workers inherit them)."""
+        """Load dlib's models and the alignment code (scipy) now, once per process: forked
+        workers inherit them."""
+        from emoflow.faces import align  # noqa: F401
+
         _models()
 
     def versions(self) -> dict[str, str]:
