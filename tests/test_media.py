@@ -149,3 +149,44 @@ def test_timeout_is_classified(tmp_path: Path) -> None:
     with pytest.raises(ClipError) as err:
         media.probe(clip, timeout_s=1e-6)
     assert err.value.kind == "tool_timeout"
+
+
+def test_bundled_ffmpeg_decodes_what_debians_decodes(tmp_path: Path) -> None:
+    """media.ffmpeg: bundled (the default) runs imageio-ffmpeg's static binary; it decodes a
+    clip's sampled frames to the same pixels and its audio to the same samples as the ffmpeg on
+    PATH (Debian's)."""
+    import imageio_ffmpeg
+
+    path = Path(media.tool_path("bundled"))
+    assert path.is_file() and Path(imageio_ffmpeg.__file__).parent in path.parents
+    assert (
+        media.ffmpeg_version() == media.ffmpeg_version("bundled") != media.ffmpeg_version("ffmpeg")
+    )
+    clip = make_clip(tmp_path / "a.mp4", 2.0, image=face_png(tmp_path / "f.png"), tone_hz=300)
+    info = media.probe(clip)
+    got = {}
+    for ffmpeg in ("bundled", "ffmpeg"):
+        audio = media.decode_audio(clip, 16000, ffmpeg, info=info)
+        times = GRID.frame_times(info.video_duration_s or info.duration_s, info.fps)
+        stream = media.FrameStream(clip, times, GRID.rate, info, media={"ffmpeg": ffmpeg})
+        frames = np.concatenate(list(stream.chunks()))
+        got[ffmpeg] = (audio, frames, stream.finish().pick)
+    (a1, f1, p1), (a2, f2, p2) = got["bundled"], got["ffmpeg"]
+    assert len(f1) == len(times) and np.array_equal(p1, p2) and np.array_equal(f1, f2)
+    # the same samples; ffmpeg 9 trims the AAC encoder's trailing padding (2.0 s exactly), where
+    # Debian's 5.1 keeps about 20 ms of it
+    assert len(a1) == 32000 and 32000 <= len(a2) <= 32000 + 1024
+    diff = np.abs(a1 - a2[: len(a1)])
+    assert diff[:-64].max() < 1e-5 and diff.max() < 1e-3  # the resampler's last 4 ms differ
+
+
+def test_bundled_ffmpeg_without_its_package_is_one_clear_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "imageio_ffmpeg", None)
+    media._bundled_ffmpeg.cache_clear()
+    try:
+        with pytest.raises(ToolMissingError, match="imageio-ffmpeg.*media.ffmpeg: ffmpeg"):
+            media.tool_path("bundled")
+    finally:
+        media._bundled_ffmpeg.cache_clear()

@@ -25,8 +25,10 @@ import numpy as np
 from emoflow.errors import ClipError, ToolMissingError
 
 DEFAULT_TIMEOUT_S = 600.0
+BUNDLED = "bundled"
+"""``media.ffmpeg: bundled``: the static ffmpeg of the imageio-ffmpeg package (a dependency)."""
 MEDIA_DEFAULTS: dict[str, Any] = {
-    "ffmpeg": "ffmpeg",
+    "ffmpeg": BUNDLED,
     "ffprobe": "ffprobe",
     "timeout_s": DEFAULT_TIMEOUT_S,
     "truncation_tolerance_s": 0.5,
@@ -62,6 +64,32 @@ def _first_line(stderr: bytes) -> str:
     return re.sub(r"^.*?file:[^:]*:\s*", "", msg)[:300]
 
 
+def tool_path(name: str) -> str:
+    """The ffmpeg binary to run for ``media.ffmpeg``: a name on PATH or a path as given;
+    :data:`BUNDLED` is the static ffmpeg that the imageio-ffmpeg package installs.
+
+    Why bundled by default: Debian's ffmpeg links about 200 shared libraries, and linking them
+    costs about 0.1 s per call — more than decoding a short clip's frames (bench/faces.py);
+    the static build starts in about 0.01 s, and every machine that installs emoflow's pins
+    (a cluster node without root included) decodes with the same ffmpeg.
+    """
+    if name != BUNDLED:
+        return name
+    return _bundled_ffmpeg()
+
+
+@functools.cache
+def _bundled_ffmpeg() -> str:
+    try:
+        import imageio_ffmpeg
+    except ImportError as exc:
+        raise ToolMissingError(
+            "media.ffmpeg: bundled needs the imageio-ffmpeg package (pip install "
+            "imageio-ffmpeg), or set media.ffmpeg: ffmpeg to use the ffmpeg on PATH"
+        ) from exc
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
 def _run(args: list[str], timeout_s: float, what: str) -> subprocess.CompletedProcess[bytes]:
     try:
         return subprocess.run(args, capture_output=True, timeout=timeout_s, check=False)
@@ -75,9 +103,9 @@ def _run(args: list[str], timeout_s: float, what: str) -> subprocess.CompletedPr
 
 
 @functools.cache
-def ffmpeg_version(ffmpeg_bin: str = "ffmpeg") -> str:
+def ffmpeg_version(ffmpeg_bin: str = BUNDLED) -> str:
     """The first line of ``ffmpeg -version`` (part of the audio and face parameter hashes)."""
-    proc = _run([ffmpeg_bin, "-hide_banner", "-version"], 30, "ffmpeg -version")
+    proc = _run([tool_path(ffmpeg_bin), "-hide_banner", "-version"], 30, "ffmpeg -version")
     return proc.stdout.decode("utf-8", "replace").splitlines()[0].strip()
 
 
@@ -166,7 +194,7 @@ def _duration(stream: dict | None) -> float | None:
 def decode_audio(
     path: str | Path,
     sample_rate: int = 16000,
-    ffmpeg_bin: str = "ffmpeg",
+    ffmpeg_bin: str = BUNDLED,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     info: MediaInfo | None = None,
 ) -> np.ndarray:
@@ -178,7 +206,7 @@ def decode_audio(
     stream = ffmpeg.input(_input(path)).output(
         "pipe:1", format="f32le", acodec="pcm_f32le", ac=1, ar=sample_rate, vn=None, sn=None
     )
-    args = stream.global_args("-nostdin", "-v", "error").compile(cmd=ffmpeg_bin)
+    args = stream.global_args("-nostdin", "-v", "error").compile(cmd=tool_path(ffmpeg_bin))
     proc = _run(args, timeout_s, "ffmpeg audio decode")
     if proc.returncode != 0:
         raise ClipError("unreadable", f"ffmpeg cannot decode the audio: {_first_line(proc.stderr)}")
@@ -251,7 +279,7 @@ class FrameStream:
         video = video.filter("showinfo").filter("scale", self.width, self.height)
         stream = video.output("pipe:1", **out_args)
         self.args = stream.global_args("-nostdin", "-v", "info", "-nostats").compile(
-            cmd=media["ffmpeg"]
+            cmd=tool_path(media["ffmpeg"])
         )
         self.n_decoded = 0
         self.stderr = b""

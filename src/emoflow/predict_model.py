@@ -18,7 +18,7 @@ from emoflow.config import stable_hash
 from emoflow.errors import EmoflowError, SpecMismatchError, ToolMissingError
 from emoflow.fusion_apply import late_weights
 from emoflow.grid import GRID_KEYS, TimeGrid
-from emoflow.media import ffmpeg_version
+from emoflow.media import BUNDLED, ffmpeg_version
 
 log = logging.getLogger("emoflow.predict")
 
@@ -180,7 +180,7 @@ def _compare(what: str, trained: Any, here: Any) -> list[str]:
     return [f"{what} differs: the model was trained with {trained!r}, this machine has {here!r}"]
 
 
-def tool_warnings(spec: dict[str, Any], stage: str, ffmpeg_bin: str = "ffmpeg") -> list[str]:
+def tool_warnings(spec: dict[str, Any], stage: str, ffmpeg_bin: str = BUNDLED) -> list[str]:
     """Differences between the tool versions a spec records and the local ones."""
     import librosa
 
