@@ -253,7 +253,7 @@ def default_workers(config: Config) -> int:
 def warm_up(stage: str, spec: dict[str, Any], config: Config) -> None:
     """Load what computing clips needs once, here: forked workers inherit it (only when some
     clip is computed; a job whose clips are all cached loads neither librosa nor face models)."""
-    ProbeCache(cache_dir(config), config["media"])  # ffprobe's version, asked once
+    ffmpeg_version(config["media"]["ffprobe"])  # the probe cache's key: forked workers inherit it
     if stage == "audio":
         logmel_mfcc(np.zeros((1, int(spec["window_s"] * spec["sample_rate"])), np.float32), spec)
     elif stage == "egemaps":
