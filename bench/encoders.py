@@ -4,13 +4,12 @@
 
 On the same demo clips, in one process and one thread each (so per-clip figures add up over
 workers): the floor (ffprobe + decoding the audio track), the audio stage (log-mel + MFCC), the
-egemaps stage (openSMILE eGeMAPSv02 functionals) and the ssl stage with a tiny local wav2vec 2.0
-(2 layers, hidden 32: what the tests use) and, with ``--ssl-base``, a randomly initialised
-wav2vec 2.0 of base size (12 layers, hidden 768, 95 M parameters: the cost of the real
+egemaps stage (openSMILE eGeMAPSv02 functionals) and the ssl stage with a tiny local wav2vec 2.0 (2
+layers, hidden 32: what the tests use) and, with ``--ssl-base``, a randomly initialised wav2vec 2.0
+of base size (12 layers, hidden 768, 95 M parameters: the cost of the real
 ``facebook/wav2vec2-base``, whose weights this offline machine cannot fetch). Each stage runs
-through :mod:`emoflow.featurize`, the code the workflow and ``predict`` use. Prints a table and
-writes bench/results/encoders.csv. Figures, never pass/fail.
-"""
+through :mod:`emoflow.features.featurize`, the code the workflow and ``predict`` use. Prints a table
+and writes bench/results/encoders.csv. Figures, never pass/fail."""
 
 from __future__ import annotations
 
@@ -54,9 +53,14 @@ def main() -> None:
     import torch
 
     from emoflow.config import validate_config
-    from emoflow.demo import make_demo_corpus
-    from emoflow.extract import stage_spec
-    from emoflow.featurize import audio_features, audio_windows, egemaps_features, ssl_features
+    from emoflow.demo.corpus import make_demo_corpus
+    from emoflow.extraction.specs import stage_spec
+    from emoflow.features.featurize import (
+        audio_features,
+        audio_windows,
+        egemaps_features,
+        ssl_features,
+    )
     from tests.encoders import tiny_wav2vec2
 
     torch.set_num_threads(1)

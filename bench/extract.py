@@ -2,12 +2,10 @@
 
     .venv/bin/python bench/extract.py --clips 32 --rss-clips 50 200
 
-Per clip: (a) ffmpeg decode alone (audio to 16 kHz + the frames at the grid's sample times:
-the floor), (b) the audio stage, (c) the face stage (embedded backend), each on 1 and 2
-workers, as clips/s; and the peak RSS of a whole shard job (a fresh process) for two corpus
-sizes, which must be flat. Prints a table and writes bench/results/extract.csv. Figures,
-never pass/fail.
-"""
+Per clip: (a) ffmpeg decode alone (audio to 16 kHz + the frames at the grid's sample times: the
+floor), (b) the audio stage, (c) the face stage (embedded backend), each on 1 and 2 workers, as
+clips/s; and the peak RSS of a whole shard job (a fresh process) for two corpus sizes, which must be
+flat. Prints a table and writes bench/results/extract.csv. Figures, never pass/fail."""
 
 from __future__ import annotations
 
@@ -27,7 +25,7 @@ OUT = REPO / "bench" / "results"
 
 def make_corpus(root: Path, clips: int, unique: int) -> None:
     """``clips`` demo clips: ``unique`` generated ones, the rest renamed copies (new clip ids)."""
-    from emoflow.demo import make_demo_corpus
+    from emoflow.demo.corpus import make_demo_corpus
 
     src = make_demo_corpus(root / "_src", clips=unique, seed=0)
     root.mkdir(parents=True, exist_ok=True)
@@ -57,8 +55,9 @@ def run_stage(cfg: Path, stage: str, workers: int) -> tuple[float, float]:
     """Run one shard job in a fresh process: (wall seconds, peak RSS MiB of the job)."""
     code = (
         "import resource, sys, time, json;"
-        "from emoflow.config import load_config; from emoflow.extract import run_shard;"
-        "from emoflow.manifest import refresh;"
+        "from emoflow.config import load_config;"
+        "from emoflow.extraction.shard_job import run_shard;"
+        "from emoflow.datasets.manifest import refresh;"
         f"c = load_config({str(cfg)!r}); refresh(c); t = time.perf_counter();"
         f"run_shard(c, {stage!r}, 0, {workers});"
         "dt = time.perf_counter() - t;"
@@ -74,8 +73,8 @@ def run_stage(cfg: Path, stage: str, workers: int) -> tuple[float, float]:
 def decode_floor(data: Path) -> float:
     """Mean seconds per clip to decode the audio and the frames at the grid's sample times
     (16 per 3 s window; ffmpeg only)."""
-    from emoflow.grid import TimeGrid
-    from emoflow.media import FrameStream, decode_audio, probe
+    from emoflow.media.ffmpeg import FrameStream, decode_audio, probe
+    from emoflow.media.grid import TimeGrid
 
     grid = TimeGrid(16000, 3.0, 1.5, "pad", 16)
     clips = sorted(data.rglob("*.mp4"))
@@ -92,7 +91,7 @@ def decode_floor(data: Path) -> float:
 
 def audio_decode_floor(data: Path) -> float:
     """Mean seconds per clip to probe + decode the audio alone (the audio stage's floor)."""
-    from emoflow.media import decode_audio, probe
+    from emoflow.media.ffmpeg import decode_audio, probe
 
     clips = sorted(data.rglob("*.mp4"))
     t = time.perf_counter()

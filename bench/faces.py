@@ -11,16 +11,15 @@ re-encoded at 1280 x 720 (the square picture centred, padded), with the same wor
 - the emoflow face stage (one shard job in a fresh process, nothing cached) with the OpenFace
   backend (only with ``--openface``) and with the embedded backend; each again with the clips'
   probes already cached (``clips probed``: as in a workflow where another stage,
-  audio say, met the clips first; :mod:`emoflow.probe_cache`); at 1280 x 720 also with
+  audio say, met the clips first; :mod:`emoflow.media.probe_cache`); at 1280 x 720 also with
   ``faces.max_side: 1280`` (full-resolution alignment);
 - the decode floor: ffprobe + ffmpeg decoding the frames at the grid's sample times (16 per 3 s
   window), as the face stage decodes them, ``workers`` clips at a time; and ffmpeg alone (the
   probes made before, untimed: the floor of the ``clips probed`` row).
 
-Prints a table of clips/s, time relative to the floor and speed relative to OpenFace per clip,
-and the share of sampled frames with a face; writes bench/results/faces.csv. Figures, never
-pass/fail.
-"""
+Prints a table of clips/s, time relative to the floor and speed relative to OpenFace per clip, and
+the share of sampled frames with a face; writes bench/results/faces.csv. Figures, never
+pass/fail."""
 
 from __future__ import annotations
 
@@ -52,7 +51,7 @@ so that its faces are about 45 px tall, as in the small videos of in-the-wild co
 
 def make_corpora(work: Path, clips: int) -> dict[str, Path]:
     """The demo clips and their re-encodings (:data:`RESIZED`, same relative paths)."""
-    from emoflow.demo import make_demo_corpus
+    from emoflow.demo.corpus import make_demo_corpus
 
     demo = work / "demo"
     paths = make_demo_corpus(demo, clips=clips, seed=0)
@@ -90,8 +89,9 @@ def run_face_stage(cfg: Path, workers: int, probed: bool = False) -> tuple[float
     code = (
         "import json, time, h5py;"
         "from emoflow.config import load_config, cache_dir, results_dir;"
-        "from emoflow.extract import run_shard; from emoflow.probe_cache import ProbeCache;"
-        "from emoflow.manifest import refresh, read_shard_list;"
+        "from emoflow.extraction.shard_job import run_shard;"
+        "from emoflow.media.probe_cache import ProbeCache;"
+        "from emoflow.datasets.manifest import refresh, read_shard_list;"
         f"c = load_config({str(cfg)!r}); refresh(c);"
         "pc = ProbeCache(cache_dir(c), c['media']);"
         f"[pc.info(p, s) for _, s, p in read_shard_list(results_dir(c) / 'shards' / '0.json')"
@@ -114,8 +114,8 @@ def run_face_stage(cfg: Path, workers: int, probed: bool = False) -> tuple[float
 def _decode_one(path: str, info: Any = None) -> int:
     """Probe a clip (unless ``info`` is its probe) and decode its frames at the face grid's
     sample times (default config)."""
-    from emoflow.grid import TimeGrid
-    from emoflow.media import FrameStream, probe
+    from emoflow.media.ffmpeg import FrameStream, probe
+    from emoflow.media.grid import TimeGrid
 
     grid = TimeGrid(16000, 3.0, 1.5, "pad", 16)
     info = info or probe(path)
@@ -129,7 +129,7 @@ def _decode_one(path: str, info: Any = None) -> int:
 def decode_floor(data: Path, workers: int, probed: bool = False) -> float:
     """Wall seconds to probe and decode every clip's sampled frames, ``workers`` at a time
     (``probed``: decode only, the probes made before, untimed)."""
-    from emoflow.media import probe
+    from emoflow.media.ffmpeg import probe
 
     clips = [str(p) for p in sorted(data.rglob("*.mp4"))]
     infos = [probe(p) if probed else None for p in clips]

@@ -6,7 +6,7 @@ whether two runs from one seed give identical predictions (deterministic mode).
     .venv/bin/python bench/gpu.py --device cpu --clips 24 --epochs 1   # dry check here
 
 The model, loss, optimizer, loader and on-device input preparation are emoflow's own
-(`emoflow.train`, `emoflow.data`) on a generated corpus at real shard sizes
+(`emoflow.training.train`, `emoflow.training.datasets`) on a generated corpus at real shard sizes
 (bench/synthetic.py). Loader share = time waiting for the next batch / (wait + step), with the
 device synchronised after each step. Figures, never pass/fail; writes bench/results/gpu.csv.
 """
@@ -30,20 +30,14 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from synthetic import CLASSES, make_shards  # noqa: E402
 
-from emoflow.data import (  # noqa: E402
-    AudioClips,
-    AudioWindows,
-    FaceClips,
-    FaceWindows,
-    fit_audio_norm,
-    fit_face_norm,
-    make_loader,
-)
-from emoflow.models import build_branch_model  # noqa: E402
-from emoflow.models.arch import model_arch  # noqa: E402
+from emoflow.models.arch import build_branch_model, model_arch  # noqa: E402
 from emoflow.models.losses import branch_loss  # noqa: E402
-from emoflow.store import open_shards  # noqa: E402
-from emoflow.train import autocast, evaluate, model_inputs, setup_runtime  # noqa: E402
+from emoflow.storage.shards import open_shards  # noqa: E402
+from emoflow.training.datasets import AudioClips, AudioWindows, FaceClips, FaceWindows  # noqa: E402
+from emoflow.training.evaluate import evaluate, model_inputs  # noqa: E402
+from emoflow.training.loaders import make_loader  # noqa: E402
+from emoflow.training.normalisation import fit_audio_norm, fit_face_norm  # noqa: E402
+from emoflow.training.runtime import autocast, setup_runtime  # noqa: E402
 
 TRAIN_CFG = {"target": "categorical", "deterministic": True, "embedding_dim": 64}
 

@@ -12,15 +12,13 @@
    the same size as N distinct clips of that length; what they do not reproduce is N distinct
    cache entries on disk (here the page cache holds the few distinct ones).
 3. On that corpus, each timed by `snakemake features`: +1 % new clips (distinct new content,
-   computed), +1 % changed clips (an existing clip id gets distinct new content), 1 % removed,
-   then a no-op rerun, and the fixed cost of one cached shard job of each stage and of each
-   stage's compute job when nothing is missing from the cache.
-Per run: seconds, fraction of full, clips computed, shards rewritten, bytes rewritten (whole
-shard files replaced) and bytes encoded (the ``encoded_bytes`` of the stage's compute job, when
-it ran, and of the shard jobs; a shard job without that field re-encodes its whole shard).
-Writes bench/results/incremental.csv.
-Figures, never pass/fail.
-"""
+   computed), +1 % changed clips (an existing clip id gets distinct new content), 1 % removed, then
+   a no-op rerun, and the fixed cost of one cached shard job of each stage and of each stage's
+   compute job when nothing is missing from the cache. Per run: seconds, fraction of full, clips
+   computed, shards rewritten, bytes rewritten (whole shard files replaced) and bytes encoded (the
+   ``encoded_bytes`` of the stage's compute job, when it ran, and of the shard jobs; a shard job
+   without that field re-encodes its whole shard). Writes bench/results/incremental.csv. Figures,
+   never pass/fail."""
 
 from __future__ import annotations
 
@@ -140,7 +138,7 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=64)
     ap.add_argument("--full-clips", type=int, default=48)
     args = ap.parse_args()
-    from emoflow.demo import make_demo_corpus
+    from emoflow.demo.corpus import make_demo_corpus
 
     n, extra = args.clips, max(1, args.clips // 100)
     with tempfile.TemporaryDirectory(prefix="emoflow-incr-") as tmp:

@@ -2,14 +2,12 @@
 
     .venv/bin/python bench/loader.py --clips 1000 --workers 0 1 2
 
-A generated corpus (bench/synthetic.py: real shard sizes, 3.2 s clips) is written once; then
-for each branch and worker count, one DataLoader epoch over the training windows (shuffled,
-batch 16, pinned memory as on a GPU) is timed twice: the first epoch reads the shards, the
-second is served from the datasets' memory cache (what every later epoch sees). Each run is a
-fresh process, so its peak RSS is its own. Dataset construction (which reads every clip once
-to index its windows) is timed separately. Prints a table and writes
-bench/results/loader.csv. Figures, never pass/fail.
-"""
+A generated corpus (bench/synthetic.py: real shard sizes, 3.2 s clips) is written once; then for
+each branch and worker count, one DataLoader epoch over the training windows (shuffled, batch 16,
+pinned memory as on a GPU) is timed twice: the first epoch reads the shards, the second is served
+from the datasets' memory cache (what every later epoch sees). Each run is a fresh process, so its
+peak RSS is its own. Dataset construction (which reads every clip once to index its windows) is
+timed separately. Prints a table and writes bench/results/loader.csv. Figures, never pass/fail."""
 
 from __future__ import annotations
 
@@ -31,8 +29,9 @@ def one_run(folder: Path, branch: str, workers: int, clips: int, batch: int) -> 
     """Time one branch with ``workers`` loader workers (in this process)."""
     import torch
 
-    from emoflow.data import AudioWindows, FaceWindows, make_loader
-    from emoflow.store import open_shards
+    from emoflow.storage.shards import open_shards
+    from emoflow.training.datasets import AudioWindows, FaceWindows
+    from emoflow.training.loaders import make_loader
 
     sys.path.insert(0, str(REPO / "bench"))
     from synthetic import clip_ids, label_of

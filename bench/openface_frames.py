@@ -5,14 +5,12 @@
 The frames are the face stage's own (the grid's sample times, longer side at most
 ``faces.max_side``) from the demo clips at 320 x 320, their 1280 x 720 re-encodings (decoded at
 ``max_side`` 640 and 1280) and their 176 x 144 ones (faces of about 45 px), made as in
-``bench/faces.py``. Table 1: per frame format (PNG level 1, BMP, JPEG quality 95), the time to
-write a frame and, with ``--openface``, one ``FeatureExtraction`` call on all the clips'
-folders (as the backend makes it) per clip, the share of frames with ``success`` 1, and the
-largest AU intensity and landmark difference from PNG. Table 2 (``--openface``): the backend's
-flags alone, with ``-wild`` and with ``-multi_view 1``: share of frames found, seconds per clip
-and the largest differences from the flags alone.
-Writes bench/results/openface_frames.csv. Figures, never pass/fail.
-"""
+``bench/faces.py``. Table 1: per frame format (PNG level 1, BMP, JPEG quality 95), the time to write
+a frame and, with ``--openface``, one ``FeatureExtraction`` call on all the clips' folders (as the
+backend makes it) per clip, the share of frames with ``success`` 1, and the largest AU intensity and
+landmark difference from PNG. Table 2 (``--openface``): the backend's flags alone, with ``-wild``
+and with ``-multi_view 1``: share of frames found, seconds per clip and the largest differences from
+the flags alone. Writes bench/results/openface_frames.csv. Figures, never pass/fail."""
 
 from __future__ import annotations
 
@@ -41,8 +39,8 @@ KEYS = ["table", "video", "frame_size", "variant", "clips", "frames", "write_ms_
 
 def sampled_frames(data: Path, max_side: int) -> list[np.ndarray]:
     """Each clip's frames as the face stage samples them (default grid)."""
-    from emoflow.featurize import media_settings, open_frames
-    from emoflow.grid import TimeGrid
+    from emoflow.features.featurize import media_settings, open_frames
+    from emoflow.media.grid import TimeGrid
 
     grid = TimeGrid(16000, 3.0, 1.5, "pad", 16)
     out = []

@@ -48,11 +48,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     args = ap.parse_args()
 
-    from emoflow.featurize import audio_features, face_features
-    from emoflow.grid import TimeGrid
-    from emoflow.media import FrameStream, decode_audio, probe
-    from emoflow.predict import run_predict
-    from emoflow.predict_model import load_predictor
+    from emoflow.deploy.predict import run_predict
+    from emoflow.deploy.predictor import load_predictor
+    from emoflow.features.featurize import audio_features, face_features
+    from emoflow.media.ffmpeg import FrameStream, decode_audio, probe
+    from emoflow.media.grid import TimeGrid
 
     clips = sorted(args.data.rglob("*.mp4"))
     if not clips or not (args.model / "bundle.json").is_file():

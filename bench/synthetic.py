@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emoflow.store import AudioClipFeatures, FaceClipFeatures, write_shard
+from emoflow.storage.shard_write import write_shard
+from emoflow.storage.shards import AudioClipFeatures, FaceClipFeatures
 
 CLASSES = ["angry", "happy", "neutral", "sad"]
 FRAMES_PER_CLIP = 17

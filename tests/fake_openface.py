@@ -3,8 +3,9 @@
 
 It accepts the real binary's arguments (``-fdir`` repeated, ``-out_dir``, ``-mloc`` relative to
 the working folder, output flags) and, per input folder, copies the recorded CSV rows and
-aligned BMPs of ``shared/fixtures/openface`` under the names the real binary would use,
-restricted (or cycled) to the folder's frame count, and prints the recorded log lines.
+aligned BMPs of ``tests/data/openface`` (a copy of ``shared/fixtures/openface``) under the
+names the real binary would use, restricted (or cycled) to the folder's frame count, and prints
+the recorded log lines.
 
 What it replays is chosen by the frames' top-left pixel (so a test picks it per clip):
 - (0, 255, 0) green (the recorded no-face input was a plain green picture): that frame gets a
@@ -34,7 +35,7 @@ from PIL import Image
 
 FIXTURES = Path(
     os.environ.get("FAKE_OPENFACE_FIXTURES")
-    or Path(__file__).resolve().parents[2] / "shared/fixtures/openface"
+    or Path(__file__).resolve().parent / "data" / "openface"
 )
 OK_DIR = FIXTURES / "fdir-15-frames"
 NF_DIR = FIXTURES / "no-face"

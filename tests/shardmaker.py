@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from emoflow.config import validate_config
-from emoflow.folds import make_folds
-from emoflow.store import AudioClipFeatures, FaceClipFeatures, write_shard
+from emoflow.protocols.folds import make_folds
+from emoflow.storage.shard_write import write_shard
+from emoflow.storage.shards import AudioClipFeatures, FaceClipFeatures
 
 CLASSES = ["ang", "hap", "sad"]
 VALENCE = [-0.6, 0.6, -0.3]

@@ -13,11 +13,15 @@ import torch
 
 from emoflow.config import validate_config
 from emoflow.errors import ConfigError, EmoflowError
-from emoflow.frame_inputs import READ_FIELDS, clip_frame_vectors, fit_frame_norm, frame_vectors
-from emoflow.models import build_branch_model
 from emoflow.models.aggregate import AGGREGATIONS
-from emoflow.models.arch import model_arch
-from emoflow.store import open_shards
+from emoflow.models.arch import build_branch_model, model_arch
+from emoflow.storage.shards import open_shards
+from emoflow.training.frame_inputs import (
+    READ_FIELDS,
+    clip_frame_vectors,
+    fit_frame_norm,
+    frame_vectors,
+)
 from tests.shardmaker import make_manifest, write_shards
 
 

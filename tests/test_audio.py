@@ -6,9 +6,9 @@ import librosa
 import numpy as np
 import pytest
 
-from emoflow.audio import audio_spec, check_silence, cut_windows, logmel_mfcc, rms_dbfs
 from emoflow.config import validate_config
 from emoflow.errors import ClipError
+from emoflow.features.audio import audio_spec, check_silence, cut_windows, logmel_mfcc, rms_dbfs
 
 CFG = validate_config({"dataset": {"name": "x", "adapter": "ravdess", "root": "."}})
 SPEC = audio_spec(CFG["audio"], "ffmpeg version test")

@@ -14,14 +14,13 @@ import pytest
 
 from emoflow.branches import row_sources, selected_branches, selected_stages, source_label
 from emoflow.config import validate_config
-from emoflow.demo import make_demo_corpus
 from emoflow.errors import ConfigError
-from emoflow.fusion_apply import apply_fusion
+from emoflow.fusion.apply import apply_fusion
 from tests.encoders import tiny_wav2vec2
 from tests.fake_openface import install as install_fake_openface
 from tests.workflow import BIN, env, planned_jobs, snakemake, write_config
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/openface"
+FIXTURES = Path(__file__).resolve().parent / "data" / "openface"
 
 
 def base(**extra: object) -> dict:
@@ -77,10 +76,8 @@ def test_late_fusion_of_three_branches_renormalises_over_present_ones() -> None:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("demo")
-    make_demo_corpus(root, clips=32, seed=3)
-    return root
+def demo(demo32: Path) -> Path:
+    return demo32
 
 
 def converted(demo: Path, root: Path, suffix: str, args: list[str]) -> Path:
@@ -96,7 +93,7 @@ def converted(demo: Path, root: Path, suffix: str, args: list[str]) -> Path:
 def run(corpus: Path, base: Path, branches: list[str], **extra: object) -> Path:
     cfg = write_config(
         base / "cfg.yaml", corpus, base / "results", shards=2, branches=branches,
-        cache={"dir": str(base / "cache")}, folds={"k": 2}, **extra,
+        cache={"dir": str(base / "cache")}, folds={"k": 2, "only": [0]}, **extra,
     )  # fmt: skip
     snakemake(cfg)
     out = base / "results" / "t"
@@ -129,7 +126,7 @@ def test_audio_only_corpus_of_wav_files(demo: Path, tmp_path: Path) -> None:
     out = run(corpus, tmp_path, ["audio", "egemaps", "ssl"], **settings)
     table = rows(out)
     assert list(table) == ["audio", "egemaps", "ssl", "late", "stacking", "feature"]
-    assert all(int(r["n"]) == 32 and r["missing"] == "0" for r in table.values())
+    assert all(int(r["n"]) == 16 and r["missing"] == "0" for r in table.values())  # fold 0
     assert float(table["egemaps"]["uar"]) > 0.4  # 4 classes: chance is 0.25
     assert (out / "egemaps").is_dir() and not (out / "faces").exists()
     assert not (out / "models" / "visual").exists()
@@ -148,11 +145,12 @@ def test_audio_only_corpus_of_wav_files(demo: Path, tmp_path: Path) -> None:
     cfg = write_config(
         tmp_path / "cfg2.yaml", corpus, tmp_path / "results", shards=2,
         branches=["audio", "egemaps", "ssl"], cache={"dir": str(tmp_path / "cache")},
-        folds={"k": 2},
+        folds={"k": 2, "only": [0]},
         train={"epochs": 4, "patience": 4}, ssl={"model_path": str(encoder), "layer": 1},
     )  # fmt: skip
     planned = planned_jobs(cfg)
-    assert planned["extract_ssl"] == 2 and planned["train"] == 2  # the ssl branch's folds
+    assert planned["extract_ssl"] == 2 and planned["train"] == 1  # the ssl branch's fold 0
+    assert planned["refit"] == 1 and planned["evaluate"] == 1
     assert "extract_audio" not in planned and "extract_egemaps" not in planned
 
 
@@ -169,7 +167,10 @@ def test_silent_video_corpus_trains_the_face_branches_only(demo: Path, tmp_path:
 
     failures = pq.read_table(out / "failures.parquet").to_pylist()
     assert all(f["stage"] != "audio" for f in failures)  # no clip failed for lacking audio
-    assert int(rows(out)["visual"]["n"]) + len({f["clip_id"] for f in failures}) == 32
+    folds = pq.read_table(out / "folds.parquet").to_pylist()
+    tested = {f["clip_id"] for f in folds if f["fold"] == 0 and f["role"] == "test"}
+    failed = {f["clip_id"] for f in failures}
+    assert len(tested) == 16 and int(rows(out)["visual"]["n"]) + len(failed & tested) == 16
     faces = json.loads((out / "computed" / "faces.json").read_text())
     face_cnn = json.loads((out / "computed" / "face_cnn.json").read_text())
     assert len(faces["computed"]) == len(face_cnn["computed"]) > 0
@@ -194,7 +195,7 @@ def test_au_branch_with_the_openface_backend(
     out = run(demo, tmp_path, ["egemaps", "au"], faces=faces, au={"aggregation": "mean"})
     table = rows(out)
     assert list(table) == ["egemaps", "au", "late", "stacking", "feature"]
-    assert all(int(r["n"]) == 32 and r["missing"] == "0" for r in table.values())
+    assert all(int(r["n"]) == 16 and r["missing"] == "0" for r in table.values())  # fold 0
     assert "| Action units (OpenFace) |" in (out / "report" / "results.md").read_text()
     assert not (out / "audio").exists() and not (out / "models" / "visual").exists()
     with h5py.File(sorted((out / "faces").glob("*.h5"))[0], "r") as h5:

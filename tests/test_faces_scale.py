@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emoflow import featurize
 from emoflow.config import validate_config
-from emoflow.demo import _photo
-from emoflow.extract import config_params, stage_spec
-from emoflow.faces import make_backend
+from emoflow.demo.actors import photo_rgb
+from emoflow.extraction.specs import config_params, stage_spec
+from emoflow.faces.backends import make_backend
 from emoflow.faces.detect import Detections, choose, detection_scales, iou
+from emoflow.features import featurize
 
 
 def resized(img: np.ndarray, factor: float) -> np.ndarray:
@@ -39,7 +39,7 @@ def backend(select: str = "largest"):
 @pytest.fixture(scope="module")
 def astronaut_full():
     """The astronaut photo and its full-size result (face box 88 px tall)."""
-    photo = _photo("astronaut")
+    photo = photo_rgb("astronaut")
     res = backend().process_frames(photo[None])
     assert res.mask.tolist() == [True]
     return photo, res
@@ -95,7 +95,7 @@ def test_small_face_in_a_176x144_frame_is_found_and_aligned(astronaut_full, face
 
 
 def test_1080p_and_360p_frames_give_the_same_crop():
-    photo = _photo("astronaut")
+    photo = photo_rgb("astronaut")
     canvas = np.full((1080, 1920, 3), 90, np.uint8)
     big = resized(photo, 900 / photo.shape[0])
     canvas[90 : 90 + big.shape[0], 500 : 500 + big.shape[1]] = big
@@ -125,7 +125,7 @@ def two_faces(left_px: int, right_px: int) -> np.ndarray:
         x, y, h = {"astronaut": (179, 83, 88), "grace_hopper": (161, 137, 216)}[name]  # dlib box
         f = px / h
         half = int(1.3 * px)
-        img = np.pad(resized(_photo(name), f), ((half, half), (half, half), (0, 0)), mode="edge")
+        img = np.pad(resized(photo_rgb(name), f), ((half, half), (half, half), (0, 0)), mode="edge")
         fx, fy = int(round((x + h / 2) * f)) + half, int(round((y + h / 2) * f)) + half
         canvas[200 - half : 200 + half, cx - half : cx + half] = img[
             fy - half : fy + half, fx - half : fx + half

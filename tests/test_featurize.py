@@ -1,6 +1,6 @@
 """The one featurizer: the shared time grid, and golden hashes that tie the features to
-:data:`emoflow.featurize.FEATURE_VERSION` (so the per-clip cache never serves features made by
-other code)."""
+:data:`emoflow.features.featurize.FEATURE_VERSION` (so the per-clip cache never serves features made
+by other code)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from skimage import data, transform
 
-from emoflow import featurize
 from emoflow.config import validate_config
 from emoflow.errors import ClipError
-from emoflow.extract import stage_spec
-from emoflow.faces import make_backend
-from emoflow.grid import TimeGrid, window_frame_index
+from emoflow.extraction.specs import stage_spec
+from emoflow.faces.backends import make_backend
+from emoflow.features import featurize
+from emoflow.media.grid import TimeGrid, window_frame_index
 
 # (stage, FEATURE_VERSION[stage]) -> sha256 of the golden clip's features, rounded (see _digest).
 GOLDEN = {
@@ -137,7 +137,7 @@ def test_window_frames_lie_inside_their_window(hop_s: float, seconds: float) -> 
 
 
 def test_logmel_of_a_window_does_not_depend_on_its_neighbours(golden: dict) -> None:
-    from emoflow.audio import logmel_mfcc
+    from emoflow.features.audio import logmel_mfcc
 
     spec = golden["spec"]["audio"]
     rng = np.random.default_rng(0)

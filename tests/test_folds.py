@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from emoflow.errors import EmoflowError
-from emoflow.folds import (
+from emoflow.protocols.folds import (
     check_leakage,
     class_names,
     fold_numbers,

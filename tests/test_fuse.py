@@ -10,10 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from emoflow import metrics
 from emoflow.errors import EmoflowError
-from emoflow.fuse import Aligned, grid_search_weight, run_fusion, weight_grid
-from emoflow.train_outputs import PREDICTION_SCHEMA
+from emoflow.evaluation import metrics
+from emoflow.fusion.inputs import Aligned
+from emoflow.fusion.methods import grid_search_weight, weight_grid
+from emoflow.fusion.run import run_fusion
+from emoflow.storage.tables import PREDICTION_SCHEMA
 
 CLASSES = ["angry", "happy", "neutral", "sad"]
 PRED_SCHEMA = PREDICTION_SCHEMA  # the contract train.py writes
@@ -328,7 +330,9 @@ def test_wrong_fold_metadata_raises(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("target", ["categorical", "both"])
 def test_feature_mlp_rebuilds_from_json(tmp_path: Path, target: str) -> None:
-    from emoflow.fuse import align, apply_fusion, fit_feature, read_branch_predictions
+    from emoflow.fusion.apply import apply_fusion
+    from emoflow.fusion.inputs import align, read_branch_predictions
+    from emoflow.fusion.methods import fit_feature
     from emoflow.models.fusion import fusion_mlp_from_json, predict_fusion_mlp, state_hash
 
     paths = make_inputs(tmp_path, target=target, n_val=40, n_test=40)
@@ -399,7 +403,8 @@ def _aligned(rng: np.random.Generator, n: int, n_classes: int) -> Aligned:
 def test_stacking_applies_the_stored_coefficients_as_sklearn_predicts(n_classes: int) -> None:
     from sklearn.linear_model import LogisticRegression, Ridge
 
-    from emoflow.fuse import apply_fusion, fit_stacking
+    from emoflow.fusion.apply import apply_fusion
+    from emoflow.fusion.methods import fit_stacking
 
     a = _aligned(np.random.default_rng(n_classes), 60, n_classes)
     fit_rows = (a.part == "val") & a.both
@@ -419,7 +424,7 @@ def test_stacking_applies_the_stored_coefficients_as_sklearn_predicts(n_classes:
 
 
 def test_apply_fusion_late_fallbacks_and_single_branch() -> None:
-    from emoflow.fuse import apply_fusion
+    from emoflow.fusion.apply import apply_fusion
 
     pa_ = np.array([[1.0, 0.0], [0.2, 0.8], [0.6, 0.4], [0.5, 0.5]])
     pv = np.array([[0.0, 1.0], [0.5, 0.5], [0.0, 0.0], [0.0, 0.0]])

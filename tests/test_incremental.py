@@ -18,7 +18,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from emoflow.demo import make_demo_corpus
 from tests.test_store import stored_chunks
 from tests.workflow import REPO, env, mtimes, planned_jobs, snakemake, write_config
 
@@ -26,15 +25,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """12 demo clips made once; scenarios copy what they need."""
-    root = tmp_path_factory.mktemp("pool")
-    make_demo_corpus(root, clips=12, seed=3)
-    return root
+def pool(demo32: Path) -> Path:
+    """The session's demo clips; scenarios copy the first 12 (actors 1-3) as they need."""
+    return demo32
 
 
 def clips_of(pool: Path) -> list[Path]:
-    return sorted(pool.rglob("*.mp4"))
+    return sorted(pool.rglob("*.mp4"))[:12]
 
 
 def setup_run(tmp_path: Path, pool: Path, n: int, **overrides: object) -> tuple[Path, Path, Path]:
@@ -133,7 +130,7 @@ def test_new_changed_and_deleted_clips(tmp_path: Path, pool: Path) -> None:
     snakemake(cfg, "features")
     manifest3 = pd.read_parquet(out / "manifest.parquet")
     assert victim not in set(manifest3.clip_id)
-    from emoflow.store import open_shards
+    from emoflow.storage.shards import open_shards
 
     for stage in ("audio", "faces"):
         assert victim not in open_shards(sorted((out / stage).glob("*.h5")), stage)
@@ -192,7 +189,7 @@ KILL_POINTS = {
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory, pool: Path) -> Path:
     tmp = tmp_path_factory.mktemp("reference")
-    cfg, _, out = setup_run(tmp, pool, 12, shards=2)
+    cfg, _, out = setup_run(tmp, pool, 8, shards=2)
     snakemake(cfg, "features")
     return out
 
@@ -202,7 +199,7 @@ def test_killed_run_resumes_to_the_same_outputs(
     tmp_path: Path, pool: Path, reference: Path, point: str
 ) -> None:
     # scenario 7 (and issue 7's crash safety): kill -9 the whole run, then rerun
-    cfg, data, out = setup_run(tmp_path, pool, 12, shards=2)
+    cfg, data, out = setup_run(tmp_path, pool, 8, shards=2)
     cmd = [str(Path(env()["PATH"].split(os.pathsep)[0]) / "snakemake"), "--configfile", str(cfg),
            "--cores", "1", "features"]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=REPO, env=env(), start_new_session=True,

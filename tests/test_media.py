@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emoflow import media
 from emoflow.errors import ClipError, ToolMissingError
-from emoflow.grid import TimeGrid
+from emoflow.media import ffmpeg as media
+from emoflow.media.grid import TimeGrid
 from tests.mediagen import face_png, make_clip, set_rotation
 
 GRID = TimeGrid(16000, 3.0, 1.5, "pad", 16)
@@ -89,7 +89,7 @@ def test_missing_streams(tmp_path: Path) -> None:
         media.decode_audio(silent)
     assert err.value.kind == "no_audio"
     voice = make_clip(tmp_path / "voice.m4a", duration=1.0, video=False)
-    from emoflow.featurize import face_features
+    from emoflow.features.featurize import face_features
 
     [err] = face_features([("voice", voice)], {"grid": GRID.describe()}, backend=None)
     assert isinstance(err, ClipError) and err.kind == "no_video"
@@ -119,7 +119,7 @@ def _truncated(tmp_path: Path, keep: float) -> Path:
 
 
 def test_truncated_file_fails_as_truncated_naming_both_durations(tmp_path: Path) -> None:
-    from emoflow.featurize import audio_features, face_features
+    from emoflow.features.featurize import audio_features, face_features
 
     cut = _truncated(tmp_path, 0.45)
     info = media.probe(cut)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from emoflow import metrics as m
+from emoflow.evaluation import metrics as m
 
 
 @pytest.fixture

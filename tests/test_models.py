@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from emoflow.models import build_branch_model
+from emoflow.models.arch import build_branch_model
 from emoflow.models.audio import (
     AudioResNet18,
     AudioVGG,

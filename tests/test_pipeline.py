@@ -1,74 +1,56 @@
-"""The whole workflow: byte-identical tables on clean reruns, and the same through SLURM."""
+"""The whole workflow (the session's ``torture_run``, see conftest.py): its tables and HTML
+report, and the same run through SLURM as a clean rerun that must give the same bytes."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
-from emoflow.demo import make_demo_corpus
-from tests.workflow import REPO, snakemake, write_config
+from emoflow.demo.clips import EMOTIONS
+from tests.workflow import REPO, snakemake
 
 sys.path.insert(0, str(Path(__file__).parent))
 from slurm_cluster import slurm_cluster  # noqa: E402
 
 TABLES = ("results.csv", "results.md", "results.tex", "per_class.csv")
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("corpus")
-    make_demo_corpus(root, clips=12, seed=7)
-    return root
-
-
-def run_config(corpus: Path, base: Path) -> Path:
-    """All stages, one fold (of 3) to keep the runs short; both branches, all fusions."""
-    cache = {"dir": str(base / "cache")}
-    folds = {"k": 3, "only": [0]}
-    return write_config(base / "cfg.yaml", corpus, base / "results", cache=cache, folds=folds)
-
-
-def clean_run(corpus: Path, base: Path) -> Path:
-    cfg = run_config(corpus, base)
-    snakemake(cfg)
-    return base / "results" / "t"
-
-
-@pytest.fixture(scope="module")
-def local_run(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return clean_run(corpus, tmp_path_factory.mktemp("run_a"))
+Run = tuple[Path, Path, dict]
 
 
 @pytest.mark.slow
-def test_clean_reruns_give_byte_identical_tables(
-    corpus: Path, local_run: Path, tmp_path: Path
-) -> None:
-    other = clean_run(corpus, tmp_path)
-    for name in TABLES:
-        assert (local_run / "report" / name).read_bytes() == (other / "report" / name).read_bytes()
-    for pred in sorted((local_run / "models").rglob("predictions.parquet")):
-        twin = other / pred.relative_to(local_run)
-        assert pred.read_bytes() == twin.read_bytes(), pred
-    table = (local_run / "report" / "results.md").read_text()
+def test_tables_and_the_html_report(torture_run: Run, tmp_path: Path) -> None:
+    cfg, out, _ = torture_run
+    table = (out / "report" / "results.md").read_text()
     for row in ("Audio", "Visual", "Late fusion", "Stacking", "Feature fusion"):
         assert f"| {row} |" in table
+    for name in TABLES:
+        assert (out / "report" / name).stat().st_size > 100
     # one self-contained HTML report with the tables and figures
     html = tmp_path / "report.html"
-    snakemake(run_config(corpus, local_run.parent.parent), "--report", str(html))
+    snakemake(cfg, "--report", str(html))
     text = html.read_text(errors="replace")
     assert html.stat().st_size > 100_000 and "results.csv" in text and "confusion_late" in text
-    manifest = pd.read_parquet(local_run / "manifest.parquet")
-    assert len(manifest) == 12 and set(manifest.label) == {"neutral", "happy", "sad", "angry"}
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    good = manifest[manifest.clip_id.str.startswith("good/")]
+    assert len(good) == 12 and set(good.label) == set(EMOTIONS.values())
 
 
 @pytest.mark.slurm
-def test_workflow_through_slurm_matches_local_run(
-    corpus: Path, local_run: Path, tmp_path: Path
+def test_workflow_through_slurm_is_a_byte_identical_clean_rerun(
+    torture_run: Run, tmp_path: Path
 ) -> None:
-    cfg = run_config(corpus, tmp_path)
+    """The same config with fresh results (and a fresh per-clip cache under them) through a
+    real SLURM cluster: every table and every model's predictions come out byte-identical to the
+    local run, and only training asks for a GPU."""
+    local_cfg, local, _ = torture_run
+    settings = yaml.safe_load(local_cfg.read_text())
+    settings["results"] = str(tmp_path / "results")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(settings))
     with slurm_cluster(tmp_path / "cluster", gpus=1) as cluster:
         proc = cluster.run_snakemake(
             REPO, "--configfile", str(cfg), "--verbose", profile=REPO / "tests" / "slurm_profile",
@@ -77,8 +59,17 @@ def test_workflow_through_slurm_matches_local_run(
         jobs = cluster.jobs()
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:] + cluster.logs()
     out = tmp_path / "results" / "t"
+    for stage in ("audio", "faces"):  # a clean run: its own cache, every clip computed again
+        done = json.loads((out / "computed" / f"{stage}.json").read_text())["computed"]
+        assert done == json.loads((local / "computed" / f"{stage}.json").read_text())["computed"]
+        assert len(done) > 12
     for name in TABLES:
-        assert (out / "report" / name).read_bytes() == (local_run / "report" / name).read_bytes()
+        assert (out / "report" / name).read_bytes() == (local / "report" / name).read_bytes()
+    predictions = sorted((local / "models").rglob("predictions.parquet"))
+    assert len(predictions) == 4  # fold 0 and refit, per branch
+    for pred in predictions:
+        twin = out / pred.relative_to(local)
+        assert pred.read_bytes() == twin.read_bytes(), pred
     # only training (per fold, and the bundle's refit) asks for a GPU: the request reached
     # sbatch and SLURM recorded it
     gpu_rules = ("rule_train", "rule_refit")

@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emoflow.bundle import load_bundle, save_bundle
+from emoflow.deploy.predict import run_predict
+from emoflow.deploy.predictor import fusion_plan
 from emoflow.errors import EmoflowError, SpecMismatchError, ToolMissingError
-from emoflow.predict import run_predict
-from emoflow.predict_model import fusion_plan
+from emoflow.models.bundle import load_bundle, save_bundle
+from tests.workflow import linked_clips
 
 sys.path.insert(0, str(Path(__file__).parent))
 from mediagen import face_png, make_clip, talking_face_clip  # noqa: E402
@@ -48,14 +49,15 @@ def _config(root: Path, bundle: str = "fold0", **folds: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def trained(tmp_path_factory: pytest.TempPathFactory, demo16: Path) -> dict[str, Any]:
     """A bundle trained by the real workflow pieces on 12 demo clips (3 actors, k = 3) plus a
     70 s talking face and a 0.4 s clip of the actor that fold 0 tests."""
-    from emoflow import extract, manifest, stages
-    from emoflow.demo import make_demo_corpus
+    from emoflow import stages
+    from emoflow.datasets import manifest
+    from emoflow.extraction import shard_job as extract
 
     root = tmp_path_factory.mktemp("predict")
-    clips = make_demo_corpus(root / "data", clips=12)
+    clips = linked_clips(demo16, root / "data", 12)
     config = _config(root)
     manifest.refresh(config)
     stages.run_split(config)
@@ -110,9 +112,9 @@ def _clip_id(trained: dict[str, Any], path: Path) -> str:
 def test_predict_sees_the_shards_windows_and_gives_the_stored_prediction(
     trained: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, which: str
 ) -> None:
-    from emoflow import predict
-    from emoflow.data import face_windows
-    from emoflow.store import ShardReader
+    from emoflow.deploy import branch_outputs
+    from emoflow.storage.shards import ShardReader
+    from emoflow.training.windows import face_windows
 
     seen: dict[str, Any] = {}
 
@@ -123,8 +125,12 @@ def test_predict_sees_the_shards_windows_and_gives_the_stored_prediction(
 
         return wrapper
 
-    monkeypatch.setattr(predict, "audio_features", record("audio", predict.audio_features))
-    monkeypatch.setattr(predict, "face_features", record("faces", predict.face_features))
+    monkeypatch.setattr(
+        branch_outputs, "audio_features", record("audio", branch_outputs.audio_features)
+    )
+    monkeypatch.setattr(
+        branch_outputs, "face_features", record("faces", branch_outputs.face_features)
+    )
     path, clip_id = trained[which], _clip_id(trained, trained[which])
     tracemalloc.start()
     try:
@@ -219,7 +225,8 @@ def test_feature_fusion_is_reapplied(trained: dict[str, Any], tmp_path: Path) ->
 def test_ensemble_and_refit_bundles(trained: dict[str, Any], tmp_path: Path) -> None:
     """ensemble: each fold model with its own normalisation, outputs averaged; refit: retrained
     on every labelled clip for the median best epoch. predict names the mode."""
-    from emoflow import deploy, stages
+    from emoflow import stages
+    from emoflow.deploy import refit as deploy
 
     config = trained["config"]
     for branch in ("audio", "visual"):

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from emoflow.config import validate_config
+from emoflow.datasets.manifest import refresh
 from emoflow.errors import ClipError
-from emoflow.extract import run_shard
-from emoflow.manifest import refresh
-from emoflow.media import probe
+from emoflow.extraction.shard_job import run_shard
+from emoflow.media.ffmpeg import probe
+from emoflow.media.probe_cache import ProbeCache
 from emoflow.paths import Layout
-from emoflow.probe_cache import ProbeCache
-from emoflow.store import open_shards
+from emoflow.storage.shards import open_shards
 from tests.mediagen import face_png, make_clip
 
 

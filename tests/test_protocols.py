@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from emoflow.demo import make_demo_corpus
 from tests.workflow import snakemake, write_config
 
 RAVDESS_EMOTION = {"01": "Neutral", "03": "Happy", "04": "Sad", "05": "Angry"}
@@ -34,10 +33,8 @@ def afew_corpus(demo: Path, root: Path, with_val: bool = True) -> Path:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("demo")
-    make_demo_corpus(root, clips=32, seed=3)
-    return root
+def demo(demo32: Path) -> Path:
+    return demo32
 
 
 def config(corpus: Path, base: Path) -> Path:

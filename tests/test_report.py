@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from emoflow import metrics
-from emoflow.fuse import FUSED_SCHEMA
-from emoflow.report import run_evaluate
-from emoflow.report_tables import tex_escape
+from emoflow.evaluation import metrics
+from emoflow.evaluation.report import run_evaluate
+from emoflow.evaluation.tables import tex_escape
+from emoflow.storage.tables import FUSED_SCHEMA
 
 CLASSES = ["angry", "happy", "neutral", "sad"]
 # accuracy of each method's argmax (the rest of the clips get a wrong class)

@@ -11,13 +11,14 @@ import pytest
 import torch
 
 from emoflow.config import validate_config
+from emoflow.datasets.manifest import refresh
 from emoflow.errors import ConfigError, SpecMismatchError
-from emoflow.extract import run_shard, stage_spec
-from emoflow.manifest import refresh
+from emoflow.extraction.shard_job import run_shard
+from emoflow.extraction.specs import stage_spec
+from emoflow.features.ssl_speech import check_weights, embeddings
 from emoflow.models.vectors import WindowMLP
 from emoflow.paths import Layout
-from emoflow.ssl_speech import check_weights, embeddings
-from emoflow.store import open_shards
+from emoflow.storage.shards import open_shards
 from tests.encoders import tiny_wav2vec2
 from tests.mediagen import make_clip
 

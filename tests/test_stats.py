@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from emoflow.evaluation import ClipPredictions, evaluate_methods
-from emoflow.stats import cluster_bootstrap, cluster_draws, cluster_members, percentile_interval
+from emoflow.evaluation.bootstrap import (
+    cluster_bootstrap,
+    cluster_draws,
+    cluster_members,
+    percentile_interval,
+)
+from emoflow.evaluation.scoring import ClipPredictions, evaluate_methods
 
 
 def two_speakers() -> tuple[np.ndarray, np.ndarray]:

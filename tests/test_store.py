@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from emoflow.errors import SpecMismatchError
-from emoflow.store import (
+from emoflow.storage.shard_write import write_shard
+from emoflow.storage.shards import (
     AudioClipFeatures,
     FaceClipFeatures,
     ShardReader,
     open_shards,
-    write_shard,
 )
 
 SPEC = {"n_mels": 4, "window_s": 3.0}
@@ -124,8 +124,8 @@ def stored_chunks(path: Path) -> dict[str, dict[str, list[bytes]]]:
     """clip id -> row-chunked dataset -> the clip's stored (encoded) chunk bytes, in order."""
     import h5py
 
-    from emoflow.shard_write import group_of
-    from emoflow.store import ROW_CHUNKED
+    from emoflow.storage.shard_write import group_of
+    from emoflow.storage.shards import ROW_CHUNKED
 
     out: dict[str, dict[str, list[bytes]]] = {}
     with h5py.File(path) as h5:
@@ -146,7 +146,7 @@ def stored_chunks(path: Path) -> dict[str, dict[str, list[bytes]]]:
 def test_adding_a_clip_moves_the_other_clips_stored_chunks_unchanged(
     tmp_path: Path, kind: str
 ) -> None:
-    from emoflow.shard_write import assemble_shard, write_entry
+    from emoflow.storage.shard_write import assemble_shard, write_entry
 
     make = {"audio": lambda c, n: audio_rec(c, n), "faces": lambda c, n: face_rec(c, 5 + n, n)}
     recs = {c: make[kind](c, n) for c, n in (("a", 2), ("b", 3), ("c", 1))}
@@ -178,7 +178,7 @@ def test_adding_a_clip_moves_the_other_clips_stored_chunks_unchanged(
 def test_an_entry_stored_otherwise_is_re_encoded_not_copied(tmp_path: Path) -> None:
     import h5py
 
-    from emoflow.shard_write import assemble_shard, write_entry
+    from emoflow.storage.shard_write import assemble_shard, write_entry
 
     entry = tmp_path / "a.entry.h5"
     write_entry(entry, "audio", SPEC, {}, audio_rec("a", 2))

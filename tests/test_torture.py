@@ -1,4 +1,5 @@
-"""Every bad input accounted for: the whole workflow on the torture corpus plus good clips."""
+"""Every bad input accounted for: the whole workflow on the torture corpus plus good clips (the
+session's ``torture_run``, see conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,30 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from emoflow.demo import EMOTIONS, make_demo_corpus
-from emoflow.store import open_shards
-from tests.torture import make_torture
-from tests.workflow import REPO, planned_jobs, snakemake, write_config
+from emoflow.storage.shards import open_shards
+from tests.workflow import REPO, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def torture_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
-    tmp = tmp_path_factory.mktemp("torture")
-    data = tmp / "data"
-    good = []
-    for clip in make_demo_corpus(data / "good", clips=12, seed=5):
-        code = clip.name.split("-")
-        good.append((clip, f"Actor_{code[6][:2]}", EMOTIONS[code[2]]))
-    expect = make_torture(data, good)
-    cfg = write_config(
-        tmp / "cfg.yaml", data, tmp / "results",
-        dataset={"name": "t", "adapter": "csv", "root": str(data), "labels_csv": "labels.csv",
-                 "labels": sorted(set(EMOTIONS.values()))},
-    )  # fmt: skip
-    snakemake(cfg)  # the whole workflow completes
-    return cfg, tmp / "results" / "t", expect
 
 
 def test_every_clip_accounted_for(torture_run: tuple[Path, Path, dict]) -> None:

@@ -16,12 +16,14 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from emoflow.bundle import FORMAT_VERSION, build_model, load_bundle, save_bundle
-from emoflow.data import face_model_input, face_windows, normalise_audio
 from emoflow.errors import EmoflowError, SpecMismatchError
-from emoflow.folds import make_folds
-from emoflow.store import open_shards
-from emoflow.train import STOP_ENV, TrainingInterrupted, run_training, selection_key
+from emoflow.models.bundle import FORMAT_VERSION, build_model, load_bundle, save_bundle
+from emoflow.protocols.folds import make_folds
+from emoflow.storage.shards import open_shards
+from emoflow.training.normalisation import face_model_input, normalise_audio
+from emoflow.training.runtime import STOP_ENV, TrainingInterrupted
+from emoflow.training.train import run_training, selection_key
+from emoflow.training.windows import face_windows
 
 sys.path.insert(0, str(Path(__file__).parent))
 from shardmaker import CLASSES, make_config, make_corpus, make_manifest  # noqa: E402
@@ -126,7 +128,7 @@ def test_checkpoint_is_device_neutral(
     """Every tensor of a checkpoint is a CPU tensor (model, optimizer moments, RNG), so one
     written on a GPU resumes on a CPU and vice versa (both load with map_location and move the
     state to the run's device)."""
-    from emoflow.checkpoint import to_cpu
+    from emoflow.training.checkpoint import to_cpu
 
     out = tmp_path / "ckpt"
     monkeypatch.setenv(STOP_ENV, "1")
@@ -159,10 +161,10 @@ def test_mixed_precision_keeps_the_prediction_format(
 ) -> None:  # fmt: skip
     """Under autocast (bfloat16 on the CPU here, as on a GPU) the model computes in low
     precision, but evaluation outputs and predictions.parquet stay float32."""
-    from emoflow import train as train_mod
-    from emoflow.data import FaceClips, clip_targets
-    from emoflow.train import evaluate
-    from emoflow.train_outputs import write_predictions
+    from emoflow.training import evaluate as evaluate_mod
+    from emoflow.training.datasets import FaceClips, clip_targets
+    from emoflow.training.evaluate import evaluate
+    from emoflow.training.outputs import write_predictions
 
     used = []
 
@@ -170,7 +172,7 @@ def test_mixed_precision_keeps_the_prediction_format(
         used.append(amp_dtype)
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp_dtype is not None)
 
-    monkeypatch.setattr(train_mod, "autocast", cpu_autocast)
+    monkeypatch.setattr(evaluate_mod, "autocast", cpu_autocast)
     bundle = load_bundle(reference["visual"] / "model.pt")
     model = build_model(bundle)
     shards = open_shards(corpus["visual"], "faces")
@@ -190,7 +192,7 @@ def test_mixed_precision_keeps_the_prediction_format(
 
 
 def test_cuda_without_a_gpu_is_a_clear_error_and_auto_falls_back() -> None:
-    from emoflow.train import select_device
+    from emoflow.training.runtime import select_device
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: cuda is valid here")
@@ -205,7 +207,7 @@ import sys
 sys.path.insert(0, {tests!r})
 from pathlib import Path
 from shardmaker import make_config
-from emoflow.train import run_training
+from emoflow.training.train import run_training
 import logging
 logging.basicConfig(level=logging.INFO)
 config = make_config(**{settings!r})

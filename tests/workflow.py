@@ -72,6 +72,18 @@ def planned_jobs(config: Path, *targets: str) -> dict[str, int]:
     return jobs
 
 
+def linked_clips(corpus: Path, dest: Path, n: int | None = None) -> list[Path]:
+    """Hard-link the first ``n`` clips (sorted paths) of ``corpus`` into ``dest``, keeping their
+    folders; return the new paths (sorted). A session corpus stays untouched."""
+    out = []
+    for clip in sorted(corpus.rglob("*.mp4"))[:n]:
+        target = dest / clip.relative_to(corpus)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(clip, target)
+        out.append(target)
+    return out
+
+
 def mtimes(root: Path) -> dict[str, int]:
     """mtime_ns of every output under ``root`` (logs and hidden internal files excluded)."""
     return {

@@ -80,7 +80,7 @@ def demo_corpus(
     ffmpeg: Annotated[str, typer.Option(help="ffmpeg binary")] = "ffmpeg",
 ) -> None:
     """Write the deterministic demo corpus (RAVDESS-named mp4 clips with real face photos)."""
-    from emoflow.demo import make_demo_corpus
+    from emoflow.demo.corpus import make_demo_corpus
 
     paths = make_demo_corpus(out_dir, clips=clips, seed=seed, ffmpeg=ffmpeg)
     typer.echo(f"{len(paths)} demo clips in {out_dir}")
@@ -90,7 +90,7 @@ def demo_corpus(
 def scan(config: ConfigOpt, log: LogOpt = None) -> None:
     """Scan the dataset: clip table, shard lists and scan failures (rewritten only on change)."""
     _setup_logging(log)
-    from emoflow.manifest import refresh
+    from emoflow.datasets.manifest import refresh
 
     s = refresh(_config(config))
     typer.echo(
@@ -101,7 +101,7 @@ def scan(config: ConfigOpt, log: LogOpt = None) -> None:
 
 def _extract(stage: str, config: Path, shard: int, workers: int | None, log: Path | None) -> None:
     _setup_logging(log)
-    from emoflow.extract import run_shard
+    from emoflow.extraction.shard_job import run_shard
 
     s = run_shard(_config(config), stage, shard, workers)
     typer.echo(
@@ -157,7 +157,7 @@ def extract_face_cnn(
 
 def _compute(stage: str, config: Path, workers: int | None, log: Path | None) -> None:
     _setup_logging(log)
-    from emoflow.compute import run_compute
+    from emoflow.extraction.compute import run_compute
 
     s = run_compute(_config(config), stage, workers)
     typer.echo(
@@ -200,7 +200,7 @@ def compute_face_cnn(config: ConfigOpt, workers: WorkersOpt = None, log: LogOpt 
 def failures(config: ConfigOpt, log: LogOpt = None) -> None:
     """Collect scan and stage failures into failures.parquet; with strict: true, fail on any."""
     _setup_logging(log)
-    from emoflow.failures import collect_failures
+    from emoflow.extraction.failures import collect_failures
 
     cfg = _config(config)
     rows = collect_failures(cfg)
@@ -314,7 +314,7 @@ def predict(
     combines the branches.
     """
     _setup_logging(None)
-    from emoflow.predict import run_predict
+    from emoflow.deploy.predict import run_predict
 
     run_predict(videos, model, out, threads=workers)
 

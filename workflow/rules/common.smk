@@ -4,15 +4,15 @@ import json
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
-from emoflow.atomic import write_text_if_changed
-from emoflow.compute import forget_uncomputed_shards
-from emoflow.config import stable_hash, validate_config
-from emoflow.errors import ConfigError, EmoflowError
 from emoflow.branches import BRANCH_STAGE, selected_branches, selected_stages
-from emoflow.extract import STAGES as ALL_STAGES, config_params
-from emoflow.manifest import refresh
+from emoflow.config import stable_hash, validate_config
+from emoflow.datasets.manifest import refresh
+from emoflow.errors import ConfigError, EmoflowError
+from emoflow.extraction.compute import forget_uncomputed_shards
+from emoflow.extraction.specs import STAGES as ALL_STAGES, config_params
 from emoflow.paths import Layout, prepare_job_environment
 from emoflow.stages import fold_ids
+from emoflow.storage.atomic import write_text_if_changed
 
 # Jobs run `python -m emoflow`: the venv's python when Snakemake runs from it, the env's python
 # under --software-deployment-method conda; either way the package comes from this checkout.

@@ -7,7 +7,6 @@ is trained on iBUG 300-W, whose licence allows non-commercial use only.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,8 @@ import numpy as np
 
 from emoflow.errors import ClipError, ToolMissingError
 from emoflow.faces.detect import SELECT, choose, detect_faces, detect_near
-from emoflow.faces.result import FaceResult
+from emoflow.faces.result import FaceResult, checked_frames
+from emoflow.storage.digest import sha256_file
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 REDETECT = 16
@@ -40,14 +40,6 @@ def predictor_path() -> Path:
     if not path.is_file():
         raise ToolMissingError(f"dlib landmark model not found: {path}")
     return path
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def align_face(*args: Any, **kwargs: Any) -> Any:
@@ -80,7 +72,7 @@ def _models() -> _Models:
 
 @functools.cache
 def _predictor_sha256() -> str:
-    return _sha256(predictor_path())
+    return sha256_file(predictor_path())
 
 
 def landmarks_for(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -205,14 +197,9 @@ class EmbeddedBackend:
         """
         out: dict[str, FaceResult | ClipError] = {}
         for clip_id, frames in clips:
-            frames = np.asarray(frames)
-            if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-                raise ValueError(
-                    f"{clip_id}: frames must be (K, H, W, 3) uint8, got {frames.shape} "
-                    f"{frames.dtype}"
-                )
-            if len(frames) == 0:
-                out[clip_id] = ClipError("too_short", "no frames were sampled from the clip")
+            frames = checked_frames(clip_id, frames)
+            if isinstance(frames, ClipError):
+                out[clip_id] = frames
                 continue
             try:
                 out[clip_id] = self.process_frames(frames, (prev_boxes or {}).get(clip_id))

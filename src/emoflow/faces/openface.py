@@ -23,7 +23,8 @@ from PIL import Image
 
 from emoflow.errors import ClipError, ToolMissingError
 from emoflow.faces.openface_csv import AU_NAMES, parse_clip_output
-from emoflow.faces.result import FaceResult
+from emoflow.faces.result import FaceResult, checked_frames
+from emoflow.storage.digest import sha256_file
 
 #: Output flags: 2-D landmarks, pose, AUs, gaze, aligned faces without masking.
 BASE_FLAGS = ["-2Dfp", "-pose", "-aus", "-gaze", "-simalign", "-nomask"]
@@ -32,15 +33,6 @@ DEFAULT_SCALE = 0.7
 MODEL_MISSING_MARKERS = ("Could not load the landmark detector",)
 OPEN_FAILED_MARKERS = ("Failed to open", "Could not open", "could not be opened")
 SECTION_MARKER = "Attempting to read from"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_binary(bin_path: str | None, model: str) -> tuple[Path, Path]:
@@ -271,14 +263,9 @@ class OpenFaceBackend:
         out: dict[str, FaceResult | ClipError] = {}
         prepared: list[_Clip] = []
         for index, (clip_id, frames) in enumerate(clips):
-            frames = np.asarray(frames)
-            if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-                raise ValueError(
-                    f"{clip_id}: frames must be (K, H, W, 3) uint8, got {frames.shape} "
-                    f"{frames.dtype}"
-                )
-            if len(frames) == 0:
-                out[clip_id] = ClipError("too_short", "no frames were sampled from the clip")
+            frames = checked_frames(clip_id, frames)
+            if isinstance(frames, ClipError):
+                out[clip_id] = frames
                 continue
             digest = hashlib.sha256(clip_id.encode("utf-8")).hexdigest()[:12]
             folder = root / "frames" / f"clip{index:05d}-{digest}"

@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from emoflow.errors import ClipError
 
 
 @dataclass
 class FaceResult:
     """Faces of one clip's K sampled frames.
 
-    faces: (K, S, S, 3) uint8 aligned RGB crops, zeros where ``mask`` is False.
-    mask: (K,) bool, a face was found and aligned.
-    landmarks: (K, 68, 2) float32 in the input frame's pixel coordinates, zeros where not found.
-    n_faces: (K,) int16 faces detected per frame (embedded: detector count where it searched —
-        the whole frame, or with ``select: track`` and one face in the last whole-frame
-        search, around that face; openface: 1/0).
-    confidence: (K,) float32 (embedded: detector score; openface: its confidence), 0 if none.
-    au: (K, n_au) float32 AU intensities (openface only), NaN where not found.
-    pose: (K, 6) float32 Tx, Ty, Tz, Rx, Ry, Rz (openface only), NaN where not found.
-    gaze: (K, 8) float32 both eyes' gaze vectors and the two gaze angles (openface only; see
-        ``openface_csv.GAZE_COLUMNS``), NaN where not found.
-    boxes: (K, 4) float32 x0, y0, x1, y1 of the aligned face in the frame's pixels (embedded: the
-        detector's box; openface: the landmarks' bounding box), NaN where not found.
+    faces: (K, S, S, 3) uint8 aligned RGB crops, zeros where ``mask`` is False. mask: (K,) bool, a
+    face was found and aligned. landmarks: (K, 68, 2) float32 in the input frame's pixel
+    coordinates, zeros where not found. n_faces: (K,) int16 faces detected per frame (embedded:
+    detector count where it searched — the whole frame, or with ``select: track`` and one face in
+    the last whole-frame search, around that face; openface: 1/0). confidence: (K,) float32
+    (embedded: detector score; openface: its confidence), 0 if none. au: (K, n_au) float32 AU
+    intensities (openface only), NaN where not found. pose: (K, 6) float32 Tx, Ty, Tz, Rx, Ry, Rz
+    (openface only), NaN where not found. gaze: (K, 8) float32 both eyes' gaze vectors and the two
+    gaze angles (openface only; see ``openface_csv.GAZE_COLUMNS``), NaN where not found. boxes: (K,
+    4) float32 x0, y0, x1, y1 of the aligned face in the frame's pixels (embedded: the detector's
+    box; openface: the landmarks' bounding box), NaN where not found.
     """
 
     faces: np.ndarray
@@ -55,3 +56,16 @@ class FaceResult:
     def any_face(self) -> bool:
         """Whether at least one frame has a face."""
         return bool(self.mask.any())
+
+
+def checked_frames(clip_id: str, frames: Any) -> np.ndarray | ClipError:
+    """A clip's sampled frames as a backend takes them, ``(K, H, W, 3)`` uint8 RGB, or the
+    ``too_short`` ClipError when none were sampled (a wrong shape or type is a bug: ValueError)."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(
+            f"{clip_id}: frames must be (K, H, W, 3) uint8, got {frames.shape} {frames.dtype}"
+        )
+    if len(frames) == 0:
+        return ClipError("too_short", "no frames were sampled from the clip")
+    return frames

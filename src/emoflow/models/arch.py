@@ -1,14 +1,20 @@
 """The constructor kwargs of each branch model (``name`` plus its arguments), as training
-builds them and the bundle stores them (:func:`emoflow.models.build_branch_model` rebuilds a
-model from them)."""
+builds them and the bundle stores them, and :func:`build_branch_model`, which rebuilds a model
+from them."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from torch import nn
+
 from emoflow.branches import BRANCH_STAGE
 from emoflow.errors import EmoflowError
-from emoflow.store import VECTOR_KINDS
+from emoflow.models.audio import AudioResNet18, AudioVGG
+from emoflow.models.frames import FrameAggregation
+from emoflow.models.vectors import WindowMLP
+from emoflow.models.visual import VisualCNNGRU
+from emoflow.storage.shards import VECTOR_KINDS
 
 GRAY_FACES = True  # the visual branch sees grey face crops
 
@@ -62,3 +68,23 @@ def aggregation_kwargs(cfg: dict[str, Any] | None) -> dict[str, Any]:
     cfg = cfg or {}
     return {"aggregation": str(cfg.get("aggregation", "gru")),
             "clusters": int(cfg.get("clusters", 8))}  # fmt: skip
+
+
+def build_branch_model(branch: str, arch: dict[str, Any]) -> nn.Module:
+    """Construct a branch model from its ``arch`` dict (``name`` plus constructor kwargs)."""
+    classes = {
+        ("audio", "vgg"): AudioVGG,
+        ("audio", "resnet18"): AudioResNet18,
+        ("visual", "cnn_gru"): VisualCNNGRU,
+        ("face_cnn", "frame_aggregate"): FrameAggregation,
+        ("egemaps", "mlp"): WindowMLP,
+        ("ssl", "mlp"): WindowMLP,
+        ("au", "frame_aggregate"): FrameAggregation,
+    }
+    kwargs = dict(arch)
+    name = kwargs.pop("name", None)
+    try:
+        cls = classes[(branch, name)]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r} for branch {branch!r}") from None
+    return cls(**kwargs)

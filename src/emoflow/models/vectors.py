@@ -3,7 +3,7 @@
 Input ``(B, D)`` standardised vectors; with ``layers > 1`` the vector holds that many encoder
 layers side by side (``D = layers * H``) and the model first takes their softmax-weighted sum
 (weights learned, as in SUPERB). The window outputs are pooled per clip like the audio CNN's
-(:func:`emoflow.pooling.pool_windows`).
+(:func:`emoflow.models.pooling.pool_windows`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from emoflow.models import Heads
+from emoflow.models.blocks import Heads
 
 
 class WindowMLP(nn.Module):

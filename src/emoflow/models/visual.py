@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from emoflow.models import Heads
 from emoflow.models.aggregate import make_aggregator
+from emoflow.models.blocks import Heads, conv_stack
 
 
 class VisualCNNGRU(nn.Module):
@@ -38,17 +38,7 @@ class VisualCNNGRU(nn.Module):
     ) -> None:
         super().__init__()
         channels = list(channels or [16, 32, 64, 64])
-        layers: list[nn.Module] = []
-        prev = in_channels
-        for width in channels:
-            layers += [
-                nn.Conv2d(prev, width, 3, padding=1, bias=False),
-                nn.BatchNorm2d(width),
-                nn.ReLU(inplace=True),
-                nn.MaxPool2d(2, ceil_mode=True),
-            ]
-            prev = width
-        self.cnn = nn.Sequential(*layers)
+        self.cnn, prev = conv_stack(in_channels, channels)
         self.frame = nn.Sequential(nn.Linear(prev, frame_dim), nn.ReLU(inplace=True))
         self.aggregate = make_aggregator(aggregation, frame_dim, hidden, clusters)
         self.embed = nn.Sequential(

@@ -1,0 +1,1 @@
+"""The deployable model: the bundle, refit, and ``emoflow predict``."""

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the speaker-level bootstrap, scoring, tables, figures and the report."""

@@ -1,0 +1,289 @@
+"""The one featurizer: a media file -> its audio windows and its face frames on the time grid.
+
+The extraction stages (:mod:`emoflow.extraction.shard_job`) and ``emoflow predict`` both call
+:func:`audio_features`, :func:`egemaps_features`, :func:`ssl_features` and
+:func:`face_features`; nothing else decodes or windows a clip (the three audio-based stages
+share :func:`audio_windows`).
+
+- Audio: decoded once (mono, spec's rate), cut into the grid's windows, each window's log-mel
+  floored on its own (:func:`emoflow.features.audio.logmel_mfcc`), so a clip's features never depend
+  on what else is computed with it.
+- Faces: sampled at the grid's fixed rate along the whole clip in one streaming ffmpeg pass; a
+  streaming backend (embedded) aligns each chunk of decoded frames as it arrives, so memory is
+  one chunk of full frames plus the 112 x 112 crops; a batching backend (OpenFace) gets all of a
+  batch's clips in one call. A sample time with no decoded frame is masked, never filled with a
+  copy of another frame.
+- Both check truncation: a stream that decodes much shorter than the file declares fails as
+  ``truncated`` (see :func:`emoflow.media.ffmpeg.check_truncation`).
+
+:data:`FEATURE_VERSION` is part of each stage's spec, hence of the per-clip cache key and of the
+shard's spec: bump a stage's number whenever a change of code changes its features (the golden
+test in ``tests/test_featurize.py`` fails until you do).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from emoflow.errors import ClipError, internal_error
+from emoflow.faces.result import FaceResult
+from emoflow.features.audio import Windows, check_silence, cut_windows, logmel_mfcc
+from emoflow.media.ffmpeg import (
+    MEDIA_DEFAULTS,
+    FrameStream,
+    MediaInfo,
+    SampledFrames,
+    check_truncation,
+    decode_audio,
+    probe,
+)
+from emoflow.media.grid import TimeGrid
+from emoflow.storage.shards import AudioClipFeatures, FaceClipFeatures, VectorClipFeatures
+
+FEATURE_VERSION = {"audio": 2, "faces": 4, "egemaps": 1, "ssl": 1, "face_cnn": 1}
+"""Per-stage version of the feature code (in the spec, the cache key and the shards)."""
+CHUNK_FRAMES = 32  # decoded full frames held at once by a streaming face backend
+
+
+def media_settings(media: dict[str, Any] | None, spec: dict[str, Any]) -> dict[str, Any]:
+    """The media settings a stage decodes with: the defaults, the config's, the spec's
+    truncation tolerances."""
+    # the spec's truncation tolerances win: predict applies the ones the model was trained with
+    return {**MEDIA_DEFAULTS, **(media or {}), **spec.get("truncation", {})}
+
+
+def _probe(path: str | Path, media: dict[str, Any], info: MediaInfo | None) -> MediaInfo:
+    return info or probe(path, media["ffprobe"], media["timeout_s"])
+
+
+def audio_windows(
+    path: str | Path,
+    spec: dict[str, Any],
+    media: dict[str, Any] | None = None,
+    info: MediaInfo | None = None,
+) -> tuple[Windows, float]:
+    """A clip's decoded track cut into the grid's windows, and its decoded duration: what the
+    audio and eGeMAPS stages both compute on (truncation and silence checked here)."""
+    media = media_settings(media, spec)
+    info = _probe(path, media, info)
+    sr = int(spec["sample_rate"])
+    samples = decode_audio(path, sr, media["ffmpeg"], media["timeout_s"], info)
+    declared = info.audio_duration_s or info.duration_s
+    if declared:
+        check_truncation("audio", len(samples) / sr, declared, media)
+    check_silence(samples, spec.get("silence_dbfs"))
+    windows = cut_windows(samples, sr, spec["window_s"], spec["hop_s"], spec["last_window"])
+    return windows, len(samples) / sr
+
+
+def audio_features(
+    path: str | Path,
+    spec: dict[str, Any],
+    media: dict[str, Any] | None = None,
+    info: MediaInfo | None = None,
+) -> AudioClipFeatures:
+    """A clip's audio windows: log-mel and MFCC per grid window (clip_id left empty)."""
+    windows, duration = audio_windows(path, spec, media, info)
+    # One BLAS thread: float sums then do not depend on how many threads a process has.
+    with threadpool_limits(limits=1):
+        logmel, mfcc = logmel_mfcc(windows.segments, spec)
+    return AudioClipFeatures(
+        clip_id="",
+        logmel=logmel,
+        mfcc=mfcc,
+        window_start_s=windows.start_s,
+        duration_s=duration,
+        padded=windows.padded,
+    )
+
+
+def _window_vectors(
+    path: str | Path, spec: dict[str, Any], media: dict[str, Any] | None,
+    info: MediaInfo | None, vectors_of: Any,
+) -> VectorClipFeatures:  # fmt: skip
+    """The audio stage's windows of a clip, each turned into a vector by ``vectors_of``."""
+    windows, duration = audio_windows(path, spec, media, info)
+    return VectorClipFeatures(
+        clip_id="",
+        vectors=vectors_of(windows.segments),
+        window_start_s=windows.start_s,
+        duration_s=duration,
+        padded=windows.padded,
+    )
+
+
+def ssl_features(
+    path: str | Path,
+    spec: dict[str, Any],
+    media: dict[str, Any] | None = None,
+    info: MediaInfo | None = None,
+    *,
+    folder: Path,
+    device: str = "cpu",
+) -> VectorClipFeatures:
+    """A clip's self-supervised encoder embeddings per grid window (the audio stage's
+    windows; ``folder`` holds the encoder the spec names)."""
+    from emoflow.features.ssl_speech import embeddings
+
+    return _window_vectors(path, spec, media, info,
+                           lambda segments: embeddings(segments, spec, folder, device))  # fmt: skip
+
+
+def egemaps_features(
+    path: str | Path,
+    spec: dict[str, Any],
+    media: dict[str, Any] | None = None,
+    info: MediaInfo | None = None,
+) -> VectorClipFeatures:
+    """A clip's eGeMAPS functionals per grid window (the audio stage's windows)."""
+    from emoflow.features.egemaps import functionals
+
+    return _window_vectors(path, spec, media, info,
+                           lambda segments: functionals(segments, spec))  # fmt: skip
+
+
+def _face_record(
+    res: FaceResult, pick: np.ndarray, decoded_t: np.ndarray, times: np.ndarray,
+    grid: TimeGrid, duration_s: float,
+) -> FaceClipFeatures:  # fmt: skip
+    """Spread the decoded frames' faces over the sample times (missing samples masked)."""
+    have = pick >= 0
+    idx = np.where(have, pick, 0)
+
+    def take(values: np.ndarray | None, fill: float | int) -> np.ndarray | None:
+        if values is None:
+            return None
+        out = np.asarray(values)[idx].copy()
+        out[~have] = fill
+        return out
+
+    starts = grid.windows_for_duration(duration_s)
+    return FaceClipFeatures(
+        clip_id="",
+        faces=take(res.faces, 0),
+        mask=np.asarray(res.mask, bool)[idx] & have,
+        landmarks=take(res.landmarks, 0),
+        frame_time_s=np.where(have, decoded_t[idx], times),
+        n_faces=take(res.n_faces, 0),
+        confidence=take(res.confidence, 0),
+        window_start_s=starts,
+        window_frame0=grid.window_frame0(starts),
+        duration_s=float(duration_s),
+        padded=bool(duration_s < grid.window_s),
+        au=take(res.au, np.nan),
+        pose=take(res.pose, np.nan),
+        boxes=take(res.boxes, np.nan),
+        gaze=take(res.gaze, np.nan),
+    )
+
+
+def _concat(parts: list[FaceResult]) -> FaceResult:
+    def cat(name: str) -> np.ndarray | None:
+        values = [getattr(p, name) for p in parts]
+        return None if values[0] is None else np.concatenate(values)
+
+    fields = ("faces", "mask", "landmarks", "n_faces", "confidence", "au", "pose", "boxes", "gaze")
+    return FaceResult(**{n: cat(n) for n in fields})
+
+
+def open_frames(
+    path: str | Path,
+    grid: TimeGrid,
+    max_side: int,
+    media: dict[str, Any],
+    info: MediaInfo | None = None,
+) -> tuple[FrameStream, np.ndarray, float]:
+    """The frame stream of a clip's sample times, the times and the video's duration."""
+    info = _probe(path, media, info)
+    if not info.has_video:
+        raise ClipError("no_video", "the file has no video stream")
+    duration = info.video_duration_s or info.duration_s or 1.0 / (info.fps or 25.0)
+    times = grid.frame_times(duration, info.fps)
+    return FrameStream(path, times, grid.rate, info, max_side, media), times, duration
+
+
+def face_features(
+    clips: Sequence[tuple[str, str | Path]],
+    spec: dict[str, Any],
+    backend: Any,
+    media: dict[str, Any] | None = None,
+    probe_with: Callable[[str | Path], MediaInfo] | None = None,
+) -> list[FaceClipFeatures | ClipError]:
+    """Each clip's face frames on the grid, or its failure (one entry per clip, in order).
+
+    A streaming backend aligns each chunk of decoded frames as it arrives; a batching one
+    (OpenFace) gets the frames of all the clips in one call. ``probe_with`` gives a clip's
+    :class:`MediaInfo` from its path (default: ffprobe it).
+    """
+    media = media_settings(media, spec)
+    grid = TimeGrid.of(spec)
+    max_side = int(spec.get("max_side", 640))
+    streaming = bool(getattr(backend, "streams", False))
+    out: dict[str, FaceClipFeatures | FaceResult | ClipError] = {}
+    sampled: dict[str, tuple[SampledFrames, np.ndarray, float]] = {}
+    batch: list[tuple[str, np.ndarray]] = []
+    with tempfile.TemporaryDirectory(prefix="emoflow-faces-") as work:
+        for clip_id, path in clips:
+            try:
+                info = probe_with(path) if probe_with else None
+                stream, times, duration = open_frames(path, grid, max_side, media, info)
+                if streaming:
+                    out[clip_id] = _stream(backend, clip_id, stream, work)
+                else:
+                    batch.append((clip_id, np.concatenate(list(stream.chunks(CHUNK_FRAMES)))))
+                sampled[clip_id] = (stream.finish(), times, duration)
+            except ClipError as exc:
+                out[clip_id] = exc
+            except Exception as exc:  # noqa: BLE001 - one clip must never stop the others
+                out[clip_id] = internal_error(exc, clip_id)
+        batch = [(c, f) for c, f in batch if c in sampled]
+        if batch:
+            try:
+                out.update(backend.process(batch, Path(work)))
+            except Exception as exc:  # noqa: BLE001
+                out.update({c: internal_error(exc, c) for c, _ in batch})
+    results = [out.get(c) or ClipError("tool_crash", "the face backend gave no result")
+               for c, _ in clips]  # fmt: skip
+    return [_finish(res, *sampled[c], grid) if isinstance(res, FaceResult) else res
+            for (c, _), res in zip(clips, results, strict=True)]  # fmt: skip
+
+
+def _finish(
+    res: FaceResult, sampled: SampledFrames, times: np.ndarray, duration: float, grid: TimeGrid
+) -> FaceClipFeatures | ClipError:
+    rec = _face_record(res, sampled.pick, sampled.decoded_t, times, grid, duration)
+    if not rec.mask.any():
+        return ClipError("no_face", f"no face found in any of the {len(rec.mask)} sampled frames")
+    return rec
+
+
+def _stream(backend: Any, clip_id: str, stream: FrameStream, work: str) -> FaceResult:
+    """A streaming backend's result for a clip, chunk by chunk; each chunk goes on from the
+    face chosen last in the chunks before (``faces.select: track`` follows it)."""
+    parts: list[FaceResult] = []
+    last: np.ndarray | None = None
+    for chunk in stream.chunks(CHUNK_FRAMES):
+        parts.append(_one(backend, clip_id, chunk, work, last))
+        boxes = parts[-1].boxes
+        found = np.flatnonzero(parts[-1].mask) if boxes is not None else []
+        if len(found):
+            last = np.asarray(boxes[found[-1]], np.float64)
+    return _concat(parts)
+
+
+def _one(
+    backend: Any, clip_id: str, frames: np.ndarray, work: str, prev: np.ndarray | None = None
+) -> FaceResult:
+    kwargs = {} if prev is None else {"prev_boxes": {clip_id: prev}}
+    res = backend.process([(clip_id, frames)], Path(work), **kwargs).get(clip_id)
+    if isinstance(res, ClipError):
+        raise res
+    if res is None:
+        raise ClipError("tool_crash", "the face backend gave no result")
+    return res

@@ -1,0 +1,2 @@
+"""The media layer: ffmpeg (probe, decode audio, sample frames), the probe cache and the one time
+grid."""

@@ -1,0 +1,2 @@
+"""Evaluation protocols: speaker-independent folds, official splits, fold files, the leakage
+check."""
