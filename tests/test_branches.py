@@ -93,7 +93,8 @@ def converted(demo: Path, root: Path, suffix: str, args: list[str]) -> Path:
 def run(corpus: Path, base: Path, branches: list[str], **extra: object) -> Path:
     cfg = write_config(
         base / "cfg.yaml", corpus, base / "results", shards=2, branches=branches,
-        cache={"dir": str(base / "cache")}, folds={"k": 2, "only": [0]}, **extra,
+        cache={"dir": str(base / "cache")}, folds={"k": 2, "only": [0]},
+        bundle={"mode": "fold0"}, **extra,
     )  # fmt: skip
     snakemake(cfg)
     out = base / "results" / "t"
@@ -145,12 +146,12 @@ def test_audio_only_corpus_of_wav_files(demo: Path, tmp_path: Path) -> None:
     cfg = write_config(
         tmp_path / "cfg2.yaml", corpus, tmp_path / "results", shards=2,
         branches=["audio", "egemaps", "ssl"], cache={"dir": str(tmp_path / "cache")},
-        folds={"k": 2, "only": [0]},
+        folds={"k": 2, "only": [0]}, bundle={"mode": "fold0"},
         train={"epochs": 4, "patience": 4}, ssl={"model_path": str(encoder), "layer": 1},
     )  # fmt: skip
     planned = planned_jobs(cfg)
     assert planned["extract_ssl"] == 2 and planned["train"] == 1  # the ssl branch's fold 0
-    assert planned["refit"] == 1 and planned["evaluate"] == 1
+    assert planned["bundle"] == 1 and planned["evaluate"] == 1 and "refit" not in planned
     assert "extract_audio" not in planned and "extract_egemaps" not in planned
 
 

@@ -91,9 +91,9 @@ def test_golden_features_match_their_feature_version(golden: dict, stage: str) -
     assert golden["spec"][stage]["feature_version"] == version
     assert GOLDEN.get((stage, version)) == got, (
         f"the {stage} features of the golden clip changed (sha256 {got}). If the change is "
-        f"intended, bump FEATURE_VERSION[{stage!r}] in src/emoflow/featurize.py to {version + 1} "
-        f"and add ({stage!r}, {version + 1}): {got!r} to GOLDEN in this file: the per-clip cache "
-        "and old shards then stop serving features made by the old code."
+        f"intended, bump FEATURE_VERSION[{stage!r}] in src/emoflow/features/featurize.py to "
+        f"{version + 1} and add ({stage!r}, {version + 1}): {got!r} to GOLDEN in this file: the "
+        "per-clip cache and old shards then stop serving features made by the old code."
     )
 
 

@@ -277,20 +277,29 @@ def test_a_fusion_that_cannot_be_fitted_says_why(tmp_path: Path) -> None:
 
 
 def test_grid_search_tie_break() -> None:
+    """Ties go to the weights closest to the best single branch, never toward equal weights."""
     grid = weight_grid(2)
     assert grid == [(round(i * 0.05, 2), round(1 - i * 0.05, 2)) for i in range(21)]
-    assert grid_search_weight(dict.fromkeys(grid, 0.7)) == (0.5, 0.5)
+    assert grid_search_weight(dict.fromkeys(grid, 0.7)) == (1.0, 0.0)  # all tied: the first
     scores = {w: (0.9 if w[0] in (0.45, 0.55, 0.8) else 0.1) for w in grid}
+    assert grid_search_weight(scores) == (0.8, 0.2)  # singles tie: nearest the first branch
+    scores[(0.0, 1.0)] = 0.5  # the second branch is the better one alone
     assert grid_search_weight(scores) == (0.45, 0.55)
     scores[(0.9, 0.1)] = 0.95
     assert grid_search_weight(scores) == (0.9, 0.1)
     assert grid_search_weight({(0.0, 1.0): float("nan"), (1.0, 0.0): 0.2}) == (1.0, 0.0)
+    # a perfect branch (audio at 1.000 on the demo's validation clips) is kept undiluted
+    perfect = {w: (1.0 if w[0] >= 0.6 else 0.75) for w in grid}
+    assert grid_search_weight(perfect) == (1.0, 0.0)
 
 
 def test_weight_grid_of_three_branches() -> None:
     grid = weight_grid(3)
     assert len(grid) == 231 and all(abs(sum(w) - 1) < 1e-9 for w in grid)
-    assert grid_search_weight(dict.fromkeys(grid, 0.5)) == (0.3, 0.35, 0.35)
+    assert grid_search_weight(dict.fromkeys(grid, 0.5)) == (1.0, 0.0, 0.0)
+    scores = {w: (0.5 if w[2] < 0.5 else 0.6) for w in grid}
+    scores[(0.0, 0.0, 1.0)] = 0.6
+    assert grid_search_weight(scores) == (0.0, 0.0, 1.0)
     assert len(weight_grid(5)) == 1001  # steps of 0.1 from five branches on
 
 

@@ -54,7 +54,7 @@ def test_workflow_through_slurm_is_a_byte_identical_clean_rerun(
     with slurm_cluster(tmp_path / "cluster", gpus=1) as cluster:
         proc = cluster.run_snakemake(
             REPO, "--configfile", str(cfg), "--verbose", profile=REPO / "tests" / "slurm_profile",
-            jobs=2, timeout_s=900,
+            jobs=4, timeout_s=900,
         )  # fmt: skip
         jobs = cluster.jobs()
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:] + cluster.logs()

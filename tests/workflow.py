@@ -40,10 +40,10 @@ def write_config(path: Path, data_root: Path, results: Path, **overrides: object
 
 
 def snakemake(
-    config: Path, *args: str, check: bool = True, timeout: int = 900
+    config: Path, *args: str, check: bool = True, timeout: int = 900, cores: int = 2
 ) -> subprocess.CompletedProcess[str]:
-    """``snakemake --configfile config --cores 2 *args`` in the repository."""
-    cmd = [str(BIN / "snakemake"), "--configfile", str(config), "--cores", "2", *args]
+    """``snakemake --configfile config --cores <cores> *args`` in the repository."""
+    cmd = [str(BIN / "snakemake"), "--configfile", str(config), "--cores", str(cores), *args]
     proc = subprocess.run(
         cmd, cwd=REPO, env=env(), capture_output=True, text=True, timeout=timeout, check=False
     )

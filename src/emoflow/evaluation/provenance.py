@@ -17,6 +17,7 @@ from emoflow.extraction.specs import stage_spec
 from emoflow.features.face_cnn import weights_path
 from emoflow.media.ffmpeg import ffmpeg_version
 from emoflow.models.fer_xception import FER_LICENCE
+from emoflow.numerics import cpu_numerics
 from emoflow.paths import Layout
 from emoflow.storage.digest import sha256_file
 
@@ -73,6 +74,8 @@ def provenance(config: Config) -> dict[str, Any]:
         if torch.cuda.is_available() and config["train"]["device"] != "cpu"
         else "cpu",
         "deterministic": config["train"]["deterministic"],
+        "train_threads": config["train"]["threads"],
+        "cpu_numerics": cpu_numerics(),
         "protocol": json.loads(layout.protocol.read_text("utf-8")),
         "bundle_mode": config["bundle"]["mode"],
     }

@@ -46,8 +46,9 @@ from emoflow.media.ffmpeg import (
 from emoflow.media.grid import TimeGrid
 from emoflow.storage.shards import AudioClipFeatures, FaceClipFeatures, VectorClipFeatures
 
-FEATURE_VERSION = {"audio": 2, "faces": 4, "egemaps": 1, "ssl": 1, "face_cnn": 1}
-"""Per-stage version of the feature code (in the spec, the cache key and the shards)."""
+FEATURE_VERSION = {"audio": 2, "faces": 4, "egemaps": 1, "ssl": 2, "face_cnn": 2}
+"""Per-stage version of the feature code (in the spec, the cache key and the shards). ssl and
+face_cnn 2: torch on the AVX2 kernels of :mod:`emoflow.numerics`."""
 CHUNK_FRAMES = 32  # decoded full frames held at once by a streaming face backend
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from emoflow.branches import selected_branches
 from emoflow.errors import EmoflowError
@@ -69,13 +70,21 @@ def weight_grid(n: int) -> list[tuple[float, ...]]:
 
 
 def grid_search_weight(scores: dict[tuple[float, ...], float]) -> tuple[float, ...]:
-    """The best weights of ``{weights: score}``: highest score (NaN lowest), then closest to
-    equal weights (L1), then lexicographically smallest."""
+    """The best weights of ``{weights: score}``: highest score (NaN lowest), then closest (L1)
+    to the best single branch (the one-hot weights that score highest, the first branch on a
+    tie), then lexicographically smallest. A tie never moves the fusion away from the branch
+    that does best alone, so an already perfect branch is kept rather than diluted."""
+
+    def score(w: tuple[float, ...]) -> float:
+        s = scores[w]
+        return -np.inf if np.isnan(s) else round(float(s), 12)
+
+    n = len(next(iter(scores)))
+    singles = [w for w in scores if max(w) == 1.0] or [tuple(1.0 / n for _ in range(n))]
+    best = min(singles, key=lambda w: (-score(w), w.index(max(w))))
 
     def key(w: tuple[float, ...]) -> tuple[float, float, tuple[float, ...]]:
-        s = scores[w]
-        s = -np.inf if np.isnan(s) else round(float(s), 12)
-        return (-s, round(sum(abs(x - 1 / len(w)) for x in w), 6), w)
+        return (-score(w), round(sum(abs(x - b) for x, b in zip(w, best, strict=True)), 6), w)
 
     return min(scores, key=key)
 
@@ -192,21 +201,30 @@ def fuse_arrays(
     fit_rows = (a.part == "val") & a.both
     results: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     info: dict[str, Any] = {}
-    for method in methods:
-        if method == "late":
-            info["late"] = {**fit_late(a, fit_rows, target), "n_fit": int(fit_rows.sum())}
-            if not fit_rows.any():
-                info["late"]["reason"] = "no validation clip with every branch"
-        elif method == "stacking":
-            info["stacking"] = fit_stacking(a, fit_rows, target, seed)
-        elif method == "feature":
-            info["feature"] = fit_feature(a, fit_rows, target, n_classes, seed)
-        else:
-            raise EmoflowError(f"unknown fusion method {method!r}")
-        results[method] = apply_fusion(
-            method, info[method], target, a.prob, a.va, a.has, a.embedding
-        )
+    with threadpool_limits(limits=1):  # BLAS sums in one order, whatever OMP_NUM_THREADS says
+        for method in methods:
+            _fit_one(a, method, fit_rows, target, n_classes, seed, info)
+            results[method] = apply_fusion(
+                method, info[method], target, a.prob, a.va, a.has, a.embedding
+            )
     return results, info
+
+
+def _fit_one(
+    a: Aligned, method: str, fit_rows: np.ndarray, target: str, n_classes: int, seed: int,
+    info: dict[str, Any],
+) -> None:  # fmt: skip
+    """Fit one fusion method into ``info[method]``."""
+    if method == "late":
+        info["late"] = {**fit_late(a, fit_rows, target), "n_fit": int(fit_rows.sum())}
+        if not fit_rows.any():
+            info["late"]["reason"] = "no validation clip with every branch"
+    elif method == "stacking":
+        info["stacking"] = fit_stacking(a, fit_rows, target, seed)
+    elif method == "feature":
+        info["feature"] = fit_feature(a, fit_rows, target, n_classes, seed)
+    else:
+        raise EmoflowError(f"unknown fusion method {method!r}")
 
 
 def fusion_methods(config: dict[str, Any]) -> list[str]:

@@ -50,7 +50,11 @@ def seed_everything(seed: int) -> None:
 
 
 def setup_runtime(train_cfg: dict[str, Any], seed: int) -> None:
-    """Threads, seeds and deterministic algorithms as the ``train`` config asks."""
+    """Threads, seeds and deterministic algorithms as the ``train`` config asks.
+
+    ``train.threads`` (default 2) fixes torch's intra-op thread count whatever the job was given
+    (Snakemake sets ``OMP_NUM_THREADS`` to the rule's threads, which ``--cores`` lowers): CPU
+    kernels split their sums by thread, so another count gives other numbers."""
     if train_cfg.get("threads"):
         torch.set_num_threads(int(train_cfg["threads"]))
     deterministic = bool(train_cfg.get("deterministic", True))
