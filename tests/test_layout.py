@@ -119,7 +119,7 @@ def test_every_emoflow_import_names_something_that_exists() -> None:
     """In the package, the tests, the benchmarks and the workflow's helper code."""
     names = {m: top_level_names(ast.parse(p.read_text("utf-8"))) for m, p in MODULES.items()}
     root = SRC.parent
-    files = {module: path for module, path in MODULES.items()}
+    files: dict[str, Path] = dict(MODULES)
     for folder in ("tests", "bench"):
         files |= {str(p.relative_to(root)): p for p in sorted((root / folder).rglob("*.py"))}
     files |= {str(p.relative_to(root)): p for p in sorted((root / "workflow").rglob("*.smk"))}

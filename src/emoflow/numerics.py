@@ -27,10 +27,15 @@ PINNED_ENV: dict[str, str] = {
 SWITCH = "EMOFLOW_CPU_NUMERICS"  # "pinned" (default) or "native"
 
 
+def native() -> bool:
+    """True when ``EMOFLOW_CPU_NUMERICS=native`` leaves the kernel choice to the libraries."""
+    return os.environ.get(SWITCH, "pinned") == "native"
+
+
 def pin_cpu_numerics() -> None:
     """Cap the CPU kernels of torch, oneDNN, MKL and OpenBLAS at AVX2 (overriding the caller's
     values), unless ``EMOFLOW_CPU_NUMERICS=native``."""
-    if os.environ.get(SWITCH, "pinned") != "native":
+    if not native():
         os.environ.update(PINNED_ENV)
 
 
@@ -38,5 +43,5 @@ def cpu_numerics() -> dict[str, str]:
     """What this process runs with, for the provenance: the mode and torch's CPU capability."""
     import torch
 
-    mode = "native" if os.environ.get(SWITCH, "pinned") == "native" else "pinned AVX2"
+    mode = "native" if native() else "pinned AVX2"
     return {"mode": mode, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}

@@ -203,28 +203,20 @@ def fuse_arrays(
     info: dict[str, Any] = {}
     with threadpool_limits(limits=1):  # BLAS sums in one order, whatever OMP_NUM_THREADS says
         for method in methods:
-            _fit_one(a, method, fit_rows, target, n_classes, seed, info)
+            if method == "late":
+                info["late"] = {**fit_late(a, fit_rows, target), "n_fit": int(fit_rows.sum())}
+                if not fit_rows.any():
+                    info["late"]["reason"] = "no validation clip with every branch"
+            elif method == "stacking":
+                info["stacking"] = fit_stacking(a, fit_rows, target, seed)
+            elif method == "feature":
+                info["feature"] = fit_feature(a, fit_rows, target, n_classes, seed)
+            else:
+                raise EmoflowError(f"unknown fusion method {method!r}")
             results[method] = apply_fusion(
                 method, info[method], target, a.prob, a.va, a.has, a.embedding
             )
     return results, info
-
-
-def _fit_one(
-    a: Aligned, method: str, fit_rows: np.ndarray, target: str, n_classes: int, seed: int,
-    info: dict[str, Any],
-) -> None:  # fmt: skip
-    """Fit one fusion method into ``info[method]``."""
-    if method == "late":
-        info["late"] = {**fit_late(a, fit_rows, target), "n_fit": int(fit_rows.sum())}
-        if not fit_rows.any():
-            info["late"]["reason"] = "no validation clip with every branch"
-    elif method == "stacking":
-        info["stacking"] = fit_stacking(a, fit_rows, target, seed)
-    elif method == "feature":
-        info["feature"] = fit_feature(a, fit_rows, target, n_classes, seed)
-    else:
-        raise EmoflowError(f"unknown fusion method {method!r}")
 
 
 def fusion_methods(config: dict[str, Any]) -> list[str]:

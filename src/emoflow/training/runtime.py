@@ -53,8 +53,9 @@ def setup_runtime(train_cfg: dict[str, Any], seed: int) -> None:
     """Threads, seeds and deterministic algorithms as the ``train`` config asks.
 
     ``train.threads`` (default 2) fixes torch's intra-op thread count whatever the job was given
-    (Snakemake sets ``OMP_NUM_THREADS`` to the rule's threads, which ``--cores`` lowers): CPU
-    kernels split their sums by thread, so another count gives other numbers."""
+    (Snakemake sets ``OMP_NUM_THREADS`` to the rule's threads, which ``--cores`` lowers), so a
+    kernel that splits its sums by thread cannot make the count matter (1, 2 and 4 threads gave
+    the same predictions here; the CPU kernels did not, see :mod:`emoflow.numerics`)."""
     if train_cfg.get("threads"):
         torch.set_num_threads(int(train_cfg["threads"]))
     deterministic = bool(train_cfg.get("deterministic", True))
