@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 CORES ?= 2
-DEMO_CLIPS ?= 64
+DEMO_CLIPS ?= 96
 DEMO_CLIP := data/demo/Actor_01/01-01-05-01-01-01-01.mp4
 
 .PHONY: demo test install system-deps slurm-deps lint clean-demo

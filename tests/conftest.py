@@ -22,7 +22,7 @@ from tests.workflow import linked_clips, snakemake, write_config
 def demo32(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """32 demo clips, seed 3: 8 actors x 4 emotions (its first 12 sorted: actors 1-3)."""
     root = tmp_path_factory.mktemp("demo32")
-    make_demo_corpus(root, clips=32, seed=3)
+    make_demo_corpus(root, clips=32, seed=3, workers=2)
     return root
 
 
@@ -30,7 +30,7 @@ def demo32(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def demo16(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """16 demo clips, seed 0: 4 actors x 4 emotions (its first 12 sorted: actors 1-3)."""
     root = tmp_path_factory.mktemp("demo16")
-    make_demo_corpus(root, clips=16, seed=0)
+    make_demo_corpus(root, clips=16, seed=0, workers=2)
     return root
 
 

@@ -14,6 +14,7 @@ from emoflow.protocols.folds import (
     check_leakage,
     class_names,
     fold_numbers,
+    inner_folds,
     make_folds,
     make_split,
     resolve_protocol,
@@ -57,6 +58,33 @@ def test_speaker_independent_kfold(counts: list[int], k: int, val: float, seed: 
     # balanced by clip count: folds differ by at most the largest speaker's count
     sizes = tested.groupby("fold").size()
     assert sizes.max() - sizes.min() <= max(counts)
+
+
+def test_inner_folds_partition_each_training_part_by_speaker() -> None:
+    folds = make_folds(manifest([3, 5, 2, 4, 3, 6, 2, 3, 4, 5, 3, 2]), {"k": 4, "seed": 1})
+    inner = inner_folds(folds, 3, 0.2, 0)
+    assert list(inner.columns) == ["fold", "inner", "clip_id", "speaker", "role"]
+    assert inner.equals(inner.sort_values(["fold", "inner", "clip_id"]).reset_index(drop=True))
+    for fold, outer in folds.groupby("fold"):
+        training = set(outer.loc[outer.role != "test", "clip_id"])
+        mine = inner[inner.fold == fold]
+        assert set(mine["clip_id"]) == training  # the outer test clips never appear
+        held = mine[mine.role == "test"]
+        assert sorted(held["clip_id"]) == sorted(training)  # each held out exactly once
+        for _, part in mine.groupby("inner"):
+            roles = {r: set(part.loc[part.role == r, "speaker"]) for r in ("train", "val", "test")}
+            assert all(roles.values())
+            assert not roles["test"] & (roles["train"] | roles["val"])
+            assert not roles["train"] & roles["val"]
+    assert inner.equals(inner_folds(folds, 3, 0.2, 0))
+    assert not inner.equals(inner_folds(folds, 3, 0.2, 1))
+    three = make_folds(manifest([2] * 3), {"k": 3})  # 2 training speakers per fold
+    with pytest.raises(EmoflowError, match="fold 0: .*2 speaker group.*fusion.fit_on: val"):
+        inner_folds(three, 2, 0.2, 0)
+    four = make_folds(manifest([2] * 4), {"k": 4})  # 3: one inner fold would leave 1 to train
+    with pytest.raises(EmoflowError, match="3 speaker group.*too few for 2 inner folds"):
+        inner_folds(four, 2, 0.2, 0)
+    assert len(inner_folds(four, 3, 0.2, 0)) == 4 * 3 * 6  # folds x inner folds x clips
 
 
 def test_deterministic_and_seeded() -> None:

@@ -164,6 +164,8 @@ def test_output_schema_order_and_metadata(categorical) -> None:
     assert meta == {
         "classes": CLASSES, "fold": 0, "seed": 0, "target": "categorical", "fusion_problems": {},
         "branches": ["audio", "visual"],
+        "fusion_fit": {m: {"on": "val", "n_clips": 78, "n_speakers": 7, "n_training_part": 100}
+                       for m in ("late", "stacking", "feature")},
     }  # fmt: skip
     d = table.to_pydict()
     keys = list(zip(d["method"], d["clip_id"], strict=True))
@@ -271,7 +273,7 @@ def test_a_fusion_that_cannot_be_fitted_says_why(tmp_path: Path) -> None:
     out, weights = fuse(tmp_path, paths)
     problems = json.loads(pq.read_table(out).schema.metadata[b"emoflow"])["fusion_problems"]
     assert sorted(problems) == ["feature", "stacking"]
-    assert problems["feature"] == "1 validation clips with both modalities; the MLP needs 2"
+    assert problems["feature"] == "1 fit clips with every modality; the MLP needs 2"
     assert "logistic regression needs 2" in problems["stacking"]
     assert json.loads(weights.read_text())["fusion_problems"] == problems
 
@@ -452,3 +454,47 @@ def test_apply_fusion_late_fallbacks_and_single_branch() -> None:
     np.testing.assert_array_equal(p[[0, 2]], pa_[[0, 2]])
     with pytest.raises(EmoflowError, match="unknown fusion method"):
         apply_fusion("median", {}, "categorical", prob, va, has)
+
+
+def _inner_files(tmp: Path, paths: dict[str, Path], extra: str | None = None) -> dict:
+    """Three inner folds per branch whose held-out (``test``) rows are the validation clips of
+    ``paths`` dealt by position (``extra``: one more clip, taken from the outer test part)."""
+    inner: dict[str, list[Path]] = {}
+    for branch in ("audio", "visual"):
+        table = pq.read_table(paths[branch])
+        meta = json.loads(table.schema.metadata[b"emoflow"])
+        d = table.to_pydict()
+        held = [i for i, p in enumerate(d["part"]) if p == "val" or d["clip_id"][i] == extra]
+        inner[branch] = []
+        for j in range(3):
+            rows = held[j::3]
+            cols = {k: [v[i] for i in rows] for k, v in d.items()}
+            cols["part"] = ["test"] * len(rows)
+            schema = PRED_SCHEMA.with_metadata({b"emoflow": json.dumps({**meta, "inner": j})})
+            path = tmp / f"{branch}_inner{j}.parquet"
+            pq.write_table(pa.Table.from_pydict(cols, schema=schema), path)
+            inner[branch].append(path)
+    return inner
+
+
+def test_fit_on_inner_folds_uses_their_held_out_predictions(categorical, tmp_path: Path) -> None:
+    _, paths, out, weights = categorical
+    inner = _inner_files(tmp_path, paths)
+    out2, weights2 = tmp_path / "inner.parquet", tmp_path / "inner.json"
+    preds = {b: paths[b] for b in ("audio", "visual")}
+    run_fusion(CONFIG, 0, 0, preds, paths["folds"], out2, weights2, inner)
+    w = json.loads(weights2.read_text())
+    record = {"on": "inner", "n_clips": 78, "n_speakers": 7, "n_training_part": 100}
+    assert w["fusion_fit"]["late"] == w["fusion_fit"]["stacking"] == record
+    assert w["methods"]["stacking"]["categorical"]["n_fit"] == 78
+    # the same clips and predictions as the validation part: the same fitted late and stacking
+    val = json.loads(weights.read_text())["methods"]
+    assert (w["methods"]["late"], w["methods"]["stacking"]) == (val["late"], val["stacking"])
+    # the feature MLP: the fold models' own embeddings of the training part (here: its val clips)
+    assert w["fusion_fit"]["feature"] == {**record, "on": "training part"}
+    assert w["methods"]["feature"] == val["feature"]
+    # a held-out clip from the outer test part is leakage: refused
+    (tmp_path / "leaky").mkdir()
+    leaky = _inner_files(tmp_path / "leaky", paths, extra="t005")
+    with pytest.raises(EmoflowError, match="outside its training part.*t005"):
+        run_fusion(CONFIG, 0, 0, preds, paths["folds"], out2, weights2, leaky)

@@ -88,20 +88,27 @@ def test_every_emoflow_process_pins_the_cpu_kernels() -> None:
 
 @pytest.mark.slow
 def test_cores_1_and_cores_2_give_byte_identical_tables(demo32: Path, tmp_path: Path) -> None:
-    """12 demo clips (3 actors), both branches, fold 0 of 3: the whole workflow with
-    ``--cores 1`` and with ``--cores 2`` (Snakemake then gives the train jobs 1 or 2 threads and
-    OMP_NUM_THREADS to match)."""
+    """24 demo clips (6 actors), both branches, fold 0 of 3, fusion fitted on 2 inner folds
+    (the default fit): the whole workflow with ``--cores 1`` and with ``--cores 2`` (Snakemake
+    then gives the train jobs 1 or 2 threads and OMP_NUM_THREADS to match)."""
     corpus = tmp_path / "data"
-    linked_clips(demo32, corpus, 12)
+    linked_clips(demo32, corpus, 24)
     reports = {}
     for cores in (1, 2):
         base = tmp_path / f"cores{cores}"
         base.mkdir()
         cfg = write_config(base / "cfg.yaml", corpus, base / "results", shards=1,
-                           folds={"k": 3, "only": [0]}, bundle={"mode": "fold0"})  # fmt: skip
+                           folds={"k": 3, "only": [0]}, bundle={"mode": "fold0"},
+                           fusion={"fit_on": "inner", "inner_folds": 2})  # fmt: skip
         snakemake(cfg, cores=cores)
         reports[cores] = base / "results" / "t"
     one, two = reports[1], reports[2]
+    # fusion was fitted on out-of-fold predictions of every clip of the fold's training part
+    inner = sorted(one.rglob("inner*/predictions.parquet"))
+    assert len(inner) == 4  # 2 branches x 2 inner folds
+    fit = json.loads((one / "fusion" / "fold0" / "seed0.json").read_text())["fusion_fit"]
+    assert fit["on"] == "inner" and fit["n_clips"] == fit["n_training_part"] >= 12
+    assert "inner folds, out-of-fold" in (one / "report" / "results.md").read_text()
     for name in ("results.csv", "results.md", "results.tex", "per_class.csv"):
         assert (one / "report" / name).read_bytes() == (two / "report" / name).read_bytes(), name
     for pred in sorted(one.rglob("predictions.parquet")) + sorted(one.rglob("fold0/*.parquet")):

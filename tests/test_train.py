@@ -38,11 +38,12 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     fold0 = folds[folds.fold == 0]
     test_ids = sorted(fold0.loc[fold0.role == "test", "clip_id"])
     val_ids = sorted(fold0.loc[fold0.role == "val", "clip_id"])
+    train_ids = sorted(fold0.loc[fold0.role == "train", "clip_id"])
     root = tmp_path_factory.mktemp("corpus")
     c = make_corpus(root, missing=(val_ids[0],), no_face=(test_ids[0],))
     # the au branch trains on the OpenFace values stored in the face shards
     c.update(root=root, missing=val_ids[0], no_face=test_ids[0], test_ids=test_ids,
-             val_ids=val_ids, au=c["visual"])  # fmt: skip
+             val_ids=val_ids, train_ids=train_ids, au=c["visual"])  # fmt: skip
     return c
 
 
@@ -90,6 +91,7 @@ def test_learns_and_writes_the_contract(
     # a clip without any face window has no visual prediction (fusion uses its audio)
     no_visual = corpus["no_face"] if branch in ("visual", "au") else None
     expected = [("test", c) for c in corpus["test_ids"] if c != no_visual]
+    expected += [("train", c) for c in corpus["train_ids"]]  # feature fusion's fitting clips
     expected += [("val", c) for c in corpus["val_ids"] if c != corpus["missing"]]
     assert list(zip(preds.part, preds.clip_id, strict=True)) == expected
     assert np.allclose(np.stack(preds.prob).sum(axis=1), 1.0, atol=1e-5)

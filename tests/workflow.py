@@ -29,6 +29,9 @@ def write_config(path: Path, data_root: Path, results: Path, **overrides: object
         "folds": {"k": 3},
         "train": {"epochs": 2, "patience": 2, "batch_size": 8, "seeds": [0]},
         "report": {"bootstrap": 50},
+        # small test corpora have too few speakers for inner folds (tests/test_numerics.py and
+        # tests/test_fuse.py fit on them)
+        "fusion": {"fit_on": "val"},
     }
     for key, value in overrides.items():
         if isinstance(value, dict):

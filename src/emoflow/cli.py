@@ -74,15 +74,21 @@ def validate_config_cmd(config: Annotated[Path, typer.Argument(help="config file
 def demo_corpus(
     out_dir: Annotated[Path, typer.Argument(help="folder to write the clips into")],
     clips: Annotated[
-        int, typer.Option(help="number of clips (8 actors x 4 emotions x 2 = 64)")
-    ] = 64,
+        int, typer.Option(help="number of clips (12 actors x 4 emotions x 2 = 96)")
+    ] = 96,
     seed: Annotated[int, typer.Option(help="random seed; same seed, same bytes")] = 0,
     ffmpeg: Annotated[str, typer.Option(help="ffmpeg binary")] = "ffmpeg",
+    workers: Annotated[
+        int | None, typer.Option(help="clips made at once (default: the CPU count)")
+    ] = None,
 ) -> None:
     """Write the deterministic demo corpus (RAVDESS-named mp4 clips with real face photos)."""
+    import os
+
     from emoflow.demo.corpus import make_demo_corpus
 
-    paths = make_demo_corpus(out_dir, clips=clips, seed=seed, ffmpeg=ffmpeg)
+    workers = workers or len(os.sched_getaffinity(0))
+    paths = make_demo_corpus(out_dir, clips=clips, seed=seed, ffmpeg=ffmpeg, workers=workers)
     typer.echo(f"{len(paths)} demo clips in {out_dir}")
 
 
@@ -224,20 +230,35 @@ def split(config: ConfigOpt, log: LogOpt = None) -> None:
     typer.echo(f"{n} folds written")
 
 
+@app.command("inner-split")
+def inner_split(config: ConfigOpt, log: LogOpt = None) -> None:
+    """Inner speaker-independent folds inside each fold's training part -> inner_folds.parquet
+    (fusion fitted on their out-of-fold predictions)."""
+    _setup_logging(log)
+    from emoflow.stages import run_inner_split
+
+    n = run_inner_split(_config(config))
+    typer.echo(f"{n} inner folds per fold written")
+
+
 @app.command()
 def train(
     config: ConfigOpt,
     branch: Annotated[str, typer.Option(help="a branch: audio, visual, egemaps, ssl, face_cnn")],
     fold: Annotated[int, typer.Option(help="fold index")],
     seed: Annotated[int, typer.Option(help="training seed")],
+    inner: Annotated[
+        int | None, typer.Option(help="an inner fold of --fold (fusion's out-of-fold predictions)")
+    ] = None,
     log: LogOpt = None,
 ) -> None:
-    """Train one branch on one fold with one seed (resumes from its checkpoint)."""
+    """Train one branch on one fold (or one of its inner folds) with one seed (resumes from its
+    checkpoint)."""
     _setup_logging(log)
     _check_branch(branch)
     from emoflow.stages import run_train
 
-    out = run_train(_config(config), branch, fold, seed)
+    out = run_train(_config(config), branch, fold, seed, inner)
     typer.echo(f"model and predictions in {out}")
 
 

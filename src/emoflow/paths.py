@@ -39,6 +39,11 @@ class Layout:
         return self.root / "folds.parquet"
 
     @property
+    def inner_folds(self) -> Path:
+        """The inner folds that fusion's out-of-fold predictions come from."""
+        return self.root / "inner_folds.parquet"
+
+    @property
     def protocol(self) -> Path:
         return self.root / "protocol.json"
 
@@ -57,6 +62,10 @@ class Layout:
 
     def model_dir(self, branch: str, fold: int, seed: int) -> Path:
         return self.root / "models" / branch / f"fold{fold}" / f"seed{seed}"
+
+    def inner_dir(self, branch: str, fold: int, inner: int) -> Path:
+        """A branch trained on one inner fold of an outer fold (first seed)."""
+        return self.root / "models" / branch / f"fold{fold}" / f"inner{inner}"
 
     def refit_dir(self, branch: str) -> Path:
         return self.root / "models" / branch / "refit"

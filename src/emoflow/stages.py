@@ -23,6 +23,7 @@ FOLDS_SCHEMA = pa.schema(
         ("role", pa.string()),
     ]
 )
+INNER_FOLDS_SCHEMA = pa.schema([FOLDS_SCHEMA.field(0), ("inner", pa.int32()), *FOLDS_SCHEMA][1:])
 
 
 def fold_ids(config: Config, manifest: pd.DataFrame | None = None) -> list[int]:
@@ -34,6 +35,16 @@ def fold_ids(config: Config, manifest: pd.DataFrame | None = None) -> list[int]:
     folds = fold_numbers(manifest, config["folds"], config["dataset"]["adapter"])
     only = config["folds"]["only"]
     return [f for f in folds if only is None or f in only]
+
+
+def inner_fold_ids(config: Config) -> list[int]:
+    """The inner folds fusion is fitted from (``fusion.fit_on: inner`` with fusion to fit),
+    else none."""
+    from emoflow.fusion.methods import fusion_methods
+
+    if config["fusion"]["fit_on"] != "inner" or not fusion_methods(config):
+        return []
+    return list(range(int(config["fusion"]["inner_folds"])))
 
 
 def run_split(config: Config) -> int:
@@ -64,14 +75,38 @@ def checked_shards(config: Config, branch: str) -> list[Path]:
     return shards
 
 
-def run_train(config: Config, branch: str, fold: int, seed: int) -> Path:
-    """Train one branch for one (fold, seed); return its output folder."""
+def run_inner_split(config: Config) -> int:
+    """Write inner_folds.parquet: ``fusion.inner_folds`` inner folds inside the training part
+    of every trained fold (see :func:`emoflow.protocols.folds.inner_folds`); return their
+    count per fold."""
+    from emoflow.protocols.folds import inner_folds
+
+    layout = Layout.of(config)
+    folds = pd.read_parquet(layout.folds)
+    folds = folds[folds["fold"].isin(fold_ids(config))]
+    n = int(config["fusion"]["inner_folds"])
+    table = inner_folds(folds, n, float(config["folds"]["val_speakers"]), config["folds"]["seed"])
+    write_bytes(layout.inner_folds, parquet_bytes(table.to_dict("records"), INNER_FOLDS_SCHEMA))
+    return n
+
+
+def run_train(config: Config, branch: str, fold: int, seed: int, inner: int | None = None) -> Path:
+    """Train one branch for one (fold, seed), or for inner fold ``inner`` of ``fold`` (its
+    held-out clips predicted as ``test``); return its output folder."""
+    from emoflow.errors import EmoflowError
     from emoflow.training.train import run_training
 
     layout = Layout.of(config)
     shards = checked_shards(config, branch)
-    out = layout.model_dir(branch, fold, seed)
-    run_training(config, branch, fold, seed, layout.manifest, layout.folds, shards, out)
+    if inner is None:
+        out, folds = layout.model_dir(branch, fold, seed), layout.folds
+    else:
+        table = pd.read_parquet(layout.inner_folds)
+        folds = table[(table["fold"] == fold) & (table["inner"] == inner)].drop(columns="inner")
+        if folds.empty:
+            raise EmoflowError(f"inner fold {inner} of fold {fold} is not in {layout.inner_folds}")
+        out = layout.inner_dir(branch, fold, inner)
+    run_training(config, branch, fold, seed, layout.manifest, folds, shards, out, inner=inner)
     return out
 
 
@@ -87,13 +122,15 @@ def run_fuse(config: Config, fold: int, seed: int) -> None:
     from emoflow.fusion.run import run_fusion
 
     layout = Layout.of(config)
-    preds = {
-        b: layout.model_dir(b, fold, seed) / "predictions.parquet"
-        for b in selected_branches(config)
-    }
+    branches = selected_branches(config)
+    preds = {b: layout.model_dir(b, fold, seed) / "predictions.parquet" for b in branches}
+    inner = None
+    if inner_fold_ids(config):
+        inner = {b: [layout.inner_dir(b, fold, j) / "predictions.parquet"
+                     for j in inner_fold_ids(config)] for b in branches}  # fmt: skip
     run_fusion(
         config, fold, seed, preds, layout.folds, layout.fused(fold, seed),
-        layout.fusion_weights(fold, seed),
+        layout.fusion_weights(fold, seed), inner,
     )  # fmt: skip
 
 
@@ -137,7 +174,7 @@ def run_bundle(config: Config) -> Path:
             copy_model(layout.refit_dir(branch) / "model.pt", out / f"{branch}.pt")
             refit = json.loads((layout.refit_dir(branch) / "refit.json").read_text("utf-8"))
             info[f"{branch}_refit"] = refit
-        weights = pooled_fusion_weights(config, folds)
+        weights = pooled_fusion_weights(config, folds, refitted=True)
     elif mode == "ensemble":
         for branch in branches:
             files[branch] = [f"{branch}_fold{f}.pt" for f in folds]

@@ -11,7 +11,7 @@ from emoflow.errors import ConfigError, EmoflowError
 from emoflow.extraction.compute import forget_uncomputed_shards
 from emoflow.extraction.specs import STAGES as ALL_STAGES, config_params
 from emoflow.paths import Layout, prepare_job_environment
-from emoflow.stages import fold_ids
+from emoflow.stages import fold_ids, inner_fold_ids
 from emoflow.storage.atomic import write_text_if_changed
 
 # Jobs run `python -m emoflow`: the venv's python when Snakemake runs from it, the env's python
@@ -30,6 +30,9 @@ BRANCHES = list(selected_branches(CFG))
 STAGES = list(selected_stages(CFG))
 SHARDS = list(range(CFG["shards"]))
 SEEDS = CFG["train"]["seeds"]
+# a training job's cores: its fixed torch thread count (train.threads), so --cores never
+# changes a number; null (whatever the job gets) claims 2
+TRAIN_THREADS = CFG["train"]["threads"] or 2
 # The validated, merged config every CLI call reads; rewritten only when it changes.
 CONFIG_JSON = str(LAYOUT.config_json)
 write_text_if_changed(CONFIG_JSON, json.dumps(CFG, indent=1, sort_keys=True) + "\n")
@@ -45,11 +48,14 @@ if workflow.is_main_process:
         logger.info(f"{_stage}: shards without a compute summary (an older layout): rebuilding")
 
 FOLDS = fold_ids(CFG)
+# fusion.fit_on inner: the inner folds whose out-of-fold predictions fusion is fitted on
+INNER = inner_fold_ids(CFG)
 
 wildcard_constraints:
     k=r"\d+",
     fold=r"\d+",
     seed=r"\d+",
+    inner=r"\d+",
     branch="|".join(BRANCHES),
 
 
@@ -99,6 +105,16 @@ def branch_predictions(wildcards):
     }
 
 
+def inner_predictions(wildcards):
+    """The inner folds' predictions of every selected branch for one fold (none with
+    fusion.fit_on val)."""
+    return [
+        LAYOUT.inner_dir(b, int(wildcards.fold), j) / "predictions.parquet"
+        for b in BRANCHES
+        for j in INNER
+    ]
+
+
 def all_outputs():
     return [
         LAYOUT.report / "results.csv",
@@ -113,7 +129,9 @@ def bundle_inputs():
     seed = SEEDS[0]
     models = LAYOUT.root / "models" / "{branch}"
     if CFG["bundle"]["mode"] == "refit":
-        return expand(models / "refit" / "model.pt", branch=BRANCHES) + expand(
+        return expand(
+            models / "refit" / "{name}", branch=BRANCHES, name=["model.pt", "predictions.parquet"]
+        ) + expand(
             models / "fold{fold}" / f"seed{seed}" / "predictions.parquet",
             branch=BRANCHES,
             fold=FOLDS,

@@ -3,6 +3,7 @@ rule fuse:
     input:
         unpack(branch_predictions),
         folds=LAYOUT.folds,
+        inner=inner_predictions,
     output:
         fused=LAYOUT.root / "fusion" / "fold{fold}" / "seed{seed}.parquet",
         weights=LAYOUT.root / "fusion" / "fold{fold}" / "seed{seed}.json",

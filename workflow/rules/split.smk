@@ -19,3 +19,21 @@ rule split:
         "../../envs/training.yaml"
     shell:
         "{params.cli} split --config {params.config:q} --log {log:q}"
+
+
+# ---- inner folds inside each fold's training part: fusion's out-of-fold predictions ----
+rule inner_split:
+    input:
+        folds=LAYOUT.folds,
+    output:
+        LAYOUT.inner_folds,
+    params:
+        cli=EMOFLOW,
+        config=CONFIG_JSON,
+        inner=stable_hash({"folds": CFG["folds"], "n": CFG["fusion"]["inner_folds"]}),
+    log:
+        LAYOUT.log("inner_split.log"),
+    conda:
+        "../../envs/training.yaml"
+    shell:
+        "{params.cli} inner-split --config {params.config:q} --log {log:q}"

@@ -16,7 +16,7 @@ rule train:
         LAYOUT.root / "benchmarks" / "train" / "{branch}_fold{fold}_seed{seed}.tsv"
     log:
         LAYOUT.root / "logs" / "train" / "{branch}_fold{fold}_seed{seed}.log",
-    threads: 2
+    threads: TRAIN_THREADS
     resources:
         gpu=0,
     conda:
@@ -24,6 +24,36 @@ rule train:
     shell:
         "{params.cli} train --config {params.config:q} --branch {wildcards.branch} "
         "--fold {wildcards.fold} --seed {wildcards.seed} --log {log:q}"
+
+
+# ---- fusion.fit_on inner: each branch on each inner fold of a fold (first seed), for the
+# out-of-fold predictions fusion is fitted on ----
+rule train_inner:
+    input:
+        manifest=LAYOUT.manifest,
+        inner_folds=LAYOUT.inner_folds,
+        shards=branch_shards,
+    output:
+        model=LAYOUT.root / "models" / "{branch}" / "fold{fold}" / "inner{inner}" / "model.pt",
+        predictions=LAYOUT.root / "models" / "{branch}" / "fold{fold}" / "inner{inner}" / "predictions.parquet",
+        history=LAYOUT.root / "models" / "{branch}" / "fold{fold}" / "inner{inner}" / "history.csv",
+    params:
+        cli=EMOFLOW,
+        config=CONFIG_JSON,
+        train=train_params,
+        seed=SEEDS[0],
+    benchmark:
+        LAYOUT.root / "benchmarks" / "train" / "{branch}_fold{fold}_inner{inner}.tsv"
+    log:
+        LAYOUT.root / "logs" / "train" / "{branch}_fold{fold}_inner{inner}.log",
+    threads: TRAIN_THREADS
+    resources:
+        gpu=0,
+    conda:
+        "../../envs/training.yaml"
+    shell:
+        "{params.cli} train --config {params.config:q} --branch {wildcards.branch} "
+        "--fold {wildcards.fold} --seed {params.seed} --inner {wildcards.inner} --log {log:q}"
 
 
 # ---- the deployable model (bundle.mode: refit): each branch retrained on every labelled clip ----
@@ -39,6 +69,7 @@ rule refit:
         ),
     output:
         model=LAYOUT.root / "models" / "{branch}" / "refit" / "model.pt",
+        predictions=LAYOUT.root / "models" / "{branch}" / "refit" / "predictions.parquet",
         info=LAYOUT.root / "models" / "{branch}" / "refit" / "refit.json",
     params:
         cli=EMOFLOW,
@@ -48,7 +79,7 @@ rule refit:
         LAYOUT.root / "benchmarks" / "train" / "{branch}_refit.tsv"
     log:
         LAYOUT.root / "logs" / "train" / "{branch}_refit.log",
-    threads: 2
+    threads: TRAIN_THREADS
     resources:
         gpu=0,
     conda:

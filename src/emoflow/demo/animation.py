@@ -26,19 +26,20 @@ BUMPS: tuple[tuple[str, float], ...] = (
     ("mouth_l", 0.09), ("mouth_r", 0.09), ("lip_bot", 0.10), ("lip_top", 0.08),
     ("brow_l_in", 0.08), ("brow_r_in", 0.08), ("brow_l_out", 0.08), ("brow_r_out", 0.08),
 )  # fmt: skip
-# Per emotion and bump: (outward, up) displacement in face widths; outward points away from the
-# face's vertical midline (mouth corners and brows), so a mirrored actor needs no special case.
+# Per bump: (outward, up) displacement in face widths; outward points away from the face's
+# vertical midline (mouth corners and brows), so a mirrored actor needs no special case.
+# The face carries valence only: neutral and happy share the pleasant face (a smile, raised
+# inner brows, gentle nods), sad and angry the unpleasant one (corners down, brows drawn down
+# and together, a slow droop); the voice carries arousal (emoflow.demo.voice).
+PLEASANT = {"mouth_l": (0.05, 0.065), "mouth_r": (0.05, 0.065), "lip_top": (0.0, 0.015),
+            "brow_l_in": (0.0, 0.015), "brow_r_in": (0.0, 0.015)}  # fmt: skip
+UNPLEASANT = {"mouth_l": (-0.015, -0.07), "mouth_r": (-0.015, -0.07), "lip_bot": (0.0, 0.012),
+              "brow_l_in": (-0.04, -0.04), "brow_r_in": (-0.04, -0.04),
+              "brow_l_out": (0.0, -0.02), "brow_r_out": (0.0, -0.02)}  # fmt: skip
 EXPRESSIONS: dict[str, dict[str, tuple[float, float]]] = {
-    "01": {},
-    "03": {"mouth_l": (0.05, 0.065), "mouth_r": (0.05, 0.065), "lip_top": (0.0, 0.015),
-           "brow_l_in": (0.0, 0.015), "brow_r_in": (0.0, 0.015)},
-    "04": {"mouth_l": (-0.01, -0.07), "mouth_r": (-0.01, -0.07), "lip_bot": (0.0, 0.012),
-           "brow_l_in": (-0.02, 0.045), "brow_r_in": (-0.02, 0.045),
-           "brow_l_out": (0.0, -0.025), "brow_r_out": (0.0, -0.025)},
-    "05": {"mouth_l": (-0.025, 0.0), "mouth_r": (-0.025, 0.0), "lip_top": (0.0, -0.012),
-           "brow_l_in": (-0.04, -0.055), "brow_r_in": (-0.04, -0.055),
-           "brow_l_out": (0.0, -0.02), "brow_r_out": (0.0, -0.02)},
+    "01": PLEASANT, "03": PLEASANT, "04": UNPLEASANT, "05": UNPLEASANT,
 }  # fmt: skip
+"""RAVDESS emotion code -> its facial expression (by valence)."""
 
 
 @functools.cache
@@ -63,32 +64,22 @@ def bump_layout(seed: int, actor_id: int) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def head_motion(clip: Clip, times: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Per-frame (rotation deg, dx px, dy px, scale) of the head, per emotion."""
+    """Per-frame (rotation deg, dx px, dy px, scale) of the head, by valence like the face."""
     k = strength(clip)
     p = rng.uniform(0.0, 2.0 * np.pi, size=3)
     a = rng.uniform(0.8, 1.2, size=3)
     ramp = np.clip(times / DURATION_S, 0.0, 1.0)
-    zero, one = np.zeros_like(times), np.ones_like(times)
-    if clip.emotion == "03":  # bouncy nods
-        rot = 2.5 * a[0] * np.sin(2 * np.pi * 1.1 * times + p[0])
+    one = np.ones_like(times)
+    if EXPRESSIONS[clip.emotion] is PLEASANT:  # gentle nods
+        rot = 2.0 * a[0] * np.sin(2 * np.pi * 1.1 * times + p[0])
         dx = 2.0 * a[1] * np.sin(2 * np.pi * 0.7 * times + p[1])
-        dy = -4.0 * k * a[2] * np.abs(np.sin(2 * np.pi * 1.8 * times + p[2]))
+        dy = -3.0 * k * a[2] * np.abs(np.sin(2 * np.pi * 1.8 * times + p[2]))
         scale = one + 0.02 * np.sin(2 * np.pi * 0.9 * times + p[0])
-    elif clip.emotion == "04":  # slow droop
+    else:  # slow droop
         rot = (-3.0 * k * a[0] * ramp) + 0.4 * np.sin(2 * np.pi * 0.3 * times + p[0])
         dx = 1.0 * a[1] * np.sin(2 * np.pi * 0.25 * times + p[1])
         dy = 12.0 * k * a[2] * ramp**1.5
         scale = one - 0.04 * ramp
-    elif clip.emotion == "05":  # fast shake, leaning in
-        rot = 3.5 * k * a[0] * np.sin(2 * np.pi * 3.6 * times + p[0])
-        dx = 6.0 * k * a[1] * np.sin(2 * np.pi * 3.6 * times + p[1])
-        dy = 1.5 * a[2] * np.sin(2 * np.pi * 2.1 * times + p[2])
-        scale = 1.0 + 0.05 * np.clip(times / 0.6, 0.0, 1.0)
-    else:  # neutral: nearly still
-        rot = 0.8 * a[0] * np.sin(2 * np.pi * 0.3 * times + p[0])
-        dx = 1.0 * a[1] * np.sin(2 * np.pi * 0.2 * times + p[1])
-        dy = zero + 0.8 * a[2] * np.sin(2 * np.pi * 0.35 * times + p[2])
-        scale = one
     return np.stack([rot, dx, dy, scale], axis=1)
 
 

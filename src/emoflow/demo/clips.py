@@ -16,7 +16,7 @@ DURATION_S = N_FRAMES / FPS  # 3.2 s: one full 3 s analysis window fits in every
 FRAME_SIZE = 320  # frames are FRAME_SIZE x FRAME_SIZE
 SAMPLE_RATE = 16_000
 MAX_ACTORS = 24
-ACTOR_BLOCK = 8  # actors are introduced eight at a time
+ACTOR_BLOCK = 12  # actors are introduced twelve at a time
 FFMPEG_TIMEOUT_S = 120.0
 
 MARGIN = 48  # extra canvas around the frame, so head motion never shows an edge
@@ -50,8 +50,8 @@ class Clip:
 def clip_list(clips: int) -> list[Clip]:
     """The first ``clips`` clips in the fixed order: actor block, round, actor, emotion.
 
-    Eight actors are used before any actor gets a second clip of an emotion, so 8 clips are
-    2 actors x 4 emotions and 64 clips are 8 actors x 4 emotions x 2 repetitions.
+    Twelve actors are used before any actor gets a second clip of an emotion, so 8 clips are
+    2 actors x 4 emotions and 96 clips are 12 actors x 4 emotions x 2 repetitions.
     """
     limit = MAX_ACTORS * len(ROUNDS) * len(EMOTIONS)
     if not 1 <= clips <= limit:

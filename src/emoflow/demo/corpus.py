@@ -3,10 +3,13 @@ settings."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -98,21 +101,22 @@ def _same_bytes(a: Path, b: Path) -> bool:
 
 
 def make_demo_corpus(
-    out_dir: Path, clips: int = 64, seed: int = 0, ffmpeg: str = "ffmpeg"
+    out_dir: Path, clips: int = 96, seed: int = 0, ffmpeg: str = "ffmpeg", workers: int = 1
 ) -> list[Path]:
     """Write a deterministic corpus; return the written paths sorted.
 
     Clips go to ``out_dir/Actor_AA/01-01-EE-II-SS-RR-AA.mp4`` (the RAVDESS layout). The first
-    ``clips`` clips of a fixed order are made: eight actors at a time, each round giving every
+    ``clips`` clips of a fixed order are made: twelve actors at a time, each round giving every
     actor one clip of each of the four :data:`EMOTIONS` (so any multiple of four is balanced;
-    64 = 8 actors x 4 emotions x 2 repetitions). A clip's bytes depend only on ``seed`` and its
+    96 = 12 actors x 4 emotions x 2 repetitions). A clip's bytes depend only on ``seed`` and its
     name; a file that already holds exactly those bytes is left untouched (its mtime too), others
     are replaced atomically. Files not in the list are never touched.
 
     Args: out_dir: folder of the corpus (created if missing). clips: number of clips, 1 to 384 (24
         actors x 4 rounds x 4 emotions). seed: changes every random choice (actor looks, voices,
         jitter). ffmpeg: name or path of the ffmpeg binary (with libx264 and the native aac
-        encoder).
+        encoder). workers: clips made at once, in fresh processes (the bytes do not depend on
+        it).
 
     Returns:
         The paths of all ``clips`` files of the corpus, sorted, whether rewritten or not.
@@ -121,10 +125,12 @@ def make_demo_corpus(
     """
     plan = clip_list(clips)
     binary = _resolve_ffmpeg(ffmpeg)
-    out_dir = Path(out_dir)
-    paths = []
-    for clip in plan:
-        path = out_dir / clip.relpath
-        _write_clip(binary, seed, clip, path)
-        paths.append(path)
+    paths = [Path(out_dir) / clip.relpath for clip in plan]
+    if workers <= 1:
+        for clip, path in zip(plan, paths, strict=True):
+            _write_clip(binary, seed, clip, path)
+    else:  # spawned, not forked: the caller may hold threads (torch, OpenMP) a fork would copy
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(workers, len(plan)), mp_context=context) as pool:
+            list(pool.map(_write_clip, repeat(binary), repeat(seed), plan, paths))
     return sorted(paths)

@@ -23,12 +23,13 @@ class Voice:
     jitter: float  # relative pitch wobble
 
 
-VOICES: dict[str, Voice] = {
-    "01": Voice(f0_mult=1.0, f0_range=0.06, rate=4.0, rms=0.06, tilt=1.4, jitter=0.004),
-    "03": Voice(f0_mult=1.32, f0_range=0.32, rate=5.2, rms=0.09, tilt=1.15, jitter=0.006),
-    "04": Voice(f0_mult=0.84, f0_range=0.04, rate=2.9, rms=0.028, tilt=2.0, jitter=0.004),
-    "05": Voice(f0_mult=1.15, f0_range=0.18, rate=5.0, rms=0.16, tilt=0.75, jitter=0.015),
-}
+# The voice carries arousal only: happy and angry share the aroused voice, neutral and sad the
+# calm one (the face carries valence, emoflow.demo.animation), so neither branch alone can tell
+# all four emotions apart. Both speak at one rate: lip sync shows no arousal on the face.
+CALM = Voice(f0_mult=0.92, f0_range=0.05, rate=4.0, rms=0.035, tilt=1.8, jitter=0.004)
+AROUSED = Voice(f0_mult=1.25, f0_range=0.26, rate=4.0, rms=0.13, tilt=0.85, jitter=0.012)
+VOICES: dict[str, Voice] = {"01": CALM, "03": AROUSED, "04": CALM, "05": AROUSED}
+"""RAVDESS emotion code -> its voice (by arousal)."""
 
 # Vowel formants (F1, F2, F3) in Hz for an adult male voice.
 VOWELS: dict[str, tuple[float, float, float]] = {
@@ -102,7 +103,8 @@ def synth_audio(seed: int, clip: Clip, actor: Actor, syllables: np.ndarray) -> n
 
     # Glottal source: band-limited harmonic stack with spectral tilt.
     phase = 2.0 * np.pi * np.cumsum(f0) / SAMPLE_RATE
-    tilt = voice.tilt - (0.15 * (k - 1.0) if clip.emotion == "05" else 0.0)
+    aroused = voice is AROUSED
+    tilt = voice.tilt - (0.15 * (k - 1.0) if aroused else 0.0)
     source = np.zeros(n)
     for harmonic in range(1, int(7000.0 / f0.min()) + 1):
         audible = harmonic * f0 < 7000.0
@@ -126,10 +128,10 @@ def synth_audio(seed: int, clip: Clip, actor: Actor, syllables: np.ndarray) -> n
         out[lo:hi] += voiced
 
     active = env > 0.05
-    rms = voice.rms * (1.0 + (k - 1.0) * (1.0 if clip.emotion != "04" else -0.5))
+    rms = voice.rms * (1.0 + (k - 1.0) * (1.0 if aroused else -0.5))
     rms *= actor.loudness * rng.uniform(0.9, 1.1)
     out *= rms / (np.sqrt(np.mean(out[active] ** 2)) + 1e-12)
-    if clip.emotion == "05":  # tense, slightly saturated
+    if aroused:  # tense, slightly saturated
         out = 0.6 * np.tanh(out / 0.6)
     out += 0.002 * rng.standard_normal(n)  # room noise
     return np.clip(out, -0.99, 0.99).astype(np.float32)

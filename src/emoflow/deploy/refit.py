@@ -83,45 +83,42 @@ def run_refit(config: dict[str, Any], branch: str, folds: list[int], shards: lis
     return out
 
 
-def pooled_fusion_weights(config: dict[str, Any], folds: list[int]) -> dict[str, Any]:
-    """Fusion refitted on the first seed's out-of-fold test predictions of every fold."""
+def pooled_fusion_weights(
+    config: dict[str, Any], folds: list[int], refitted: bool = False
+) -> dict[str, Any]:
+    """Fusion refitted on the first seed's out-of-fold test predictions of every fold; with
+    ``refitted``, the feature MLP on the refitted models' own embeddings of their training
+    clips (the embeddings ``predict`` feeds it; another model's live in another space)."""
     from emoflow.fusion.apply import has_categorical
-    from emoflow.fusion.inputs import align, read_branch_predictions
+    from emoflow.fusion.inputs import align, out_of_fold, read_branch_predictions, subset
     from emoflow.fusion.methods import fit_problems, fuse_arrays, fusion_methods
 
     layout = Layout.of(config)
     seed = config["train"]["seeds"][0]
-    preds = {}
-    for branch in selected_branches(config):
-        parts = [read_branch_predictions(layout.model_dir(branch, f, seed) / "predictions.parquet")
-                 for f in folds]  # fmt: skip
-        preds[branch] = _pooled_test(parts)
-    meta = next(iter(preds.values())).meta
+    branches = selected_branches(config)
+    paths = {b: [layout.model_dir(b, f, seed) / "predictions.parquet" for f in folds]
+             for b in branches}  # fmt: skip
+    meta = read_branch_predictions(paths[branches[0]][0]).meta
     n_classes = len(meta["classes"]) if has_categorical(meta["target"]) else 0
-    aligned = align(preds, n_classes)
-    _, info = fuse_arrays(aligned, fusion_methods(config), meta["target"], n_classes, seed)
+    fit = out_of_fold(paths, n_classes)
+    methods = fusion_methods(config)
+    fits = {m: fit for m in methods}
+    if refitted and "feature" in methods:
+        own = align({b: read_branch_predictions(layout.refit_dir(b) / "predictions.parquet")
+                     for b in branches}, n_classes)  # fmt: skip
+        fits["feature"] = subset(own, own.part == "train")
+    _, info = fuse_arrays(fit, fits, methods, meta["target"], n_classes, seed)
     return {
         "classes": meta["classes"],
         "target": meta["target"],
         "methods": info,
-        "fitted_on": f"out-of-fold test predictions of folds {folds}, seed {seed}",
-        "n_val_both": int(aligned.both.sum()),
+        "fitted_on": f"out-of-fold test predictions of folds {folds}, seed {seed}"
+        + (
+            "; feature: the refitted models' embeddings of their training clips" if refitted else ""
+        ),  # fmt: skip
+        "n_val_both": int(fit.both.sum()),
         "fusion_problems": fit_problems(info),
     }
-
-
-def _pooled_test(parts: list[Any]) -> Any:
-    """Concatenate the test rows of several folds' predictions, relabelled as ``val`` (the
-    part fusion is fitted on)."""
-    from dataclasses import replace
-
-    first = parts[0]
-    fields = ("clip_id", "part", "y", "va_true", "prob", "va", "embedding")
-    sel = [p.part == "test" for p in parts]
-    joined = {f: np.concatenate([getattr(p, f)[s] for p, s in zip(parts, sel, strict=True)])
-              for f in fields}  # fmt: skip
-    joined["part"] = np.full(len(joined["clip_id"]), "val", dtype=object)
-    return replace(first, **joined)
 
 
 def copy_model(src: Path, dst: Path) -> None:

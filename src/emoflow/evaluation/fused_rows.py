@@ -32,6 +32,7 @@ class FusedRows:
     source: np.ndarray
     part: np.ndarray
     problems: dict[tuple[int, int], dict[str, str]]  # (fold, seed) -> {method: reason}
+    fits: dict[tuple[int, int], dict[str, Any]]  # (fold, seed) -> what fusion was fitted on
 
 
 def load_fused(paths: list[Path]) -> FusedRows:
@@ -40,6 +41,7 @@ def load_fused(paths: list[Path]) -> FusedRows:
     classes: list[str] | None = None
     target: str | None = None
     problems: dict[tuple[int, int], dict[str, str]] = {}
+    fits: dict[tuple[int, int], dict[str, Any]] = {}
     for path in paths:
         table = pq.read_table(path)
         raw = (table.schema.metadata or {}).get(META_KEY)
@@ -50,7 +52,9 @@ def load_fused(paths: list[Path]) -> FusedRows:
             classes, target = list(meta["classes"]), meta["target"]
         elif list(meta["classes"]) != classes or meta["target"] != target:
             raise EmoflowError("fused predictions differ in classes or target")
-        problems[(int(meta["fold"]), int(meta["seed"]))] = dict(meta.get("fusion_problems", {}))
+        run = (int(meta["fold"]), int(meta["seed"]))
+        problems[run] = dict(meta.get("fusion_problems", {}))
+        fits[run] = dict(meta.get("fusion_fit", {}))
         cols = table.to_pydict()
         n = table.num_rows
         k = len(classes) if has_categorical(meta["target"]) else 0
@@ -85,4 +89,5 @@ def load_fused(paths: list[Path]) -> FusedRows:
         )
     )
     ordered = {key: value[order] for key, value in joined.items()}
-    return FusedRows(classes, target, **ordered, problems=dict(sorted(problems.items())))
+    return FusedRows(classes, target, **ordered, problems=dict(sorted(problems.items())),
+                     fits=dict(sorted(fits.items())))  # fmt: skip

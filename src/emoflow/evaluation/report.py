@@ -100,7 +100,7 @@ def summarise(
         raise EmoflowError("no test predictions to score (every test clip failed or is unlabelled)")
     ev = evaluate_methods(per_method, per_seed, speaker_of, rows.target, n_boot, boot_seed, omg)
     runs = len(rows.problems)
-    fusion = {m: fusion_cell(m, rows.problems, runs) for m in per_method}
+    fusion = {m: fusion_cell(m, rows.problems, runs, rows.fits) for m in per_method}
     per_class, confusion = {}, {}
     if has_categorical(rows.target):
         k = len(rows.classes)
@@ -160,6 +160,11 @@ def caption(ev: Evaluation, protocol: dict[str, Any], n_boot: int, boot_seed: in
         f"percentile bootstrap over {what}, {n_boot} resamples, seed {boot_seed}; each fusion's "
         "Δ to the best single branch is paired (same resamples)."
     )
+    if ev.n_seeds > 1:
+        text += (
+            f" ±: standard deviation over the {ev.n_seeds} training seeds, each seed's "
+            "predictions scored on their own."
+        )
     if protocol.get("unlabelled"):
         text += (
             f" {protocol['unlabelled']} unlabelled test clips are predicted "

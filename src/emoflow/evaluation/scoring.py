@@ -149,6 +149,7 @@ class Evaluation:
     best_branch: str | None
     clusters: str  # "speaker" | "clip" | "speaker (clips without one: their own)"
     n_clusters: int
+    n_seeds: int = 1  # the most seeds any row was trained with
 
 
 def evaluate_methods(
@@ -198,7 +199,8 @@ def evaluate_methods(
         r.seed_std = _seed_std(per_seed.get(r.method, []), common, target, videos)
     has_spk = [bool(s) for s in spk]
     kind = "speaker" if all(has_spk) else "clip" if not any(has_spk) else "mixed"
-    return Evaluation(rows, common, best, kind, len(set(clusters.tolist())))
+    n_seeds = max((len(v) for v in per_seed.values()), default=1)
+    return Evaluation(rows, common, best, kind, len(set(clusters.tolist())), n_seeds)
 
 
 def _point(rows: list[MethodScores], method: str, metric: str) -> float:

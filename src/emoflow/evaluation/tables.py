@@ -65,13 +65,40 @@ def _header(col: str, target: str) -> str:
     return fixed.get(col, HEADERS.get(col, col))
 
 
-def fusion_cell(method: str, problems: dict[str, dict[str, str]], runs: int) -> str:
-    """``fitted`` or ``fallback in r of R runs: reason`` (``-`` for a branch row)."""
+def _span(values: list[int]) -> str:
+    lo, hi = min(values), max(values)
+    return str(lo) if lo == hi else f"{lo}–{hi}"
+
+
+FIT_KINDS = {
+    "inner": "out-of-fold, inner folds",
+    "training part": "the fold models' embeddings",
+    "val": "validation clips",
+}
+
+
+def fit_text(method: str, fits: dict) -> str:
+    """What ``method`` was fitted on over the runs' ``fusion_fit`` records: `` on 72 clips, 9
+    speakers per fold (out-of-fold, inner folds)``; empty when the runs did not record it."""
+    known = [f[method] for f in fits.values() if method in f]
+    if not known:
+        return ""
+    kinds = ", ".join(FIT_KINDS.get(k, k) for k in sorted({f["on"] for f in known}))
+    clips = _span([int(f["n_clips"]) for f in known])
+    speakers = _span([int(f["n_speakers"]) for f in known])
+    return f" on {clips} clips, {speakers} speakers per fold ({kinds})"
+
+
+def fusion_cell(
+    method: str, problems: dict[str, dict[str, str]], runs: int, fits: dict | None = None
+) -> str:
+    """``fitted on N clips, S speakers per fold (...)`` or ``fallback in r of R runs: reason``
+    (``-`` for a branch row)."""
     if method in BRANCH_LABEL:
         return "-"
     failed = {run: p[method] for run, p in problems.items() if method in p}
     if not failed:
-        return "fitted"
+        return "fitted" + fit_text(method, fits or {})
     reasons = sorted(set(failed.values()))
     return f"fallback (equal weights) in {len(failed)} of {runs} runs: {reasons[0]}"
 
@@ -82,7 +109,9 @@ def display_row(
     """The cells of one table row."""
     row = {"model": METHOD_NAMES[r.method], "n": str(r.n), "missing": str(r.missing)}
     for m in metric_names(target, omg):
-        row[m] = fmt(r.point[m]) + _interval(*r.interval[m])
+        spread = r.seed_std.get(m, np.nan)
+        seeds = f" ±{fmt(spread)}" if ev.n_seeds > 1 and not np.isnan(spread) else ""
+        row[m] = fmt(r.point[m]) + _interval(*r.interval[m]) + seeds
     if r.delta is None:
         row["delta"] = "best" if r.method == ev.best_branch else "-"
     else:

@@ -4,7 +4,7 @@ branches aligned on one sorted list of clips (a missing modality has zero/NaN ro
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +144,33 @@ def align(preds: dict[str, BranchPredictions], n_classes: int) -> Aligned:
         known = ~np.isnan(va_true[idx])
         va_true[idx] = np.where(known, va_true[idx], p.va_true)
     return Aligned(np.asarray(ids, dtype=object), part, y, va_true, has, prob, va, emb)
+
+
+# --------------------------------------------------------------------------- fitting rows
+
+
+def pooled_test(parts: list[BranchPredictions]) -> BranchPredictions:
+    """The ``test`` rows of several runs of one branch (folds, or the inner folds of one fold)
+    concatenated and relabelled ``fit``: out-of-fold predictions to fit fusion on."""
+    fields = ("clip_id", "part", "y", "va_true", "prob", "va", "embedding")
+    sel = [p.part == "test" for p in parts]
+    joined = {f: np.concatenate([getattr(p, f)[s] for p, s in zip(parts, sel, strict=True)])
+              for f in fields}  # fmt: skip
+    joined["part"] = np.full(len(joined["clip_id"]), "fit", dtype=object)
+    return replace(parts[0], **joined)
+
+
+def out_of_fold(paths: dict[str, list[Path]], n_classes: int) -> Aligned:
+    """Each branch's pooled test rows of the runs in ``paths`` (``{branch: [predictions]}``),
+    aligned: the clips fusion is fitted on (a clip held out twice is an error)."""
+    return align({b: pooled_test([read_branch_predictions(p) for p in paths[b]])
+                  for b in ordered(paths)}, n_classes)  # fmt: skip
+
+
+def subset(a: Aligned, rows: np.ndarray) -> Aligned:
+    """``a`` restricted to ``rows`` (a boolean mask or indices)."""
+    return Aligned(
+        a.clip_id[rows], a.part[rows], a.y[rows], a.va_true[rows],
+        {b: v[rows] for b, v in a.has.items()}, {b: v[rows] for b, v in a.prob.items()},
+        {b: v[rows] for b, v in a.va.items()}, {b: v[rows] for b, v in a.embedding.items()},
+    )  # fmt: skip

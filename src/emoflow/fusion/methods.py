@@ -1,14 +1,19 @@
 """Fusion of the selected branches (two or more) for one (fold, seed).
 
-Three methods, each fit on the **validation** clips of the fold that have every branch and
-applied to its test clips (branches concatenated in :mod:`emoflow.branches` order):
+Three methods, each fitted on the fold's **fit clips** that have every branch and applied to its
+test clips (branches concatenated in :mod:`emoflow.branches` order). The fit clips
+(``fusion.fit_on``) are ``inner`` (default): out-of-fold predictions of every clip of the outer
+fold's training part, from branches retrained on inner speaker-independent folds (first seed;
+:func:`emoflow.protocols.folds.inner_folds`) for late fusion and stacking, and the fold's own
+models' embeddings of that training part for the feature MLP (embeddings of other models live in
+other spaces); or ``val``: the outer fold's validation clips, predicted by the fold's own models
+(:func:`emoflow.fusion.run.fit_clips`).
 
 - ``late``: a weighted average of the branches' class probabilities (and, with its own
   weights, of valence/arousal); the weights are grid-searched on the simplex in steps of 0.05
-  (0.1 from five branches on) for the best validation UAR (categorical) or mean CCC of valence
-  and arousal (dimensional); ties go to the weights closest to equal, then to the
-  lexicographically smallest (with two branches: ``w * audio + (1 - w) * visual``, ties to the
-  ``w`` closest to 0.5, then the smaller ``w``);
+  (0.1 from five branches on) for the best UAR (categorical) or mean CCC of valence and arousal
+  (dimensional) on the fit clips; ties go to the weights closest to the best single branch,
+  then to the lexicographically smallest (:func:`grid_search_weight`);
 - ``stacking``: logistic regression on the concatenated branch probabilities (categorical) and
   ridge regression on the concatenated branch valence/arousal (dimensional), re-applied from
   the stored coefficients;
@@ -17,8 +22,8 @@ applied to its test clips (branches concatenated in :mod:`emoflow.branches` orde
 
 A clip missing a modality gets the prediction of the branches it has, for every method (see
 :func:`emoflow.fusion.apply.apply_fusion`); its ``source`` says which (``both``,
-``audio_only``, ``visual_only``, ...). When a method cannot be fit (too few validation clips
-or classes) it falls back to the equal-weight average and says so in the weights file. With a
+``audio_only``, ``visual_only``, ...). When a method cannot be fit (too few fit clips or
+classes) it falls back to the equal-weight average and says so in the weights file. With a
 single branch selected there is nothing to fuse: the fused file holds that branch's rows.
 
 :func:`emoflow.fusion.run.run_fusion` is the thin I/O wrapper; the ``fit_*`` functions are
@@ -129,7 +134,7 @@ def fit_stacking(a: Aligned, fit_rows: np.ndarray, target: str, seed: int) -> di
                 "fitted": False,
                 "n_fit": int(rows.sum()),
                 "reason": f"{np.unique(a.y[rows]).size} class(es) among {int(rows.sum())} "
-                "validation clips with both modalities; logistic regression needs 2",
+                "fit clips with every modality; logistic regression needs 2",
             }
     if has_dimensional(target):
         x = np.hstack([a.va[b] for b in a.branches])
@@ -148,7 +153,7 @@ def fit_stacking(a: Aligned, fit_rows: np.ndarray, target: str, seed: int) -> di
                 dims[name] = {
                     "fitted": False,
                     "n_fit": int(rows.sum()),
-                    "reason": f"{int(rows.sum())} validation clips with both modalities and "
+                    "reason": f"{int(rows.sum())} fit clips with every modality and "
                     f"{name}; ridge regression needs 2",
                 }
         info["dimensional"] = dims
@@ -169,8 +174,7 @@ def fit_feature(
             "branches": a.branches,
             "fitted": False,
             "n_fit": int(fit_rows.sum()),
-            "reason": f"{int(fit_rows.sum())} validation clips with both modalities; "
-            "the MLP needs 2",
+            "reason": f"{int(fit_rows.sum())} fit clips with every modality; the MLP needs 2",
         }
     model = train_fusion_mlp(
         x[fit_rows],
@@ -190,27 +194,29 @@ def fit_feature(
 
 
 def fuse_arrays(
-    a: Aligned, methods: list[str], target: str, n_classes: int, seed: int
-) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
-    """Fit every method on the validation clips with every branch; apply it to every clip
-    with :func:`apply_fusion`.
+    a: Aligned, fits: dict[str, Aligned], methods: list[str], target: str, n_classes: int,
+    seed: int,
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any]]:  # fmt: skip
+    """Fit every method on the clips of its ``fits[method]`` that have every branch; apply it
+    to every clip of ``a`` with :func:`apply_fusion`.
 
     Returns ``{method: (prob, va)}`` over all rows of ``a`` (fallback applied) and the
     fitted parameters of each method.
     """
-    fit_rows = (a.part == "val") & a.both
     results: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     info: dict[str, Any] = {}
     with threadpool_limits(limits=1):  # BLAS sums in one order, whatever OMP_NUM_THREADS says
         for method in methods:
+            fit = fits[method]
+            fit_rows = fit.both
             if method == "late":
-                info["late"] = {**fit_late(a, fit_rows, target), "n_fit": int(fit_rows.sum())}
+                info["late"] = {**fit_late(fit, fit_rows, target), "n_fit": int(fit_rows.sum())}
                 if not fit_rows.any():
-                    info["late"]["reason"] = "no validation clip with every branch"
+                    info["late"]["reason"] = "no fit clip with every branch"
             elif method == "stacking":
-                info["stacking"] = fit_stacking(a, fit_rows, target, seed)
+                info["stacking"] = fit_stacking(fit, fit_rows, target, seed)
             elif method == "feature":
-                info["feature"] = fit_feature(a, fit_rows, target, n_classes, seed)
+                info["feature"] = fit_feature(fit, fit_rows, target, n_classes, seed)
             else:
                 raise EmoflowError(f"unknown fusion method {method!r}")
             results[method] = apply_fusion(

@@ -1,5 +1,6 @@
 """The fuse job of one (fold, seed): read the branches' predictions, check they belong
-together, fit and apply every method (:mod:`emoflow.fusion.methods`), and write the fused test
+together, fit every method (:mod:`emoflow.fusion.methods`) on the fit clips (the inner folds'
+out-of-fold predictions, or the fold's validation clips), apply it, and write the fused test
 predictions and the fitted parameters (JSON). Rerunning gives the same bytes."""
 
 from __future__ import annotations
@@ -15,8 +16,15 @@ import pyarrow.parquet as pq
 from emoflow.branches import ordered
 from emoflow.errors import EmoflowError
 from emoflow.fusion.apply import has_categorical, has_dimensional
-from emoflow.fusion.inputs import Aligned, BranchPredictions, align, read_branch_predictions
-from emoflow.fusion.methods import fit_problems, fuse_arrays, fusion_methods
+from emoflow.fusion.inputs import (
+    Aligned,
+    BranchPredictions,
+    align,
+    out_of_fold,
+    read_branch_predictions,
+    subset,
+)
+from emoflow.fusion.methods import METHODS, fit_problems, fuse_arrays, fusion_methods
 from emoflow.storage.atomic import write_text
 from emoflow.storage.tables import FUSED_SCHEMA, META_KEY, write_table
 
@@ -41,15 +49,20 @@ def _check_meta(preds: dict[str, BranchPredictions], fold: int, seed: int) -> di
             "seed": seed, "branches": list(metas)}  # fmt: skip
 
 
-def _check_parts(a: Aligned, folds_path: Path, fold: int) -> None:
-    folds = pq.read_table(folds_path, columns=["fold", "clip_id", "role"]).to_pydict()
-    role = {
-        c: r
-        for f, c, r in zip(folds["fold"], folds["clip_id"], folds["role"], strict=True)
-        if int(f) == fold
-    }
+def _fold_roles(folds_path: Path, fold: int) -> tuple[dict[str, str], dict[str, str]]:
+    """``{clip: role}`` and ``{clip: speaker group}`` of one fold of folds.parquet."""
+    folds = pq.read_table(folds_path, columns=["fold", "clip_id", "speaker", "role"]).to_pydict()
+    role, group = {}, {}
+    for f, c, s, r in zip(folds["fold"], folds["clip_id"], folds["speaker"], folds["role"],
+                          strict=True):  # fmt: skip
+        if int(f) == fold:
+            role[c], group[c] = r, f"speaker:{s}" if s is not None else f"clip:{c}"
+    return role, group
+
+
+def _check_parts(a: Aligned, role: dict[str, str], fold: int) -> None:
     for clip, part in zip(a.clip_id, a.part, strict=True):
-        if part not in ("val", "test", "unlabelled"):
+        if part not in ("train", "val", "test", "unlabelled"):
             raise EmoflowError(f"clip {clip!r}: unexpected part {part!r} in predictions")
         if role.get(clip) != part:
             raise EmoflowError(
@@ -96,6 +109,44 @@ def fused_table(
     return table.replace_schema_metadata({META_KEY: blob})
 
 
+def _fit_record(fit: Aligned, how: str, role: dict[str, str], group: dict[str, str]) -> dict:
+    used = fit.clip_id[fit.both].tolist()
+    return {
+        "on": how,
+        "n_clips": len(used),
+        "n_speakers": len({group[c] for c in used}),
+        "n_training_part": sum(r in ("train", "val") for r in role.values()),
+    }
+
+
+def fit_clips(
+    aligned: Aligned, inner: dict[str, list[Path]] | None, n_classes: int,
+    role: dict[str, str], group: dict[str, str], fold: int,
+) -> tuple[dict[str, Aligned], dict[str, dict[str, Any]]]:  # fmt: skip
+    """What each method is fitted on, and a record of it per method.
+
+    Without ``inner``: the fold's validation clips. With ``inner`` (``{branch:
+    [predictions.parquet]}`` of the inner folds, which must hold out clips of the fold's
+    training part only): late fusion and stacking on those out-of-fold predictions, and the
+    feature MLP on the fold's own models' embeddings of its whole training part (train and
+    validation clips), since another model's embeddings live in another space."""
+    if inner is None:
+        val = subset(aligned, aligned.part == "val")
+        fits = {m: val for m in METHODS}
+        return fits, {m: _fit_record(val, "val", role, group) for m in METHODS}
+    oof = out_of_fold(inner, n_classes)
+    outside = sorted(c for c in oof.clip_id.tolist() if role.get(c) not in ("train", "val"))
+    if outside:
+        raise EmoflowError(
+            f"fold {fold}: inner-fold predictions of clips outside its training part "
+            f"({', '.join(outside[:5])}); rerun inner_split"
+        )
+    own = subset(aligned, np.isin(aligned.part, ["train", "val"]))
+    fits = {"late": oof, "stacking": oof, "feature": own}
+    how = {"late": "inner", "stacking": "inner", "feature": "training part"}
+    return fits, {m: _fit_record(fits[m], how[m], role, group) for m in METHODS}
+
+
 def run_fusion(
     config: dict[str, Any],
     fold: int,
@@ -104,18 +155,24 @@ def run_fusion(
     folds_path: Path,
     out_path: Path,
     weights_path: Path,
+    inner: dict[str, list[Path]] | None = None,
 ) -> None:
-    """Fuse the branch predictions (``{branch: predictions.parquet}``) of one (fold, seed);
-    write fused test predictions and the fitted weights (JSON, sorted keys). Rerunning gives
-    the same bytes."""
+    """Fuse the branch predictions (``{branch: predictions.parquet}``) of one (fold, seed),
+    fitted on the inner folds' predictions (``inner``: ``{branch: [predictions.parquet]}``)
+    or, without them, on the fold's validation clips; write fused test predictions and the
+    fitted weights (JSON, sorted keys). Rerunning gives the same bytes."""
     preds = {b: read_branch_predictions(Path(predictions[b])) for b in ordered(predictions)}
     meta = _check_meta(preds, fold, seed)
     n_classes = len(meta["classes"]) if has_categorical(meta["target"]) else 0
     aligned = align(preds, n_classes)
-    _check_parts(aligned, Path(folds_path), fold)
+    role, group = _fold_roles(Path(folds_path), fold)
+    _check_parts(aligned, role, fold)
+    methods = fusion_methods(config)
+    fits, fit_info = fit_clips(aligned, inner, n_classes, role, group, fold)
     target = meta["target"]
-    results, info = fuse_arrays(aligned, fusion_methods(config), target, n_classes, seed)
-    meta = {**meta, "fusion_problems": fit_problems(info)}
+    results, info = fuse_arrays(aligned, fits, methods, target, n_classes, seed)
+    fit_info = {m: fit_info[m] for m in methods}
+    meta = {**meta, "fusion_problems": fit_problems(info), "fusion_fit": fit_info}
     write_table(Path(out_path), fused_table(aligned, results, target, meta), "zstd")
     test = aligned.part == "test"
     weights = {

@@ -21,6 +21,12 @@ folds together. Clips without a usable target (no label for a categorical target
 and arousal for a dimensional one) are left out, except as ``unlabelled`` in an official split.
 Every fold must have non-empty train, validation and test parts, and a categorical test part
 needs two classes (:func:`check_parts`).
+
+**Inner folds** (:func:`inner_folds`, for fusion fitted on out-of-fold predictions): inside each
+outer fold, the speakers of its training part (train and val) are dealt into ``n`` inner folds
+the k-fold way; inner fold ``j`` holds out its speakers (role ``test``), draws validation
+speakers from the rest as above (early stopping) and trains on the others. The outer test
+speakers never appear.
 """
 
 from __future__ import annotations
@@ -275,6 +281,42 @@ def make_folds(
 ) -> pd.DataFrame:
     """The fold table of :func:`make_split`."""
     return make_split(manifest, folds_cfg, target, adapter).folds
+
+
+def inner_folds(folds: pd.DataFrame, n: int, fraction: float, seed: int) -> pd.DataFrame:
+    """The inner folds of every outer fold of ``folds`` (see the module docstring): columns
+    ``fold`` (outer), ``inner``, ``clip_id``, ``speaker``, ``role``; sorted; leakage-checked.
+
+    Raises EmoflowError naming the fold when its training part has too few speakers."""
+    frames = []
+    for fold, part in folds.groupby("fold", sort=True):
+        part = part[part["role"].isin(["train", "val"])].sort_values("clip_id", kind="mergesort")
+        groups = group_keys(part)
+        counts = groups.value_counts()
+        inner_of = pd.Series(0, index=groups.index)
+        if len(counts) >= n:
+            inner_of = groups.map(_assign_kfold(counts, n, seed + 1000 * (int(fold) + 1)))
+        if len(counts) < n or min(groups[inner_of != j].nunique() for j in range(n)) < 2:
+            raise EmoflowError(
+                f"fold {fold}: its training part has {len(counts)} speaker group(s), too few for "
+                f"{n} inner folds (each needs held-out speakers and two or more others for "
+                "validation and training); set fusion.inner_folds lower or fusion.fit_on: val"
+            )
+        for j in range(n):
+            held = (inner_of == j).to_numpy()
+            rest = groups[~held].unique().tolist()
+            val = _draw_val(rest, fraction, np.random.default_rng([seed, int(fold) + 1, j + 1]))
+            role = np.where(held, "test", np.where(groups.isin(val), "val", "train"))
+            frame = _frame(int(fold), part, role)
+            frame.insert(1, "inner", j)
+            frames.append(frame)
+    if not frames:
+        raise EmoflowError("no fold to make inner folds of")
+    table = pd.concat(frames, ignore_index=True)
+    table = table.sort_values(["fold", "inner", "clip_id"], kind="mergesort")
+    table = table.reset_index(drop=True)
+    check_leakage(table.assign(fold=table["fold"] * 1000 + table["inner"]))
+    return table
 
 
 def check_parts(folds: pd.DataFrame, protocol: str, labels: pd.Series | None) -> None:

@@ -15,7 +15,9 @@ from emoflow.training.datasets import AudioClips, AudioWindows, FaceClips, FaceW
 from emoflow.training.frame_inputs import fit_frame_norm
 from emoflow.training.normalisation import fit_audio_norm, fit_face_norm
 
-EVAL_PARTS = ("val", "test", "unlabelled")  # the parts a run predicts (unlabelled: if any)
+# the parts a run predicts (unlabelled: if any); train: the clips it learned from, whose
+# embeddings feature-level fusion is fitted on (emoflow.fusion.methods)
+EVAL_PARTS = ("train", "val", "test", "unlabelled")
 FRAME_VECTOR_BRANCHES = (
     "au",
     "face_cnn",
@@ -38,7 +40,7 @@ def fold_roles(
     """The sorted clip ids of each role of one fold that have features and targets (training
     clips: usable targets), and the parts to predict (``unlabelled`` only when it has clips)."""
     roles: dict[str, list[str]] = {}
-    for role in ("train", *EVAL_PARTS):
+    for role in EVAL_PARTS:
         ids = sorted(folds.loc[folds["role"] == role, "clip_id"].astype(str))
         roles[role] = [c for c in ids if c in shards and c in targets]
     parts = [p for p in EVAL_PARTS if p != "unlabelled" or roles[p]]

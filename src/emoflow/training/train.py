@@ -5,8 +5,8 @@
 - ``model.pt``: the model bundle of the best epoch (see :mod:`emoflow.models.bundle`);
 - ``history.csv``: ``epoch, train_loss, val_loss, val_metric`` (no times, so reruns are
   byte-identical);
-- ``predictions.parquet``: one row per val, test (and unlabelled) clip this branch has
-  features for (the contract read by fusion and evaluation; see
+- ``predictions.parquet``: one row per train, val, test (and unlabelled) clip this branch
+  has features for (the contract read by fusion and evaluation; see
   :func:`emoflow.training.outputs.write_predictions`).
 
 While it runs, ``out_dir/checkpoint.pt`` holds the model, optimizer, scaler, RNG states,
@@ -230,12 +230,15 @@ def run_training(
     folds_path: Path | pd.DataFrame,
     shard_paths: list[Path],
     out_dir: Path,
+    inner: int | None = None,
 ) -> None:
     """Train ``branch`` (see :mod:`emoflow.branches`) on ``fold`` with ``seed``; write outputs.
 
     ``config`` is a validated config (defaults filled); ``folds_path`` is folds.parquet or the
-    fold table itself. The ``val``, ``test`` and ``unlabelled`` clips are predicted. Resumes
-    from ``out_dir/checkpoint.pt`` when it was written with the same parameters.
+    fold table itself. The ``train``, ``val``, ``test`` and ``unlabelled`` clips are
+    predicted. Resumes from ``out_dir/checkpoint.pt`` when it was written with the same
+    parameters. ``inner``: the fold table is inner fold ``inner`` of ``fold`` (recorded in the
+    predictions' metadata).
     """
     if branch not in BRANCH_STAGE:
         raise EmoflowError(f"unknown branch {branch!r} ({', '.join(BRANCH_STAGE)})")
@@ -260,8 +263,9 @@ def run_training(
     roles, parts = fold_roles(folds, shards, targets, target)
     if not roles["train"]:
         raise EmoflowError(f"fold {fold}: no training clip has {branch} features")
+    where = f"fold {fold}" + (f" inner fold {inner}" if inner is not None else "")
     _log(
-        f"{branch} fold {fold} seed {seed}: {len(roles['train'])} train, "
+        f"{branch} {where} seed {seed}: {len(roles['train'])} train, "
         f"{len(roles['val'])} val, {len(roles['test'])} test clips on {device}"
     )
     data = branch_data(config, branch, shards, roles, targets, parts)
@@ -291,6 +295,8 @@ def run_training(
     outputs = {p: evaluate(model, branch, data.evals[p], batch_size, device, data.norm,
                            amp_dtype) for p in parts}  # fmt: skip
     meta = {"classes": classes, "branch": branch, "fold": fold, "seed": seed, "target": target}
+    if inner is not None:
+        meta["inner"] = inner
     write_predictions(out_dir / "predictions.parquet", outputs, meta)
     write_text(out_dir / "history.csv", history_csv(state["history"]))
     save_bundle(out_dir / "model.pt", branch=branch, arch=arch,
