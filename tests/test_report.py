@@ -28,8 +28,9 @@ PROVENANCE = {
 
 
 def write_fused(
-    path: Path, fold: int, seed: int, target: str, methods: list[str], problems: dict | None = None
-) -> None:
+    path: Path, fold: int, seed: int, target: str, methods: list[str], problems: dict | None = None,
+    fit: dict | None = None,
+) -> None:  # fmt: skip
     """20 test clips per fold (the clips ending in 0 or 5 have no video: audio only) and, in
     fold 0, 3 unlabelled clips."""
     rng = np.random.default_rng(100 * fold + seed)
@@ -68,7 +69,7 @@ def write_fused(
             cols["source"].append(source)
             cols["part"].append(part)
     meta = {"classes": CLASSES, "target": target, "fold": fold, "seed": seed,
-            "fusion_problems": problems or {}}  # fmt: skip
+            "fusion_problems": problems or {}, "fusion_fit": fit or {}}  # fmt: skip
     table = pa.Table.from_pydict(cols, schema=FUSED_SCHEMA)
     table = table.replace_schema_metadata({b"emoflow": json.dumps(meta)})
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +83,9 @@ def make_run(root: Path, target: str = "categorical") -> dict:
         for seed in (0, 1):
             path = root / "fusion" / f"fold{fold}" / f"seed{seed}.parquet"
             problems = {"stacking": "1 class(es) among 5 validation clips"} if fold else {}
-            write_fused(path, fold, seed, target, methods, problems)
+            late = {"on": "inner", "n_clips": 30 - 2 * fold, "n_speakers": 6 - fold,
+                    "n_training_part": 30 - 2 * fold}  # fmt: skip
+            write_fused(path, fold, seed, target, methods, problems, {"late": late})
             fused.append(path)
             for branch in ("audio", "visual"):
                 h = root / "models" / branch / f"fold{fold}" / f"seed{seed}" / "history.csv"
@@ -192,6 +195,13 @@ def test_row_order_columns_and_caption(categorical) -> None:
     assert "the same 32 test clips" in caption
     assert "bootstrap over speakers (8 clusters" in caption
     assert "3 unlabelled test clips" not in caption  # the protocol dict reports none
+    assert "±: standard deviation over the 2 training seeds" in caption
+    # every metric cell: point [interval] ±seed std, the std as results.csv has it
+    audio = lines[2].split("|")[5].strip()
+    assert audio == f"{rows[0]['uar']} [{rows[0]['uar_ci_low']}, {rows[0]['uar_ci_high']}] " + (
+        f"±{rows[0]['uar_seed_std']}"
+    )
+    assert float(rows[0]["uar_seed_std"]) > 0
 
 
 def seed_averaged(run: dict, method: str) -> dict[tuple[int, str], tuple[int, np.ndarray]]:
@@ -225,7 +235,9 @@ def test_numbers_match_the_predictions(categorical) -> None:
     delta = float(rows["late"]["uar"]) - float(rows[best]["uar"])
     assert abs(float(rows["late"]["delta"]) - delta) <= 0.0015
     assert float(rows["late"]["delta_ci_low"]) <= float(rows["late"]["delta"])
-    assert rows["late"]["fusion"] == "fitted"
+    assert rows["late"]["fusion"] == (
+        "fitted on 28–30 clips, 5–6 speakers per fold (out-of-fold, inner folds)"
+    )
     assert rows["stacking"]["fusion"] == (
         "fallback (equal weights) in 2 of 4 runs: 1 class(es) among 5 validation clips"
     )
