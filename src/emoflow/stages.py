@@ -23,7 +23,9 @@ FOLDS_SCHEMA = pa.schema(
         ("role", pa.string()),
     ]
 )
-INNER_FOLDS_SCHEMA = pa.schema([FOLDS_SCHEMA.field(0), ("inner", pa.int32()), *FOLDS_SCHEMA][1:])
+INNER_FOLDS_SCHEMA = pa.schema(
+    [FOLDS_SCHEMA.field("fold"), ("inner", pa.int32()), *list(FOLDS_SCHEMA)[1:]]
+)
 
 
 def fold_ids(config: Config, manifest: pd.DataFrame | None = None) -> list[int]:
