@@ -19,14 +19,17 @@ MIN = {"dataset": {"name": "x", "adapter": "ravdess", "root": "data/x"}}
 def test_shipped_config_is_valid_and_filled() -> None:
     cfg = load_config(REPO / "config.yaml")
     assert cfg["dataset"]["name"] == "demo"
-    assert cfg["audio"]["n_mels"] == 90 and cfg["audio"]["n_fft"] == 2048
+    assert cfg["audio"]["n_mels"] == 48 and cfg["audio"]["n_fft"] == 2048  # the demo's own
     assert cfg["faces"]["openface"]["model"] == "model/main_clnf_general.txt"
+    assert cfg["train"]["seeds"] == [0, 1, 2] and cfg["fusion"]["fit_on"] == "inner"
 
 
 def test_defaults_filled_without_touching_input() -> None:
     cfg = validate_config(MIN)
     assert cfg["shards"] == 4 and cfg["faces"]["frames"] == 16
     assert cfg["train"]["seeds"] == [0]
+    assert cfg["fusion"] == {"methods": ["late", "stacking", "feature"], "fit_on": "inner",
+                             "inner_folds": 3}  # fmt: skip
     assert "shards" not in MIN
 
 

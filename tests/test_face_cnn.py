@@ -209,6 +209,7 @@ def _config(root: Path) -> dict[str, Any]:
             "train": {"epochs": 2, "patience": 2, "batch_size": 8, "seeds": [0], "threads": 1},
             "execution": {"workers": 1},
             "bundle": {"mode": "fold0"},
+            "fusion": {"fit_on": "val"},  # 4 actors: too few for inner folds
         }
     )
 

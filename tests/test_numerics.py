@@ -107,7 +107,9 @@ def test_cores_1_and_cores_2_give_byte_identical_tables(demo32: Path, tmp_path: 
     inner = sorted(one.rglob("inner*/predictions.parquet"))
     assert len(inner) == 4  # 2 branches x 2 inner folds
     fit = json.loads((one / "fusion" / "fold0" / "seed0.json").read_text())["fusion_fit"]
-    assert fit["on"] == "inner" and fit["n_clips"] == fit["n_training_part"] >= 12
+    assert [fit[m]["on"] for m in ("late", "stacking", "feature")] == [
+        "inner", "inner", "training part"]  # fmt: skip
+    assert all(f["n_clips"] == f["n_training_part"] >= 12 for f in fit.values())
     assert "inner folds, out-of-fold" in (one / "report" / "results.md").read_text()
     for name in ("results.csv", "results.md", "results.tex", "per_class.csv"):
         assert (one / "report" / name).read_bytes() == (two / "report" / name).read_bytes(), name

@@ -37,6 +37,11 @@ def test_tables_and_the_html_report(torture_run: Run, tmp_path: Path) -> None:
     manifest = pd.read_parquet(out / "manifest.parquet")
     good = manifest[manifest.clip_id.str.startswith("good/")]
     assert len(good) == 12 and set(good.label) == set(EMOTIONS.values())
+    # the run read its --configfile alone over the schema's defaults: nothing of the demo's
+    # config.yaml (8 face frames, 48 mel bands, 3 seeds) is merged under it
+    used = json.loads((out / "config.json").read_text())
+    assert used["faces"]["frames"] == 16 and used["audio"]["n_mels"] == 90
+    assert used["train"]["seeds"] == [0] and used["train"]["epochs"] == 2
 
 
 @pytest.mark.slurm

@@ -44,6 +44,7 @@ def _config(root: Path, bundle: str = "fold0", **folds: Any) -> dict[str, Any]:
             "train": {"epochs": 2, "patience": 2, "batch_size": 8, "seeds": [0], "threads": 1},
             "execution": {"workers": 1},
             "bundle": {"mode": bundle},
+            "fusion": {"fit_on": "val"},  # 3 actors: too few for inner folds
         }
     )
 
