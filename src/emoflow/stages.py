@@ -126,10 +126,9 @@ def run_fuse(config: Config, fold: int, seed: int) -> None:
     layout = Layout.of(config)
     branches = selected_branches(config)
     preds = {b: layout.model_dir(b, fold, seed) / "predictions.parquet" for b in branches}
-    inner = None
-    if inner_fold_ids(config):
-        inner = {b: [layout.inner_dir(b, fold, j) / "predictions.parquet"
-                     for j in inner_fold_ids(config)] for b in branches}  # fmt: skip
+    ids = inner_fold_ids(config)
+    inner = {b: [layout.inner_dir(b, fold, j) / "predictions.parquet" for j in ids]
+             for b in branches} if ids else None  # fmt: skip
     run_fusion(
         config, fold, seed, preds, layout.folds, layout.fused(fold, seed),
         layout.fusion_weights(fold, seed), inner,

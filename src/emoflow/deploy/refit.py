@@ -108,14 +108,14 @@ def pooled_fusion_weights(
                      for b in branches}, n_classes)  # fmt: skip
         fits["feature"] = subset(own, own.part == "train")
     _, info = fuse_arrays(fit, fits, methods, meta["target"], n_classes, seed)
+    fitted_on = f"out-of-fold test predictions of folds {folds}, seed {seed}"
+    if refitted:
+        fitted_on += "; feature: the refitted models' embeddings of their training clips"
     return {
         "classes": meta["classes"],
         "target": meta["target"],
         "methods": info,
-        "fitted_on": f"out-of-fold test predictions of folds {folds}, seed {seed}"
-        + (
-            "; feature: the refitted models' embeddings of their training clips" if refitted else ""
-        ),  # fmt: skip
+        "fitted_on": fitted_on,
         "n_val_both": int(fit.both.sum()),
         "fusion_problems": fit_problems(info),
     }

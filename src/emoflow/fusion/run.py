@@ -24,7 +24,7 @@ from emoflow.fusion.inputs import (
     read_branch_predictions,
     subset,
 )
-from emoflow.fusion.methods import METHODS, fit_problems, fuse_arrays, fusion_methods
+from emoflow.fusion.methods import fit_problems, fuse_arrays, fusion_methods
 from emoflow.storage.atomic import write_text
 from emoflow.storage.tables import FUSED_SCHEMA, META_KEY, write_table
 
@@ -120,7 +120,7 @@ def _fit_record(fit: Aligned, how: str, role: dict[str, str], group: dict[str, s
 
 
 def fit_clips(
-    aligned: Aligned, inner: dict[str, list[Path]] | None, n_classes: int,
+    aligned: Aligned, methods: list[str], inner: dict[str, list[Path]] | None, n_classes: int,
     role: dict[str, str], group: dict[str, str], fold: int,
 ) -> tuple[dict[str, Aligned], dict[str, dict[str, Any]]]:  # fmt: skip
     """What each method is fitted on, and a record of it per method.
@@ -132,8 +132,8 @@ def fit_clips(
     validation clips), since another model's embeddings live in another space."""
     if inner is None:
         val = subset(aligned, aligned.part == "val")
-        fits = {m: val for m in METHODS}
-        return fits, {m: _fit_record(val, "val", role, group) for m in METHODS}
+        return {m: val for m in methods}, {m: _fit_record(val, "val", role, group)
+                                           for m in methods}  # fmt: skip
     oof = out_of_fold(inner, n_classes)
     outside = sorted(c for c in oof.clip_id.tolist() if role.get(c) not in ("train", "val"))
     if outside:
@@ -142,9 +142,9 @@ def fit_clips(
             f"({', '.join(outside[:5])}); rerun inner_split"
         )
     own = subset(aligned, np.isin(aligned.part, ["train", "val"]))
-    fits = {"late": oof, "stacking": oof, "feature": own}
-    how = {"late": "inner", "stacking": "inner", "feature": "training part"}
-    return fits, {m: _fit_record(fits[m], how[m], role, group) for m in METHODS}
+    fits = {m: own if m == "feature" else oof for m in methods}
+    how = {m: "training part" if m == "feature" else "inner" for m in methods}
+    return fits, {m: _fit_record(fits[m], how[m], role, group) for m in methods}
 
 
 def run_fusion(
@@ -168,10 +168,9 @@ def run_fusion(
     role, group = _fold_roles(Path(folds_path), fold)
     _check_parts(aligned, role, fold)
     methods = fusion_methods(config)
-    fits, fit_info = fit_clips(aligned, inner, n_classes, role, group, fold)
+    fits, fit_info = fit_clips(aligned, methods, inner, n_classes, role, group, fold)
     target = meta["target"]
     results, info = fuse_arrays(aligned, fits, methods, target, n_classes, seed)
-    fit_info = {m: fit_info[m] for m in methods}
     meta = {**meta, "fusion_problems": fit_problems(info), "fusion_fit": fit_info}
     write_table(Path(out_path), fused_table(aligned, results, target, meta), "zstd")
     test = aligned.part == "test"
