@@ -669,7 +669,16 @@ def test_results_are_sorted_and_deterministic(tmp_path: Path) -> None:
 
 
 def test_config_errors(tmp_path: Path) -> None:
-    assert sorted(ADAPTERS) == ["afew", "cremad", "csv", "enterface", "omg", "ravdess"]
+    assert sorted(ADAPTERS) == [
+        "afew",
+        "cremad",
+        "csv",
+        "enterface",
+        "omg",
+        "ravdess",
+        "savee",
+        "tess",
+    ]
     with pytest.raises(ConfigError, match="adapter"):
         scan(tmp_path, "voxceleb")
     with pytest.raises(ConfigError, match="not a folder"):

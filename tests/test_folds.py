@@ -225,5 +225,5 @@ def test_leakage_check_names_speakers() -> None:
 
 def test_class_names() -> None:
     table = manifest([3], labels=("sad", "ang", "hap"))
-    assert class_names(table, {"labels": None}) == ["ang", "hap", "sad"]
-    assert class_names(table, {"labels": ["hap", "sad", "ang"]}) == ["hap", "sad", "ang"]
+    assert class_names(table, None) == ["ang", "hap", "sad"]
+    assert class_names(table, ["hap", "sad", "ang"]) == ["hap", "sad", "ang"]

@@ -32,8 +32,9 @@ FACE_BRANCHES: tuple[str, ...] = tuple(
 
 
 def selected_branches(config: Mapping[str, Any]) -> tuple[str, ...]:
-    """The config's ``branches`` in registry order."""
-    chosen = set(config.get("branches") or ALL_BRANCHES)
+    """The config's ``branches`` in registry order (an entry is a name or ``{name: corpora}``)."""
+    chosen = {e if isinstance(e, str) else next(iter(e)) for e in config.get("branches") or []}
+    chosen = chosen or set(ALL_BRANCHES)
     return tuple(b for b in ALL_BRANCHES if b in chosen)
 
 

@@ -16,6 +16,7 @@ import yaml
 
 from emoflow.branches import check_branch_inputs
 from emoflow.errors import ConfigError
+from emoflow.study import check_study, run_name
 
 Config = dict[str, Any]
 
@@ -33,7 +34,11 @@ def load_schema() -> dict[str, Any]:
 
 
 def _fill_defaults(instance: Any, schema: dict[str, Any]) -> None:
-    """Fill ``default`` values of object properties in place, recursively."""
+    """Fill ``default`` values of object properties in place, recursively (array items too)."""
+    if isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        for item in instance:
+            _fill_defaults(item, schema["items"])
+        return
     if not isinstance(instance, dict):
         return
     for key, sub in schema.get("properties", {}).items():
@@ -67,7 +72,7 @@ def validate_config(raw: dict[str, Any]) -> Config:
         raise ConfigError("; ".join(_describe(e) for e in errors))
     config = copy.deepcopy(raw)
     _fill_defaults(config, schema)
-    problem = check_branch_inputs(config)
+    problem = check_study(config) or check_branch_inputs(config)
     if problem:
         raise ConfigError(problem)
     return config
@@ -86,8 +91,9 @@ def load_config(path: str | Path) -> Config:
 
 
 def results_dir(config: Config) -> Path:
-    """``<results>/<dataset.name>``: where every output of this dataset goes."""
-    return Path(config["results"]) / config["dataset"]["name"]
+    """``<results>/<dataset.name>`` (a study: ``<results>/<study.name>``): where every output
+    of the run goes."""
+    return Path(config["results"]) / run_name(config)
 
 
 def cache_dir(config: Config) -> Path:

@@ -23,6 +23,7 @@ FAILURE_KINDS: dict[str, str] = {
     "tool_timeout": "an external tool ran past its time limit",
     "tool_missing": "an external tool or its model file is not available",
     "bad_label": "the label is missing or not one of the allowed labels",
+    "label_dropped": "the corpus's label map drops the label (map: {label: null})",
     "outside_root": "the path resolves outside the dataset root",
     "duplicate_id": "two files map to the same clip id",
     "not_found": "the file listed in the labels table does not exist",

@@ -9,11 +9,12 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from emoflow.branches import BRANCH_STAGE, selected_branches
+from emoflow.branches import ALL_BRANCHES, BRANCH_STAGE, selected_branches
 from emoflow.config import Config
 from emoflow.paths import Layout
 from emoflow.storage.atomic import write_bytes, write_text
 from emoflow.storage.tables import parquet_bytes
+from emoflow.study import corpora, is_study
 
 FOLDS_SCHEMA = pa.schema(
     [
@@ -34,9 +35,77 @@ def fold_ids(config: Config, manifest: pd.DataFrame | None = None) -> list[int]:
 
     if manifest is None:
         manifest = pd.read_parquet(Layout.of(config).manifest)
-    folds = fold_numbers(manifest, config["folds"], config["dataset"]["adapter"])
+    if is_study(config):
+        folds = sorted({int(f) for f in _study_split(config, manifest).folds["fold"]})
+    else:
+        folds = fold_numbers(manifest, config["folds"], config["dataset"]["adapter"])
     only = config["folds"]["only"]
     return [f for f in folds if only is None or f in only]
+
+
+def _study_split(config: Config, manifest: pd.DataFrame) -> Any:
+    from emoflow.protocols.study_folds import study_split
+
+    return study_split(manifest, config)
+
+
+def _allowed(config: Config, manifest: pd.DataFrame, branch: str) -> set[str]:
+    from emoflow.protocols.study_folds import branch_allowed
+
+    return branch_allowed(config, manifest, branch, BRANCH_STAGE[branch])
+
+
+def branch_fold_ids(config: Config) -> dict[str, list[int]]:
+    """The folds each selected branch trains in: every fold, except in a study, where a branch
+    trains only in folds with training clips of its corpora and test clips with its modality."""
+    manifest = pd.read_parquet(Layout.of(config).manifest)
+    folds = fold_ids(config, manifest)
+    if not is_study(config):
+        return {b: folds for b in selected_branches(config)}
+    from emoflow.protocols.study_folds import branch_folds
+
+    table = _study_split(config, manifest).folds
+    names = {c["name"] for c in corpora(config)}
+    out = {}
+    for b in selected_branches(config):
+        testable = _allowed({**config, "branches": list(ALL_BRANCHES)}, manifest, b) & names
+        mine = branch_folds(table, _allowed(config, manifest, b), testable)
+        out[b] = [f for f in folds if f in mine]
+    return out
+
+
+def fold_branches(config: Config) -> dict[int, list[str]]:
+    """The branches trained in each fold (what its fusion fuses)."""
+    per_branch = branch_fold_ids(config)
+    return {
+        f: [b for b in selected_branches(config) if f in per_branch[b]] for f in fold_ids(config)
+    }
+
+
+def bundle_folds(config: Config) -> list[int]:
+    """The folds whose first-seed models and out-of-fold predictions the bundle is built from:
+    every fold; in a study, the folds of its pooled protocol (else cross, else within) in which
+    every branch trains, so each clip is predicted once."""
+    if not is_study(config):
+        return fold_ids(config)
+    manifest = pd.read_parquet(Layout.of(config).manifest)
+    record = _study_split(config, manifest).protocol["folds"]
+    n = len(selected_branches(config))
+    everyone = [f for f, branches in fold_branches(config).items() if len(branches) == n]
+    for protocol in ("pooled", "cross", "within"):
+        mine = [f for f in everyone if record[str(f)]["protocol"] == protocol]
+        if mine:
+            return mine
+    from emoflow.errors import EmoflowError
+
+    raise EmoflowError("no fold trains every branch: the bundle needs one (see study.protocols)")
+
+
+def fused_fold(config: Config, fold: int) -> bool:
+    """Whether a fold has a fusion to fit: two or more branches and fusion methods."""
+    from emoflow.fusion.methods import fusion_methods
+
+    return len(fold_branches(config)[fold]) >= 2 and bool(fusion_methods(config))
 
 
 def inner_fold_ids(config: Config) -> list[int]:
@@ -53,14 +122,20 @@ def run_split(config: Config) -> int:
     """Write folds.parquet and protocol.json after the leakage and part checks; return the
     fold count."""
     from emoflow.protocols.folds import make_split
+    from emoflow.storage.dated import note_source
 
     layout = Layout.of(config)
+    data = layout.manifest.read_bytes()
     manifest = pd.read_parquet(layout.manifest)
-    split = make_split(
-        manifest, config["folds"], config["train"]["target"], config["dataset"]["adapter"]
-    )
+    if is_study(config):
+        split = _study_split(config, manifest)
+    else:
+        split = make_split(
+            manifest, config["folds"], config["train"]["target"], config["dataset"]["adapter"]
+        )
     write_bytes(layout.folds, parquet_bytes(split.folds.to_dict("records"), FOLDS_SCHEMA))
     write_text(layout.protocol, json.dumps(split.protocol, indent=1, sort_keys=True) + "\n")
+    note_source(layout.folds, data)
     return int(split.folds["fold"].nunique())
 
 
@@ -85,9 +160,11 @@ def run_inner_split(config: Config) -> int:
 
     layout = Layout.of(config)
     folds = pd.read_parquet(layout.folds)
-    folds = folds[folds["fold"].isin(fold_ids(config))]
+    fused = [f for f in fold_ids(config) if fused_fold(config, f)]
+    folds = folds[folds["fold"].isin(fused)]
     n = int(config["fusion"]["inner_folds"])
-    table = inner_folds(folds, n, float(config["folds"]["val_speakers"]), config["folds"]["seed"])
+    fraction, seed = float(config["folds"]["val_speakers"]), config["folds"]["seed"]
+    table = inner_folds(folds, n, fraction, seed, by_corpus=is_study(config))
     write_bytes(layout.inner_folds, parquet_bytes(table.to_dict("records"), INNER_FOLDS_SCHEMA))
     return n
 
@@ -108,6 +185,12 @@ def run_train(config: Config, branch: str, fold: int, seed: int, inner: int | No
         if folds.empty:
             raise EmoflowError(f"inner fold {inner} of fold {fold} is not in {layout.inner_folds}")
         out = layout.inner_dir(branch, fold, inner)
+    if is_study(config):
+        from emoflow.protocols.study_folds import branch_fold_table
+
+        table = pd.read_parquet(folds) if isinstance(folds, Path) else folds
+        manifest = pd.read_parquet(layout.manifest)
+        folds = branch_fold_table(table[table["fold"] == fold], _allowed(config, manifest, branch))
     run_training(config, branch, fold, seed, layout.manifest, folds, shards, out, inner=inner)
     return out
 
@@ -116,7 +199,11 @@ def run_refit(config: Config, branch: str) -> Path:
     """Retrain one branch on all labelled clips for the cross-validated epoch count."""
     from emoflow.deploy.refit import run_refit as refit
 
-    return refit(config, branch, fold_ids(config), checked_shards(config, branch))
+    folds = branch_fold_ids(config)[branch]
+    allowed = None
+    if is_study(config):
+        allowed = _allowed(config, pd.read_parquet(Layout.of(config).manifest), branch)
+    return refit(config, branch, folds, checked_shards(config, branch), allowed)
 
 
 def run_fuse(config: Config, fold: int, seed: int) -> None:
@@ -124,9 +211,9 @@ def run_fuse(config: Config, fold: int, seed: int) -> None:
     from emoflow.fusion.run import run_fusion
 
     layout = Layout.of(config)
-    branches = selected_branches(config)
+    branches = fold_branches(config)[fold]
     preds = {b: layout.model_dir(b, fold, seed) / "predictions.parquet" for b in branches}
-    ids = inner_fold_ids(config)
+    ids = inner_fold_ids(config) if fused_fold(config, fold) else []
     inner = {b: [layout.inner_dir(b, fold, j) / "predictions.parquet" for j in ids]
              for b in branches} if ids else None  # fmt: skip
     run_fusion(
@@ -145,8 +232,8 @@ def run_report(config: Config) -> str:
     fused = [layout.fused(f, s) for f in folds for s in seeds]
     histories = [
         layout.model_dir(b, f, s) / "history.csv"
-        for b in selected_branches(config)
-        for f in folds
+        for b, mine in branch_fold_ids(config).items()
+        for f in mine
         for s in seeds
     ]
     return run_evaluate(
@@ -164,7 +251,7 @@ def run_bundle(config: Config) -> Path:
 
     layout = Layout.of(config)
     mode = config["bundle"]["mode"]
-    folds, seed = fold_ids(config), config["train"]["seeds"][0]
+    folds, seed = bundle_folds(config), config["train"]["seeds"][0]
     out = layout.bundle
     out.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {"format": "emoflow-bundle", "format_version": 1, "mode": mode}
@@ -196,6 +283,9 @@ def run_bundle(config: Config) -> Path:
         "fusion_weights": weights,
         "branches": files,
     }
+    if is_study(config):
+        manifest = pd.read_parquet(layout.manifest)
+        info["corpora"] = {b: sorted(_allowed(config, manifest, b)) for b in branches}
     # predict loads the encoders from here (each checked against the sha256 in its spec)
     encoders: dict[str, Any] = {}
     if "ssl" in branches:

@@ -11,8 +11,9 @@ from emoflow.errors import ConfigError, EmoflowError
 from emoflow.extraction.compute import forget_uncomputed_shards
 from emoflow.extraction.specs import STAGES as ALL_STAGES, config_params
 from emoflow.paths import Layout, prepare_job_environment
-from emoflow.stages import fold_ids, inner_fold_ids
+from emoflow.stages import branch_fold_ids, bundle_folds, fold_branches, fold_ids, fused_fold, inner_fold_ids
 from emoflow.storage.atomic import write_text_if_changed
+from emoflow.training.augment_config import branch_augment, noise_files
 
 # Jobs run `python -m emoflow`: the venv's python when Snakemake runs from it, the env's python
 # under --software-deployment-method conda; either way the package comes from this checkout.
@@ -48,8 +49,14 @@ if workflow.is_main_process:
         logger.info(f"{_stage}: shards without a compute summary (an older layout): rebuilding")
 
 FOLDS = fold_ids(CFG)
-# fusion.fit_on inner: the inner folds whose out-of-fold predictions fusion is fitted on
+# the folds each branch trains in, the branches each fold fuses (a study: a branch only where
+# its corpora train it and the test corpus has its modality; one corpus: every fold)
+BRANCH_FOLDS = branch_fold_ids(CFG)
+FOLD_BRANCHES = fold_branches(CFG)
+# fusion.fit_on inner: the inner folds whose out-of-fold predictions fusion is fitted on (in
+# folds with a fusion to fit)
 INNER = inner_fold_ids(CFG)
+FUSED_FOLDS = [f for f in FOLDS if fused_fold(CFG, f)]
 
 wildcard_constraints:
     k=r"\d+",
@@ -71,7 +78,15 @@ def train_params(wildcards):
     section)."""
     own = wildcards.branch in ("visual", "face_cnn", "au")
     keys = ["train", "folds"] + ([wildcards.branch] if own else [])
-    return params_hash(keys)
+    # the branch's augmentation, only when one is on: a run without keeps its old hash
+    aug = branch_augment(CFG, wildcards.branch)
+    return params_hash(keys) if aug is None else stable_hash([params_hash(keys), aug])
+
+
+def augment_inputs(wildcards):
+    """The noise files a branch's training mixes in (none without noise augmentation)."""
+    aug = branch_augment(CFG, wildcards.branch)
+    return noise_files(aug["noise"]["dir"]) if aug and "noise" in aug else []
 
 
 def after_checkpoint(name):
@@ -99,19 +114,31 @@ def feature_outputs():
 
 def branch_predictions(wildcards):
     """Every selected branch's predictions of one (fold, seed): what fusion reads."""
+    fold = int(wildcards.fold)
     return {
-        b: LAYOUT.model_dir(b, int(wildcards.fold), int(wildcards.seed)) / "predictions.parquet"
-        for b in BRANCHES
+        b: LAYOUT.model_dir(b, fold, int(wildcards.seed)) / "predictions.parquet"
+        for b in FOLD_BRANCHES[fold]
     }
 
 
 def inner_predictions(wildcards):
     """The inner folds' predictions of every selected branch for one fold (none with
     fusion.fit_on val)."""
+    fold = int(wildcards.fold)
+    if fold not in FUSED_FOLDS:
+        return []
     return [
-        LAYOUT.inner_dir(b, int(wildcards.fold), j) / "predictions.parquet"
-        for b in BRANCHES
-        for j in INNER
+        LAYOUT.inner_dir(b, fold, j) / "predictions.parquet" for b in FOLD_BRANCHES[fold] for j in INNER
+    ]
+
+
+def branch_fold_files(name, branches=None, seeds=None):
+    """``models/<branch>/fold<f>/seed<s>/<name>`` of every branch's own folds."""
+    return [
+        LAYOUT.model_dir(b, f, s) / name
+        for b in branches or BRANCHES
+        for f in BRANCH_FOLDS[b]
+        for s in seeds or SEEDS
     ]
 
 
@@ -125,25 +152,19 @@ def all_outputs():
 
 def bundle_inputs():
     """What model/ is built from: the refitted models and every fold's first-seed predictions
-    (refit), or fold 0's models and fusion weights (fold0)."""
+    (refit), or the first fold's models and fusion weights (fold0)."""
     seed = SEEDS[0]
     models = LAYOUT.root / "models" / "{branch}"
     if CFG["bundle"]["mode"] == "refit":
         return expand(
             models / "refit" / "{name}", branch=BRANCHES, name=["model.pt", "predictions.parquet"]
-        ) + expand(
-            models / "fold{fold}" / f"seed{seed}" / "predictions.parquet",
-            branch=BRANCHES,
-            fold=FOLDS,
-        ) + [LAYOUT.protocol]
+        ) + branch_fold_files("predictions.parquet", seeds=[seed]) + [LAYOUT.protocol]
     if CFG["bundle"]["mode"] == "ensemble":
-        return expand(
-            models / "fold{fold}" / f"seed{seed}" / "{name}",
-            branch=BRANCHES,
-            fold=FOLDS,
-            name=["model.pt", "predictions.parquet"],
+        return branch_fold_files("model.pt", seeds=[seed]) + branch_fold_files(
+            "predictions.parquet", seeds=[seed]
         ) + [LAYOUT.protocol]
-    return expand(models / f"fold{FOLDS[0]}" / f"seed{seed}" / "model.pt", branch=BRANCHES) + [
-        LAYOUT.fusion_weights(FOLDS[0], seed),
+    first = bundle_folds(CFG)[0]
+    return expand(models / f"fold{first}" / f"seed{seed}" / "model.pt", branch=BRANCHES) + [
+        LAYOUT.fusion_weights(first, seed),
         LAYOUT.protocol,
     ]

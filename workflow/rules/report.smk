@@ -4,12 +4,7 @@ rule evaluate:
         fused=expand(
             LAYOUT.root / "fusion" / "fold{fold}" / "seed{seed}.parquet", fold=FOLDS, seed=SEEDS
         ),
-        histories=expand(
-            LAYOUT.root / "models" / "{branch}" / "fold{fold}" / "seed{seed}" / "history.csv",
-            branch=BRANCHES,
-            fold=FOLDS,
-            seed=SEEDS,
-        ),
+        histories=branch_fold_files("history.csv"),
         manifest=LAYOUT.manifest,
         failures=LAYOUT.failures,
         protocol=LAYOUT.protocol,

@@ -4,6 +4,7 @@ rule train:
         manifest=LAYOUT.manifest,
         folds=LAYOUT.folds,
         shards=branch_shards,
+        noise=augment_inputs,
     output:
         model=LAYOUT.root / "models" / "{branch}" / "fold{fold}" / "seed{seed}" / "model.pt",
         predictions=LAYOUT.root / "models" / "{branch}" / "fold{fold}" / "seed{seed}" / "predictions.parquet",
@@ -33,6 +34,7 @@ rule train_inner:
         manifest=LAYOUT.manifest,
         inner_folds=LAYOUT.inner_folds,
         shards=branch_shards,
+        noise=augment_inputs,
     output:
         model=LAYOUT.root / "models" / "{branch}" / "fold{fold}" / "inner{inner}" / "model.pt",
         predictions=LAYOUT.root / "models" / "{branch}" / "fold{fold}" / "inner{inner}" / "predictions.parquet",
@@ -62,11 +64,8 @@ rule refit:
         manifest=LAYOUT.manifest,
         folds=LAYOUT.folds,
         shards=branch_shards,
-        histories=lambda w: expand(
-            LAYOUT.root / "models" / w.branch / "fold{fold}" / "seed{seed}" / "history.csv",
-            fold=FOLDS,
-            seed=SEEDS,
-        ),
+        noise=augment_inputs,
+        histories=lambda w: branch_fold_files("history.csv", branches=[w.branch]),
     output:
         model=LAYOUT.root / "models" / "{branch}" / "refit" / "model.pt",
         predictions=LAYOUT.root / "models" / "{branch}" / "refit" / "predictions.parquet",

@@ -23,11 +23,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from emoflow.branches import selected_stages
 from emoflow.config import Config, results_dir
+from emoflow.datasets.corpora import scan_corpora
 from emoflow.datasets.records import ClipRecord
-from emoflow.datasets.registry import scan_dataset
 from emoflow.errors import Failure
 from emoflow.storage.atomic import write_bytes, write_bytes_if_changed, write_text_if_changed
+from emoflow.storage.dated import backdate_if_built_from
 from emoflow.storage.digest import sha256_file
 from emoflow.storage.tables import (
     FAILURE_SCHEMA,
@@ -143,7 +145,7 @@ def refresh(config: Config) -> ScanSummary:
     """
     out = results_dir(config)
     out.mkdir(parents=True, exist_ok=True)
-    scan = scan_dataset(config["dataset"])
+    scan = scan_corpora(config)
     cache_path = out / ".scan_cache.parquet"
     hashes, hash_failures, hashed = _hash_all(scan.clips, _load_hash_cache(cache_path))
     n_shards = config["shards"]
@@ -171,11 +173,19 @@ def refresh(config: Config) -> ScanSummary:
         "shard": shards,
     }
     manifest = pa.Table.from_pydict(columns, schema=MANIFEST_SCHEMA)
-    manifest_written = write_bytes_if_changed(out / "manifest.parquet", table_bytes(manifest))
+    data = table_bytes(manifest)
+    manifest_written = write_bytes_if_changed(out / "manifest.parquet", data)
+    if manifest_written:  # back to what the folds were made from: nothing to redo
+        backdate_if_built_from(out / "manifest.parquet", data, [out / "folds.parquet"])
     shards_written = []
+    stages = selected_stages(config)
     for k in range(n_shards):
-        if write_text_if_changed(out / "shards" / f"{k}.json", shard_list_text(members[k])):
+        text = shard_list_text(members[k])
+        if write_text_if_changed(out / "shards" / f"{k}.json", text):
             shards_written.append(k)
+            built = [out / stage / f"{k}.h5" for stage in stages]
+            computed = [out / "computed" / f"{stage}.json" for stage in stages]
+            backdate_if_built_from(out / "shards" / f"{k}.json", text.encode(), built, computed)
     failures = sorted(scan.failures + hash_failures, key=lambda f: (f.clip_id, f.kind, f.message))
     write_parquet_if_changed(
         out / "scan_failures.parquet", [f.to_dict() for f in failures], FAILURE_SCHEMA

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from emoflow.config import validate_config
-from emoflow.datasets import afew, cremad, csvfile, enterface, omg, ravdess
+from emoflow.datasets import afew, cremad, csvfile, enterface, omg, ravdess, savee, tess
 from emoflow.datasets.records import ScanResult
 from emoflow.errors import ConfigError
 
@@ -17,6 +17,8 @@ ADAPTERS: dict[str, Adapter] = {
     "ravdess": ravdess.scan,
     "cremad": cremad.scan,
     "enterface": enterface.scan,
+    "tess": tess.scan,
+    "savee": savee.scan,
     "afew": afew.scan,
     "omg": omg.scan,
     "csv": csvfile.scan,

@@ -27,6 +27,7 @@ from emoflow.branches import selected_branches
 from emoflow.errors import EmoflowError
 from emoflow.paths import Layout
 from emoflow.storage.atomic import write_text
+from emoflow.study import corpus_of
 
 
 def best_epoch(history_csv: Path) -> int:
@@ -66,9 +67,12 @@ def history_paths(layout: Layout, branch: str, folds: list[int], seeds: list[int
     return [layout.model_dir(branch, f, s) / "history.csv" for f in folds for s in seeds]
 
 
-def run_refit(config: dict[str, Any], branch: str, folds: list[int], shards: list[Path]) -> Path:
-    """Retrain ``branch`` on all labelled clips of ``shards`` for the cross-validated epoch
-    count."""
+def run_refit(
+    config: dict[str, Any], branch: str, folds: list[int], shards: list[Path],
+    allowed: set[str] | None = None,
+) -> Path:  # fmt: skip
+    """Retrain ``branch`` on all labelled clips of ``shards`` (in a study: of the ``allowed``
+    corpora) for the cross-validated epoch count of its ``folds``."""
     from emoflow.training.train import run_training
 
     layout = Layout.of(config)
@@ -77,6 +81,8 @@ def run_refit(config: dict[str, Any], branch: str, folds: list[int], shards: lis
     train_cfg = {**config["train"], "epochs": epochs, "patience": epochs}
     out = layout.refit_dir(branch)
     table = refit_folds(pd.read_parquet(layout.folds))
+    if allowed is not None:
+        table = table[table["clip_id"].map(corpus_of).isin(allowed)].reset_index(drop=True)
     run_training({**config, "train": train_cfg}, branch, -1, seed, layout.manifest, table,
                  shards, out)  # fmt: skip
     write_text(out / "refit.json", json.dumps({"epochs": epochs, "clips": len(table)}) + "\n")

@@ -20,6 +20,7 @@ from emoflow.models.fer_xception import FER_LICENCE
 from emoflow.numerics import cpu_numerics
 from emoflow.paths import Layout
 from emoflow.storage.digest import sha256_file
+from emoflow.training.augment_config import augment_record
 
 
 def face_cnn_provenance(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -60,6 +61,7 @@ def provenance(config: Config) -> dict[str, Any]:
                                                    "weights_sha256")}}  # fmt: skip
     if "face_cnn" in branches:
         encoders["face_cnn"] = face_cnn_provenance(config["face_cnn"])
+    augmented = {b: a for b in branches if (a := augment_record(config, b))}
     return {
         "config_hash": stable_hash(config),
         "branches": list(branches),
@@ -78,4 +80,6 @@ def provenance(config: Config) -> dict[str, Any]:
         "cpu_numerics": cpu_numerics(),
         "protocol": json.loads(layout.protocol.read_text("utf-8")),
         "bundle_mode": config["bundle"]["mode"],
+        # training-only augmentation per branch (absent when none is on: older reports unchanged)
+        **({"augment": augmented} if augmented else {}),
     }

@@ -270,6 +270,48 @@ def _write_figures(out_dir: Path, rows: FusedRows, report: Report, history_paths
         write_bytes(out_dir / "figures" / f"curves_{branch}.png", png)
 
 
+def _study_tables(
+    rows: FusedRows, speakers: dict[str, str | None], protocol: dict[str, Any], n_boot: int,
+    boot_seed: int, omg: bool,
+) -> tuple[Report, str, str, str]:  # fmt: skip
+    """A study's tables (see :mod:`emoflow.evaluation.study_report`): the report of the first
+    (for the figures), the Markdown, the CSV and the LaTeX."""
+    from emoflow.evaluation.study_report import section_title, sections, study_csv
+
+    md, tex, csv_parts, first = [], [], [], None
+    for name, corpus, part in sections(rows, protocol["folds"]):
+        report = summarise(part, speakers, n_boot, boot_seed, omg)
+        first = first or report
+        ev = report.evaluation
+        display = [display_row(r, ev, part.target, omg, report.fusion[r.method]) for r in ev.rows]
+        text = caption(ev, {"description": f"{name}, test corpus {corpus}"}, n_boot, boot_seed)
+        md.append(f"{section_title(name, corpus)}\n\n{text}\n\n"
+                  + results_markdown(display, part.target, omg))  # fmt: skip
+        tex.append(
+            results_latex(display, part.target, omg, f"{section_title(name, corpus)[4:]}. {text}")
+        )
+        csv_parts.append((name, corpus, ev, report.fusion, part.target, omg))
+    if first is None:
+        raise EmoflowError("no test predictions to score in any protocol")
+    head = f"Protocol: {protocol.get('description', 'not recorded')}.\n\n"
+    return first, head + "\n".join(md), study_csv(csv_parts), "\n".join(tex)
+
+
+def _corpus_counts(config: dict[str, Any], manifest_path: Path, failures_path: Path) -> str:
+    import pandas as pd
+
+    from emoflow.evaluation.study_report import corpus_counts
+    from emoflow.study import corpus_names
+
+    manifest = pd.read_parquet(manifest_path, columns=["clip_id"])
+    path = Path(failures_path)
+    failures = (
+        pd.read_parquet(path, columns=["clip_id", "kind"]) if path.exists()
+        else pd.DataFrame({"clip_id": [], "kind": []})
+    )  # fmt: skip
+    return "### Corpora\n\n" + corpus_counts(manifest, failures, corpus_names(config))
+
+
 def run_evaluate(
     config: dict[str, Any],
     fused_paths: list[Path],
@@ -298,14 +340,23 @@ def run_evaluate(
     )
 
     rows = load_fused([Path(p) for p in fused_paths])
-    report = summarise(rows, _speakers(Path(manifest_path)), n_boot, boot_seed, omg)
-    ev = report.evaluation
-    display = [display_row(r, ev, rows.target, omg, report.fusion[r.method]) for r in ev.rows]
-    text = caption(ev, provenance.get("protocol", {}), n_boot, boot_seed)
-    table_md = text + "\n\n" + results_markdown(display, rows.target, omg)
+    speakers = _speakers(Path(manifest_path))
+    if "folds" in provenance.get("protocol", {}):  # a study: a table per protocol and corpus
+        report, table_md, csv_out, tex = _study_tables(
+            rows, speakers, provenance["protocol"], n_boot, boot_seed, omg
+        )
+        table_md = _corpus_counts(config, manifest_path, failures_path) + "\n" + table_md
+    else:
+        report = summarise(rows, speakers, n_boot, boot_seed, omg)
+        ev = report.evaluation
+        display = [display_row(r, ev, rows.target, omg, report.fusion[r.method]) for r in ev.rows]
+        text = caption(ev, provenance.get("protocol", {}), n_boot, boot_seed)
+        table_md = text + "\n\n" + results_markdown(display, rows.target, omg)
+        csv_out = results_csv(ev, rows.target, omg, report.fusion)
+        tex = results_latex(display, rows.target, omg, text)
     write_text(out_dir / "results.md", table_md)
-    write_text(out_dir / "results.csv", results_csv(ev, rows.target, omg, report.fusion))
-    write_text(out_dir / "results.tex", results_latex(display, rows.target, omg, text))
+    write_text(out_dir / "results.csv", csv_out)
+    write_text(out_dir / "results.tex", tex)
     if has_categorical(rows.target):
         write_text(out_dir / "per_class.csv", per_class_csv(report, rows.classes))
     unlabelled = unlabelled_csv(rows)

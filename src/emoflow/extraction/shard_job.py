@@ -26,6 +26,7 @@ from emoflow.extraction.specs import stage_cache
 from emoflow.extraction.workers import compute_clips, default_workers, stage_workers, warm_up
 from emoflow.paths import Layout
 from emoflow.storage.atomic import remove_stale_temps, write_text
+from emoflow.storage.dated import note_source
 from emoflow.storage.shard_write import assemble_shard
 
 log = logging.getLogger("emoflow.extract")
@@ -54,6 +55,7 @@ def run_shard(config: Config, stage: str, shard: int, workers: int | None = None
     so untouched clips are never re-encoded.
     """
     out = results_dir(config)
+    list_bytes = (out / "shards" / f"{shard}.json").read_bytes()
     entries = sorted(read_shard_list(out / "shards" / f"{shard}.json"))
     spec, cache = stage_cache(config, stage)
     params_hash = stable_hash(spec)
@@ -99,6 +101,7 @@ def run_shard(config: Config, stage: str, shard: int, workers: int | None = None
     if remove_stale_temps(h5_path):
         log.info("removed the temp file of an interrupted write of %s", h5_path.name)
     stats = assemble_shard(h5_path, stage, spec, cache.versions, sources)
+    note_source(h5_path, list_bytes)
     summary = {
         "stage": stage,
         "shard": shard,

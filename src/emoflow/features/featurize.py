@@ -63,14 +63,14 @@ def _probe(path: str | Path, media: dict[str, Any], info: MediaInfo | None) -> M
     return info or probe(path, media["ffprobe"], media["timeout_s"])
 
 
-def audio_windows(
+def audio_track(
     path: str | Path,
     spec: dict[str, Any],
     media: dict[str, Any] | None = None,
     info: MediaInfo | None = None,
-) -> tuple[Windows, float]:
-    """A clip's decoded track cut into the grid's windows, and its decoded duration: what the
-    audio and eGeMAPS stages both compute on (truncation and silence checked here)."""
+) -> np.ndarray:
+    """A clip's decoded track (mono, spec's rate; truncation and silence checked): what
+    :func:`audio_windows` cuts, and what training's noise augmentation mixes into."""
     media = media_settings(media, spec)
     info = _probe(path, media, info)
     sr = int(spec["sample_rate"])
@@ -79,8 +79,32 @@ def audio_windows(
     if declared:
         check_truncation("audio", len(samples) / sr, declared, media)
     check_silence(samples, spec.get("silence_dbfs"))
-    windows = cut_windows(samples, sr, spec["window_s"], spec["hop_s"], spec["last_window"])
-    return windows, len(samples) / sr
+    return samples
+
+
+def track_windows(samples: np.ndarray, spec: dict[str, Any]) -> Windows:
+    """A decoded track cut into the grid's windows."""
+    sr = int(spec["sample_rate"])
+    return cut_windows(samples, sr, spec["window_s"], spec["hop_s"], spec["last_window"])
+
+
+def audio_windows(
+    path: str | Path,
+    spec: dict[str, Any],
+    media: dict[str, Any] | None = None,
+    info: MediaInfo | None = None,
+) -> tuple[Windows, float]:
+    """A clip's decoded track cut into the grid's windows, and its decoded duration: what the
+    audio and eGeMAPS stages both compute on (truncation and silence checked here)."""
+    samples = audio_track(path, spec, media, info)
+    return track_windows(samples, spec), len(samples) / int(spec["sample_rate"])
+
+
+def window_logmel(segments: np.ndarray, spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Log-mel and MFCC of windows as the audio stage computes them (one BLAS thread)."""
+    # One BLAS thread: float sums then do not depend on how many threads a process has.
+    with threadpool_limits(limits=1):
+        return logmel_mfcc(segments, spec)
 
 
 def audio_features(
@@ -91,9 +115,7 @@ def audio_features(
 ) -> AudioClipFeatures:
     """A clip's audio windows: log-mel and MFCC per grid window (clip_id left empty)."""
     windows, duration = audio_windows(path, spec, media, info)
-    # One BLAS thread: float sums then do not depend on how many threads a process has.
-    with threadpool_limits(limits=1):
-        logmel, mfcc = logmel_mfcc(windows.segments, spec)
+    logmel, mfcc = window_logmel(windows.segments, spec)
     return AudioClipFeatures(
         clip_id="",
         logmel=logmel,

@@ -167,7 +167,7 @@ def run_fusion(
     aligned = align(preds, n_classes)
     role, group = _fold_roles(Path(folds_path), fold)
     _check_parts(aligned, role, fold)
-    methods = fusion_methods(config)
+    methods = fusion_methods(config) if len(preds) >= 2 else []  # a study's one-branch fold
     fits, fit_info = fit_clips(aligned, methods, inner, n_classes, role, group, fold)
     target = meta["target"]
     results, info = fuse_arrays(aligned, fits, methods, target, n_classes, seed)

@@ -345,7 +345,9 @@ class FrameStream:
         missing = pick >= n
         declared = self.info.video_duration_s or self.info.duration_s
         if declared:
-            decoded_end = float(decoded[-1]) + _frame_interval(self.info)
+            # the stream runs on for up to one sampling step after the last sample decoded
+            step = float(np.max(np.diff(self.times))) if len(self.times) > 1 else 0.0
+            decoded_end = float(decoded[-1]) + max(_frame_interval(self.info), step)
             check_truncation("video", decoded_end, declared, self.media)
         pick[missing] = -1
         return SampledFrames(pick.astype(np.int64), decoded)

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from emoflow.errors import EmoflowError
+from emoflow.protocols.validation import draw_val, val_by_corpus
 
 ROLES = ("train", "val", "test", "unlabelled")
 PROTOCOLS = ("auto", "kfold", "official", "file")
@@ -90,19 +91,7 @@ def group_keys(table: pd.DataFrame) -> pd.Series:
     return pd.Series(keys, index=table.index)
 
 
-def _draw_val(train_groups: list[str], fraction: float, rng: np.random.Generator) -> set[str]:
-    """Draw ``max(1, round(fraction * n))`` validation groups, keeping one group to train."""
-    groups = sorted(train_groups)
-    if len(groups) < 2:
-        raise EmoflowError(
-            f"cannot draw validation speakers: only {len(groups)} training speaker(s) in a fold"
-        )
-    n_val = min(max(1, round(fraction * len(groups))), len(groups) - 1)
-    picked = rng.permutation(len(groups))[:n_val]
-    return {groups[i] for i in sorted(picked)}
-
-
-def _assign_kfold(counts: pd.Series, k: int, seed: int) -> dict[str, int]:
+def assign_kfold(counts: pd.Series, k: int, seed: int) -> dict[str, int]:
     """Deal groups to ``k`` folds: seeded shuffle, then largest first to the lightest fold."""
     names = sorted(counts.index)
     if len(names) < k:
@@ -163,7 +152,9 @@ def _fold_file(folds_cfg: dict[str, Any]) -> Path:
     return Path(folds_cfg["file"])
 
 
-def _table(manifest: pd.DataFrame, target: str) -> pd.DataFrame:
+def clip_groups(manifest: pd.DataFrame, target: str) -> pd.DataFrame:
+    """The clips sorted by id with ``speaker``, ``split``, ``usable`` (has the target) and
+    ``group`` (:func:`group_keys`): what every protocol deals into folds."""
     cols = ["clip_id", "speaker"]
     table = manifest[cols].copy()
     table["split"] = manifest["split"] if "split" in manifest.columns else None
@@ -178,7 +169,8 @@ def _table(manifest: pd.DataFrame, target: str) -> pd.DataFrame:
     return table
 
 
-def _frame(fold: int, table: pd.DataFrame, role: Any) -> pd.DataFrame:
+def fold_frame(fold: int, table: pd.DataFrame, role: Any) -> pd.DataFrame:
+    """Fold-table rows (fold, clip_id, speaker, role) of ``table``'s clips."""
     return pd.DataFrame(
         {"fold": fold, "clip_id": table["clip_id"], "speaker": table["speaker"], "role": role}
     )
@@ -186,15 +178,15 @@ def _frame(fold: int, table: pd.DataFrame, role: Any) -> pd.DataFrame:
 
 def _kfold(table: pd.DataFrame, k: int, fraction: float, seed: int) -> pd.DataFrame:
     table = table[table["usable"]]
-    assignment = _assign_kfold(table["group"].value_counts(), k, seed)
+    assignment = assign_kfold(table["group"].value_counts(), k, seed)
     fold_of = table["group"].map(assignment)
     rows = []
     for fold in range(k):
         test = fold_of == fold
         train_groups = table.loc[~test, "group"].unique().tolist()
-        val = _draw_val(train_groups, fraction, np.random.default_rng([seed, fold + 1]))
+        val = draw_val(train_groups, fraction, np.random.default_rng([seed, fold + 1]))
         role = np.where(test, "test", np.where(table["group"].isin(val), "val", "train"))
-        rows.append(_frame(fold, table, role))
+        rows.append(fold_frame(fold, table, role))
     return pd.concat(rows, ignore_index=True)
 
 
@@ -217,14 +209,14 @@ def _official(table: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataF
         note = "official validation part scored (the test part has no labels)"
     if not (role == "val").any():
         train_groups = table.loc[role == "train", "group"].unique().tolist()
-        val = _draw_val(train_groups, fraction, np.random.default_rng([seed, 0]))
+        val = draw_val(train_groups, fraction, np.random.default_rng([seed, 0]))
         role[(role == "train") & table["group"].isin(val)] = "val"
         note += f"; validation: {fraction:g} of the training speakers, drawn with seed {seed}"
     else:
         note += "; validation: the official validation part"
     role[~usable & split.isin(["test", "val"])] = "unlabelled"
     keep = role != ""
-    return _frame(0, table[keep], role[keep]), note
+    return fold_frame(0, table[keep], role[keep]), note
 
 
 def make_split(
@@ -242,7 +234,7 @@ def make_split(
     fraction = float(folds_cfg.get("val_speakers", 0.2))
     seed = int(folds_cfg.get("seed", 0))
     protocol = resolve_protocol(manifest, folds_cfg, adapter)
-    table = _table(manifest, target)
+    table = clip_groups(manifest, target)
     if protocol == "kfold":
         folds = _kfold(table, k, fraction, seed)
         how = (
@@ -283,9 +275,13 @@ def make_folds(
     return make_split(manifest, folds_cfg, target, adapter).folds
 
 
-def inner_folds(folds: pd.DataFrame, n: int, fraction: float, seed: int) -> pd.DataFrame:
+def inner_folds(
+    folds: pd.DataFrame, n: int, fraction: float, seed: int, by_corpus: bool = False
+) -> pd.DataFrame:
     """The inner folds of every outer fold of ``folds`` (see the module docstring): columns
     ``fold`` (outer), ``inner``, ``clip_id``, ``speaker``, ``role``; sorted; leakage-checked.
+    ``by_corpus`` (a study): validation drawn per corpus
+    (:func:`emoflow.protocols.validation.val_by_corpus`).
 
     Raises EmoflowError naming the fold when its training part has too few speakers."""
     frames = []
@@ -295,7 +291,7 @@ def inner_folds(folds: pd.DataFrame, n: int, fraction: float, seed: int) -> pd.D
         counts = groups.value_counts()
         inner_of = pd.Series(0, index=groups.index)
         if len(counts) >= n:
-            inner_of = groups.map(_assign_kfold(counts, n, seed + 1000 * (int(fold) + 1)))
+            inner_of = groups.map(assign_kfold(counts, n, seed + 1000 * (int(fold) + 1)))
         if len(counts) < n or min(groups[inner_of != j].nunique() for j in range(n)) < 2:
             raise EmoflowError(
                 f"fold {fold}: its training part has {len(counts)} speaker group(s), too few for "
@@ -304,10 +300,15 @@ def inner_folds(folds: pd.DataFrame, n: int, fraction: float, seed: int) -> pd.D
             )
         for j in range(n):
             held = (inner_of == j).to_numpy()
-            rest = groups[~held].unique().tolist()
-            val = _draw_val(rest, fraction, np.random.default_rng([seed, int(fold) + 1, j + 1]))
-            role = np.where(held, "test", np.where(groups.isin(val), "val", "train"))
-            frame = _frame(int(fold), part, role)
+            key = [seed, int(fold) + 1, j + 1]
+            if by_corpus:
+                val = np.zeros(len(part), dtype=bool)
+                val[~held] = val_by_corpus(part[~held].assign(group=groups[~held]), fraction, key)
+            else:
+                rest = groups[~held].unique().tolist()
+                val = groups.isin(draw_val(rest, fraction, np.random.default_rng(key))).to_numpy()
+            role = np.where(held, "test", np.where(val, "val", "train"))
+            frame = fold_frame(int(fold), part, role)
             frame.insert(1, "inner", j)
             frames.append(frame)
     if not frames:
@@ -360,9 +361,9 @@ def check_leakage(folds: pd.DataFrame) -> None:
         raise EmoflowError("speaker leakage: " + "; ".join(problems))
 
 
-def class_names(manifest: pd.DataFrame, dataset_cfg: dict[str, Any]) -> list[str]:
-    """The class order: ``dataset.labels`` when configured, else the sorted unique labels."""
-    configured = dataset_cfg.get("labels")
+def class_names(manifest: pd.DataFrame, configured: list[str] | None) -> list[str]:
+    """The class order: the configured class list (``dataset.labels``, ``study.labels``) when
+    given, else the sorted unique labels."""
     if configured:
         return [str(x) for x in configured]
     return sorted({str(x) for x in manifest["label"].dropna()})

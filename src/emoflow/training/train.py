@@ -57,6 +57,8 @@ from emoflow.models.losses import branch_loss, class_weights
 from emoflow.protocols.folds import class_names
 from emoflow.storage.atomic import write_bytes, write_text
 from emoflow.storage.shards import open_shards
+from emoflow.study import class_list
+from emoflow.training.augment import augment_record, augmented
 from emoflow.training.branch_data import FRAME_VECTOR_BRANCHES, BranchData, branch_data, fold_roles
 from emoflow.training.checkpoint import (
     rng_state,
@@ -178,6 +180,8 @@ def fit_epochs(step: Step, data: BranchData, state: dict, tcfg: dict[str, Any], 
     while state["epoch"] < epochs and not state["stopped"]:
         epoch = state["epoch"]
         seed_everything(epoch_seed(seed, epoch))
+        if hasattr(data.train, "set_epoch"):  # augmentation: drawn per (seed, epoch, clip)
+            data.train.set_epoch(epoch)
         loader = make_loader(data.train, batch_size, shuffle=True, seed=seed, epoch=epoch,
                              num_workers=int(tcfg.get("num_workers", 0)),
                              pin_memory=step.device.type == "cuda")  # fmt: skip
@@ -257,7 +261,7 @@ def run_training(
     folds = folds[folds["fold"] == fold]
     if folds.empty:
         raise EmoflowError(f"fold {fold} is not in the fold table")
-    classes = [] if target == "dimensional" else class_names(manifest, config["dataset"])
+    classes = [] if target == "dimensional" else class_names(manifest, class_list(config))
     targets = clip_targets(manifest, classes)
     shards = open_shards([Path(p) for p in shard_paths], BRANCH_STAGE[branch])
     roles, parts = fold_roles(folds, shards, targets, target)
@@ -269,6 +273,11 @@ def run_training(
         f"{len(roles['val'])} val, {len(roles['test'])} test clips on {device}"
     )
     data = branch_data(config, branch, shards, roles, targets, parts)
+    # training items only: data.evals (val, test, the train part's predictions) stay as stored
+    aug = augment_record(config, branch)
+    data.train = augmented(config, branch, data.train, seed, shards.spec, manifest)
+    if aug:
+        _log(f"augmenting {branch} training items: {', '.join(aug)}")
 
     arch, model = build_model(config, branch, len(classes), data, shards.spec)
     model.to(device)
@@ -284,7 +293,8 @@ def run_training(
     run_key = stable_hash({"train": tcfg, "classes": classes, "branch": branch, "fold": fold,
                            "seed": seed, "roles": roles, "spec": shards.spec,
                            "version": __version__, "arch": arch,
-                           "features": data.features})  # fmt: skip
+                           "features": data.features,
+                           **({"augment": aug} if aug else {})})  # fmt: skip
     ckpt_path = out_dir / "checkpoint.pt"
     state = _resume(ckpt_path, run_key, model, optimizer, scaler)
     step = Step(model, branch, optimizer, scaler, device, data.norm, amp_dtype, target,
@@ -302,7 +312,8 @@ def run_training(
     save_bundle(out_dir / "model.pt", branch=branch, arch=arch,
                 state_dict=copy.deepcopy(state["best_state"]), classes=classes, target=target,
                 norm=data.bundle_norm, spec=shards.spec,
-                train_config={**tcfg, "branch": branch, "fold": fold, "seed": seed})  # fmt: skip
+                train_config={**tcfg, "branch": branch, "fold": fold, "seed": seed,
+                              **({"augment": aug} if aug else {})})  # fmt: skip
     ckpt_path.unlink(missing_ok=True)
     shards.close()
     _log(f"wrote {out_dir}/model.pt, predictions.parquet, history.csv")
