@@ -9,12 +9,12 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from emoflow.branches import ALL_BRANCHES, BRANCH_STAGE, selected_branches
+from emoflow.branches import BRANCH_STAGE, selected_branches
 from emoflow.config import Config
 from emoflow.paths import Layout
 from emoflow.storage.atomic import write_bytes, write_text
 from emoflow.storage.tables import parquet_bytes
-from emoflow.study import corpora, is_study
+from emoflow.study import is_study
 
 FOLDS_SCHEMA = pa.schema(
     [
@@ -62,13 +62,12 @@ def branch_fold_ids(config: Config) -> dict[str, list[int]]:
     folds = fold_ids(config, manifest)
     if not is_study(config):
         return {b: folds for b in selected_branches(config)}
-    from emoflow.protocols.study_folds import branch_folds
+    from emoflow.protocols.study_folds import branch_folds, modality_corpora
 
     table = _study_split(config, manifest).folds
-    names = {c["name"] for c in corpora(config)}
     out = {}
     for b in selected_branches(config):
-        testable = _allowed({**config, "branches": list(ALL_BRANCHES)}, manifest, b) & names
+        testable = modality_corpora(config, manifest, BRANCH_STAGE[b])
         mine = branch_folds(table, _allowed(config, manifest, b), testable)
         out[b] = [f for f in folds if f in mine]
     return out
@@ -77,9 +76,16 @@ def branch_fold_ids(config: Config) -> dict[str, list[int]]:
 def fold_branches(config: Config) -> dict[int, list[str]]:
     """The branches trained in each fold (what its fusion fuses)."""
     per_branch = branch_fold_ids(config)
-    return {
-        f: [b for b in selected_branches(config) if f in per_branch[b]] for f in fold_ids(config)
-    }
+    return {f: [b for b, mine in per_branch.items() if f in mine] for f in fold_ids(config)}
+
+
+def fused_folds(config: Config) -> list[int]:
+    """The folds with a fusion to fit: two or more branches and fusion methods."""
+    from emoflow.fusion.methods import fusion_methods
+
+    if not fusion_methods(config):
+        return []
+    return [f for f, branches in fold_branches(config).items() if len(branches) >= 2]
 
 
 def bundle_folds(config: Config) -> list[int]:
@@ -99,13 +105,6 @@ def bundle_folds(config: Config) -> list[int]:
     from emoflow.errors import EmoflowError
 
     raise EmoflowError("no fold trains every branch: the bundle needs one (see study.protocols)")
-
-
-def fused_fold(config: Config, fold: int) -> bool:
-    """Whether a fold has a fusion to fit: two or more branches and fusion methods."""
-    from emoflow.fusion.methods import fusion_methods
-
-    return len(fold_branches(config)[fold]) >= 2 and bool(fusion_methods(config))
 
 
 def inner_fold_ids(config: Config) -> list[int]:
@@ -160,8 +159,7 @@ def run_inner_split(config: Config) -> int:
 
     layout = Layout.of(config)
     folds = pd.read_parquet(layout.folds)
-    fused = [f for f in fold_ids(config) if fused_fold(config, f)]
-    folds = folds[folds["fold"].isin(fused)]
+    folds = folds[folds["fold"].isin(fused_folds(config))]
     n = int(config["fusion"]["inner_folds"])
     fraction, seed = float(config["folds"]["val_speakers"]), config["folds"]["seed"]
     table = inner_folds(folds, n, fraction, seed, by_corpus=is_study(config))
@@ -213,7 +211,7 @@ def run_fuse(config: Config, fold: int, seed: int) -> None:
     layout = Layout.of(config)
     branches = fold_branches(config)[fold]
     preds = {b: layout.model_dir(b, fold, seed) / "predictions.parquet" for b in branches}
-    ids = inner_fold_ids(config) if fused_fold(config, fold) else []
+    ids = inner_fold_ids(config) if fold in fused_folds(config) else []
     inner = {b: [layout.inner_dir(b, fold, j) / "predictions.parquet" for j in ids]
              for b in branches} if ids else None  # fmt: skip
     run_fusion(

@@ -11,7 +11,7 @@ from emoflow.errors import ConfigError, EmoflowError
 from emoflow.extraction.compute import forget_uncomputed_shards
 from emoflow.extraction.specs import STAGES as ALL_STAGES, config_params
 from emoflow.paths import Layout, prepare_job_environment
-from emoflow.stages import branch_fold_ids, bundle_folds, fold_branches, fold_ids, fused_fold, inner_fold_ids
+from emoflow.stages import branch_fold_ids, bundle_folds, fold_branches, fold_ids, fused_folds, inner_fold_ids
 from emoflow.storage.atomic import write_text_if_changed
 from emoflow.training.augment_config import branch_augment, noise_files
 
@@ -56,7 +56,7 @@ FOLD_BRANCHES = fold_branches(CFG)
 # fusion.fit_on inner: the inner folds whose out-of-fold predictions fusion is fitted on (in
 # folds with a fusion to fit)
 INNER = inner_fold_ids(CFG)
-FUSED_FOLDS = [f for f in FOLDS if fused_fold(CFG, f)]
+FUSED_FOLDS = fused_folds(CFG)
 
 wildcard_constraints:
     k=r"\d+",

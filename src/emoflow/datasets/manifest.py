@@ -201,4 +201,9 @@ def refresh(config: Config) -> ScanSummary:
 
 def read_shard_list(path: str | Path) -> list[tuple[str, str, str]]:
     """The (clip_id, sha256, path) entries of one shard list."""
-    return [tuple(item) for item in json.loads(Path(path).read_text("utf-8"))]
+    return shard_entries(Path(path).read_bytes())
+
+
+def shard_entries(data: bytes) -> list[tuple[str, str, str]]:
+    """The (clip_id, sha256, path) entries of a shard list's bytes."""
+    return [tuple(item) for item in json.loads(data)]

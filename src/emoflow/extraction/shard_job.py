@@ -20,7 +20,7 @@ from typing import Any
 from tqdm import tqdm
 
 from emoflow.config import Config, results_dir, stable_hash
-from emoflow.datasets.manifest import read_shard_list
+from emoflow.datasets.manifest import shard_entries
 from emoflow.errors import ClipError
 from emoflow.extraction.specs import stage_cache
 from emoflow.extraction.workers import compute_clips, default_workers, stage_workers, warm_up
@@ -56,7 +56,7 @@ def run_shard(config: Config, stage: str, shard: int, workers: int | None = None
     """
     out = results_dir(config)
     list_bytes = (out / "shards" / f"{shard}.json").read_bytes()
-    entries = sorted(read_shard_list(out / "shards" / f"{shard}.json"))
+    entries = sorted(shard_entries(list_bytes))
     spec, cache = stage_cache(config, stage)
     params_hash = stable_hash(spec)
     workers = stage_workers(config, stage, workers or default_workers(config))

@@ -53,27 +53,28 @@ def _kfold(table: pd.DataFrame, k: int, fraction: float, seed: int, first: int) 
         )
     k = min(k, len(counts))
     fold_of = table["group"].map(assign_kfold(counts, k, seed))
+    tests = [(fold_of == fold).to_numpy() for fold in range(k)]
+    return _folds(table, tests, fraction, seed, first)
+
+
+def _folds(
+    table: pd.DataFrame, tests: list[np.ndarray], fraction: float, seed: int, first: int
+) -> pd.DataFrame:
+    """Folds ``first``, ``first + 1``, ... testing each mask of ``tests``; validation drawn
+    per corpus among the rest."""
     frames = []
-    for fold in range(k):
-        test = (fold_of == fold).to_numpy()
+    for i, test in enumerate(tests):
         val = np.zeros(len(table), dtype=bool)
-        val[~test] = val_by_corpus(table[~test], fraction, [seed, first + fold + 1])
+        val[~test] = val_by_corpus(table[~test], fraction, [seed, first + i + 1])
         role = np.where(test, "test", np.where(val, "val", "train"))
-        frames.append(fold_frame(first + fold, table, role))
+        frames.append(fold_frame(first + i, table, role))
     return pd.concat(frames, ignore_index=True)
 
 
 def _cross(table: pd.DataFrame, names: list[str], fraction: float, seed: int, first: int):
     table = table[table["usable"]]
     corpus = table["clip_id"].map(corpus_of)
-    frames = []
-    for i, name in enumerate(names):
-        test = (corpus == name).to_numpy()
-        val = np.zeros(len(table), dtype=bool)
-        val[~test] = val_by_corpus(table[~test], fraction, [seed, first + i + 1])
-        role = np.where(test, "test", np.where(val, "val", "train"))
-        frames.append(fold_frame(first + i, table, role))
-    return pd.concat(frames, ignore_index=True)
+    return _folds(table, [(corpus == name).to_numpy() for name in names], fraction, seed, first)
 
 
 def _within(manifest, table, cfg, folds_cfg, target, first) -> tuple[pd.DataFrame, str]:
@@ -157,15 +158,24 @@ def study_split(manifest: pd.DataFrame, config: dict[str, Any]) -> Split:
     return Split(folds, info)
 
 
-def branch_allowed(config: dict[str, Any], manifest: pd.DataFrame, branch: str, stage: str):
-    """The corpora ``branch`` trains on: its ``branches:`` entry's, or all; a face branch
-    never on a corpus of audio-only files."""
+def modality_corpora(config: dict[str, Any], manifest: pd.DataFrame, stage: str) -> set[str]:
+    """The corpora whose files have the stage's modality: every corpus, except that a face
+    stage leaves out corpora of audio-only files."""
+    names = {c["name"] for c in corpora(config)}
+    if stage not in FACE_STAGES:
+        return names
+    corpus = manifest["clip_id"].astype(str).map(corpus_of)
+    return {c for c in names if not audio_only(manifest.loc[corpus == c, "path"])}
+
+
+def branch_allowed(
+    config: dict[str, Any], manifest: pd.DataFrame, branch: str, stage: str
+) -> set[str]:
+    """The corpora ``branch`` trains on: its ``branches:`` entry's (default all) that have
+    its modality."""
     listed = branch_corpora(config, branch)
-    allowed = set(listed) if listed is not None else {c["name"] for c in corpora(config)}
-    if stage in FACE_STAGES:
-        corpus = manifest["clip_id"].astype(str).map(corpus_of)
-        allowed = {c for c in allowed if not audio_only(manifest.loc[corpus == c, "path"])}
-    return allowed
+    allowed = modality_corpora(config, manifest, stage)
+    return allowed if listed is None else allowed & set(listed)
 
 
 def branch_fold_table(folds: pd.DataFrame, allowed: set[str]) -> pd.DataFrame:
