@@ -127,9 +127,9 @@ def run_mode(prep: dict[str, Any], mode: str, epochs: int) -> dict[str, Any]:
     from emoflow.study import class_list
     from emoflow.training.augment import augmented
     from emoflow.training.branch_data import branch_data, fold_roles
-    from emoflow.training.datasets import clip_targets
     from emoflow.training.loaders import epoch_seed, make_loader
     from emoflow.training.runtime import seed_everything, setup_runtime
+    from emoflow.training.targets import clip_targets
     from emoflow.training.train import Step, build_model, train_epoch
 
     config = copy.deepcopy(prep["config"])

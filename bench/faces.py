@@ -1,6 +1,7 @@
 """Benchmark of the face stage, side by side with OpenFace and the ffmpeg decode floor.
 
     .venv/bin/python bench/faces.py --clips 16 [--openface /tmp/openface/bin/FeatureExtraction]
+        [--long]
 
 On the same N demo clips (320 x 320, made by the demo corpus generator) and the same clips
 re-encoded at 1280 x 720 (the square picture centred, padded), with the same worker count
@@ -17,9 +18,18 @@ re-encoded at 1280 x 720 (the square picture centred, padded), with the same wor
   window), as the face stage decodes them, ``workers`` clips at a time; and ffmpeg alone (the
   probes made before, untimed: the floor of the ``clips probed`` row).
 
-Prints a table of clips/s, time relative to the floor and speed relative to OpenFace per clip, and
-the share of sampled frames with a face; writes bench/results/faces.csv. Figures, never
-pass/fail."""
+With ``--long``, the same rows (less the 1280 x 720 one) for long clips at 640 x 360:
+``--long-clips`` (2) clips of 60 s and as many of 5 minutes, each a demo clip looped, scaled to
+360 px and padded; there OpenFace per clip reads every frame of the video and the face stage its
+grid's 16 frames per 3 s window.
+
+The face stage's runs each have their own cache folder (nothing cached), except the embedded
+backend's detector serialization (``<cache>/models``, made untimed first: a project makes it in its
+first face job, :func:`emoflow.faces.embedded.frontal_detector`).
+
+Prints a table of clips/s, milliseconds per second of video, time relative to the floor and speed
+relative to OpenFace per clip, and the share of sampled frames with a face; writes
+bench/results/faces.csv. Figures, never pass/fail."""
 
 from __future__ import annotations
 
@@ -37,8 +47,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "results"
-KEYS = ["what", "video", "clips", "workers", "seconds", "clips_per_s", "x_floor",
-        "x_openface", "face_frames", "face_px"]  # fmt: skip
+KEYS = ["what", "video", "clips", "workers", "seconds", "clips_per_s", "video_s",
+        "ms_per_video_s", "x_floor", "x_openface", "face_frames", "face_px"]  # fmt: skip
 
 
 RESIZED = {
@@ -49,27 +59,47 @@ RESIZED = {
 so that its faces are about 45 px tall, as in the small videos of in-the-wild corpora)."""
 
 
-def make_corpora(work: Path, clips: int) -> dict[str, Path]:
-    """The demo clips and their re-encodings (:data:`RESIZED`, same relative paths)."""
+LONG = {"640x360 60s": 60, "640x360 300s": 300}
+"""The long clips (``--long``): name -> seconds."""
+
+
+def make_corpora(work: Path, clips: int, long_clips: int = 0) -> dict[str, Path]:
+    """The demo clips, their re-encodings (:data:`RESIZED`, same relative paths) and, with
+    ``long_clips``, that many of the first demo clips looped to each length of :data:`LONG`."""
     from emoflow.demo.corpus import make_demo_corpus
 
     demo = work / "demo"
-    paths = make_demo_corpus(demo, clips=clips, seed=0)
+    paths = make_demo_corpus(demo, clips=max(clips, long_clips), seed=0)
     corpora = {"320x320": demo}
-    for size, vf in RESIZED.items():
-        corpora[size] = work / size
-        for p in paths:
-            dest = corpora[size] / p.relative_to(demo)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            cmd = ["ffmpeg", "-nostdin", "-y", "-v", "error", "-i", str(p), "-vf", vf,
-                   "-c:v", "libx264", "-preset", "fast", "-crf", "18", "-pix_fmt", "yuv420p",
-                   "-c:a", "copy", str(dest)]  # fmt: skip
-            subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    jobs = [(size, ["-i", str(p), "-vf", vf, "-c:a", "copy"], p)
+            for size, vf in RESIZED.items() for p in paths[:clips]]  # fmt: skip
+    if long_clips:
+        jobs += [(name, ["-stream_loop", "-1", "-i", str(p), "-t", str(sec),
+                         "-vf", "scale=360:360,pad=640:360:140:0", "-c:a", "aac"], p)
+                 for name, sec in LONG.items() for p in paths[:long_clips]]  # fmt: skip
+    for name, args, p in jobs:
+        corpora[name] = work / name.replace(" ", "-")
+        dest = corpora[name] / p.relative_to(demo)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        cmd = ["ffmpeg", "-nostdin", "-y", "-v", "error", *args, "-c:v", "libx264",
+               "-preset", "fast", "-crf", "18", "-pix_fmt", "yuv420p", str(dest)]  # fmt: skip
+        subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    for p in paths[clips:]:  # made only to be looped
+        p.unlink()
     return corpora
+
+
+def video_seconds(data: Path) -> float:
+    """Seconds of video of the clips under ``data`` (ffprobe's durations)."""
+    from emoflow.media.ffmpeg import probe
+
+    return sum(probe(p).video_duration_s or probe(p).duration_s or 0.0
+               for p in sorted(data.rglob("*.mp4")))  # fmt: skip
 
 
 def config_file(work: Path, data: Path, name: str, faces: dict[str, Any]) -> Path:
     """A config for one run (its own results and cache folders: nothing is cached)."""
+    name = name.replace(" ", "-")
     cfg = {
         "dataset": {"name": name, "adapter": "ravdess", "root": str(data)},
         "results": str(work / "results"),
@@ -96,6 +126,8 @@ def run_face_stage(cfg: Path, workers: int, probed: bool = False) -> tuple[float
         "pc = ProbeCache(cache_dir(c), c['media']);"
         f"[pc.info(p, s) for _, s, p in read_shard_list(results_dir(c) / 'shards' / '0.json')"
         f" if {probed}];"
+        "from emoflow.faces.embedded import frontal_detector;"
+        "c['faces']['backend'] == 'embedded' and frontal_detector(cache_dir(c) / 'models');"
         "t = time.perf_counter();"
         f"run_shard(c, 'faces', 0, {workers}); dt = time.perf_counter() - t;"
         "h5 = h5py.File(results_dir(c) / 'faces' / '0.h5', 'r');"
@@ -162,11 +194,13 @@ def openface_per_clip(binary: Path, data: Path, work: Path, workers: int) -> flo
 
 
 def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
-    """All rows of the table, per video size."""
+    """All rows of the table, per video size (and long clip length)."""
     rows: list[dict[str, Any]] = []
-    n, w = args.clips, args.workers
-    for video, data in make_corpora(work, n).items():
-        base = {"video": video, "clips": n, "workers": w}
+    w = args.workers
+    corpora = make_corpora(work, args.clips, args.long_clips if args.long else 0)
+    for video, data in corpora.items():
+        n = len(list(data.rglob("*.mp4")))
+        base = {"video": video, "clips": n, "workers": w, "video_s": round(video_seconds(data), 2)}
         floor = decode_floor(data, w)
         runs: list[tuple[str, float | None, tuple[float, float] | None]]
         decode_only = decode_floor(data, w, probed=True)
@@ -193,33 +227,47 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
             hi = config_file(work, data, f"emb-hi-{video}", {"max_side": 1280})
             dt, share, px = run_face_stage(hi, w)
             runs.append(("face stage, embedded, max_side 1280", dt, (share, px)))
-        for what, seconds, share in runs:
-            row: dict[str, Any] = {"what": what, **base}
-            if seconds is None:
-                row["seconds"] = "not run (no --openface)"
-            else:
-                row |= {"seconds": round(seconds, 3), "clips_per_s": round(n / seconds, 3),
-                        "x_floor": round(seconds / floor, 2),
-                        "x_openface": round(of_s / seconds, 2) if of_s else ""}  # fmt: skip
-                if share is not None:
-                    row |= {"face_frames": round(share[0], 4), "face_px": round(share[1], 1)}
-            rows.append(row)
+        rows += [_row(what, seconds, share, base, floor, of_s) for what, seconds, share in runs]
     return rows
 
 
+def _row(
+    what: str,
+    seconds: float | None,
+    share: tuple[float, float] | None,
+    base: dict[str, Any],
+    floor: float,
+    of_s: float | None,
+) -> dict[str, Any]:
+    """One row of the table."""
+    row: dict[str, Any] = {"what": what, **base}
+    if seconds is None:
+        return row | {"seconds": "not run (no --openface)"}
+    row |= {"seconds": round(seconds, 3), "clips_per_s": round(base["clips"] / seconds, 3),
+            "ms_per_video_s": round(1000 * seconds / base["video_s"], 1),
+            "x_floor": round(seconds / floor, 2),
+            "x_openface": round(of_s / seconds, 2) if of_s else ""}  # fmt: skip
+    if share is not None:
+        row |= {"face_frames": round(share[0], 4), "face_px": round(share[1], 1)}
+    return row
+
+
 def print_table(rows: list[dict[str, Any]]) -> None:
-    """The table: clips/s, time / floor, speed vs OpenFace per clip, frames with a face."""
-    print(f"{'what':44} {'video':>9} {'clips':>5} {'wrk':>3} {'seconds':>8} {'clips/s':>8} "
-          f"{'x floor':>8} {'x OpenFace':>10} {'face frames':>11} {'face px':>7}")  # fmt: skip
+    """The table: clips/s, ms per second of video, time / floor, speed vs OpenFace per clip,
+    frames with a face."""
+    print(f"{'what':44} {'video':>12} {'clips':>5} {'wrk':>3} {'seconds':>8} {'clips/s':>8} "
+          f"{'ms/vid s':>8} {'x floor':>8} {'x OpenFace':>10} {'face frames':>11} "
+          f"{'face px':>7}")  # fmt: skip
     for r in rows:
         if "clips_per_s" not in r:
-            print(f"{r['what']:44} {r['video']:>9} {r['clips']:>5} {r['workers']:>3} "
+            print(f"{r['what']:44} {r['video']:>12} {r['clips']:>5} {r['workers']:>3} "
                   f"{r['seconds']}")  # fmt: skip
             continue
         share = f"{100 * r['face_frames']:.1f} %" if "face_frames" in r else ""
-        print(f"{r['what']:44} {r['video']:>9} {r['clips']:>5} {r['workers']:>3} "
-              f"{r['seconds']:>8.2f} {r['clips_per_s']:>8.2f} {r['x_floor']:>8.2f} "
-              f"{r['x_openface']!s:>10} {share:>11} {r.get('face_px', '')!s:>7}")  # fmt: skip
+        print(f"{r['what']:44} {r['video']:>12} {r['clips']:>5} {r['workers']:>3} "
+              f"{r['seconds']:>8.2f} {r['clips_per_s']:>8.2f} {r['ms_per_video_s']:>8.1f} "
+              f"{r['x_floor']:>8.2f} {r['x_openface']!s:>10} {share:>11} "
+              f"{r.get('face_px', '')!s:>7}")  # fmt: skip
 
 
 def main() -> None:
@@ -228,6 +276,8 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=16, help="demo clips (N)")
     ap.add_argument("--openface", help="path to OpenFace's FeatureExtraction (optional)")
     ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--long", action="store_true", help="add the 60 s and 5 min clips")
+    ap.add_argument("--long-clips", type=int, default=2, help="long clips of each length")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="emoflow-bench-faces-") as tmp:
         rows = measure(args, Path(tmp))

@@ -32,12 +32,13 @@ def one_run(folder: Path, branch: str, workers: int, clips: int, batch: int) -> 
     from emoflow.storage.shards import open_shards
     from emoflow.training.datasets import AudioWindows, FaceWindows
     from emoflow.training.loaders import make_loader
+    from emoflow.training.targets import Targets
 
     sys.path.insert(0, str(REPO / "bench"))
     from synthetic import clip_ids, label_of
 
     ids = clip_ids(clips)
-    targets = {c: (label_of(c), 0.0, 0.0) for c in ids}
+    targets = Targets(clips={c: (label_of(c), 0.0, 0.0) for c in ids})
     kind = "audio" if branch == "audio" else "faces"
     shards = open_shards(sorted((folder / kind).glob("*.h5")), kind)
     t = time.perf_counter()

@@ -7,7 +7,9 @@ writes them to data/demo; stream copy, no re-encoding), then times on the same f
 (a) the floor: ffprobe + decoding the audio and the frames at the grid's sample times (ffmpeg
 only), (b) the featurizer alone (audio windows + aligned faces), (c) ``run_predict`` in this
 process (models loaded once), (d) the ``emoflow predict`` command (process start and imports
-included). Prints a table and writes bench/results/predict.csv. Figures, never pass/fail.
+included). Prints a table and writes bench/results/predict.csv, whose rows carry ``--label``
+(default ``current``): rows of other labels stay, so a ``before`` table can sit beside the
+figures after a change. Figures, never pass/fail.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=REPO / "results/demo/model")
     ap.add_argument("--data", type=Path, default=REPO / "data/demo", help="demo clips")
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--label", default="current", help="the rows' label in the CSV")
     args = ap.parse_args()
 
     from emoflow.deploy.predict import run_predict
@@ -93,12 +96,24 @@ def main() -> None:
     print(f"{'what':44} {'s':>7} {'s/min video':>12} {'x floor':>8}")
     for what, s in rows:
         print(f"{what:44} {s:7.2f} {s / minutes:12.2f} {s / base:8.2f}")
+    write_rows(args.label, minutes, [(what, s, s / base) for what, s in rows])
+
+
+def write_rows(label: str, minutes: float, rows: list[tuple[str, float, float]]) -> None:
+    """Replace the ``label`` rows of bench/results/predict.csv (other labels' rows stay)."""
+    fields = ["label", "what", "seconds", "seconds_per_minute", "x_floor"]
+    kept = []
+    if RESULTS_CSV.exists():
+        with open(RESULTS_CSV, newline="") as fh:
+            kept = [r for r in csv.DictReader(fh) if r.get("label", label) != label]
+    new = [{"label": label, "what": what, "seconds": f"{s:.3f}",
+            "seconds_per_minute": f"{s / minutes:.3f}", "x_floor": f"{x:.3f}"}
+           for what, s, x in rows]  # fmt: skip
     RESULTS_CSV.parent.mkdir(parents=True, exist_ok=True)
     with open(RESULTS_CSV, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["what", "seconds", "seconds_per_minute", "x_floor"])
-        for what, s in rows:
-            w.writerow([what, f"{s:.3f}", f"{s / minutes:.3f}", f"{s / base:.3f}"])
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows(kept + new)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import numpy as np
 
 from emoflow.storage.shard_write import write_shard
 from emoflow.storage.shards import AudioClipFeatures, FaceClipFeatures
+from emoflow.training.targets import Targets
 
 CLASSES = ["angry", "happy", "neutral", "sad"]
 FRAMES_PER_CLIP = 17
@@ -86,5 +87,5 @@ def make_shards(folder: Path, n_clips: int, n_shards: int = 8, seed: int = 0) ->
             path = folder / kind / f"{k}.h5"
             write_shard(path, kind, spec, {"synthetic": "1"}, (make(c, rng) for c in part))
             out[kind].append(path)
-    out["targets"] = {c: (label_of(c), 0.0, 0.0) for c in ids}
+    out["targets"] = Targets(clips={c: (label_of(c), 0.0, 0.0) for c in ids})
     return out

@@ -35,8 +35,9 @@ from emoflow.training.augment import (
     spec_augment,
 )
 from emoflow.training.branch_data import branch_data, fold_roles
-from emoflow.training.datasets import FaceWindows, clip_targets
+from emoflow.training.datasets import FaceWindows
 from emoflow.training.loaders import make_loader
+from emoflow.training.targets import clip_targets
 from emoflow.training.train import run_training
 
 sys.path.insert(0, str(Path(__file__).parent))

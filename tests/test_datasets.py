@@ -671,6 +671,7 @@ def test_results_are_sorted_and_deterministic(tmp_path: Path) -> None:
 def test_config_errors(tmp_path: Path) -> None:
     assert sorted(ADAPTERS) == [
         "afew",
+        "affwild2",
         "cremad",
         "csv",
         "enterface",
@@ -678,6 +679,7 @@ def test_config_errors(tmp_path: Path) -> None:
         "ravdess",
         "savee",
         "tess",
+        "timeseries",
     ]
     with pytest.raises(ConfigError, match="adapter"):
         scan(tmp_path, "voxceleb")

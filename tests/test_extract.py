@@ -204,7 +204,7 @@ def test_a_shard_job_with_every_clip_cached_loads_no_feature_code(
         f"s = run_shard(json.load(open({str(config_json)!r})), sys.argv[1], 0, workers=1); "
         "heavy = [m for m in ('numba', 'librosa.feature', 'scipy.ndimage', 'torch') "
         "if m in sys.modules]; "
-        "print(json.dumps([len(s['computed']), heavy, embedded._models.cache_info().currsize]))"
+        "print(json.dumps([len(s['computed']), heavy, len(embedded._LOADED)]))"
     )
     for stage in ("audio", "faces"):
         done = subprocess.run([sys.executable, "-c", probe, stage], capture_output=True,

@@ -146,3 +146,61 @@ def test_logmel_of_a_window_does_not_depend_on_its_neighbours(golden: dict) -> N
     alone, _ = logmel_mfcc(quiet[None], spec)
     together, _ = logmel_mfcc(np.stack([loud, quiet]), spec)
     np.testing.assert_array_equal(alone[0], together[1])
+
+
+def _librosa_logmel_mfcc(segment: np.ndarray, spec: dict) -> tuple[np.ndarray, np.ndarray]:
+    """What the audio stage computed with librosa itself (feature version 2)."""
+    import librosa
+
+    mel = librosa.feature.melspectrogram(
+        y=segment, sr=spec["sample_rate"], n_fft=spec["n_fft"], hop_length=spec["hop_length"],
+        window=spec["window"], center=spec["center"], pad_mode=spec["pad_mode"],
+        power=spec["power"], n_mels=spec["n_mels"], fmin=spec["fmin"], fmax=spec["fmax"],
+        htk=spec["htk"], norm=spec["norm"],
+    )  # fmt: skip
+    logmel = librosa.power_to_db(mel, ref=1.0, top_db=spec["top_db"])
+    mfcc = librosa.feature.mfcc(S=logmel, n_mfcc=spec["n_mfcc"], dct_type=2, norm="ortho")
+    return logmel.astype(spec["dtype"]), mfcc.astype(spec["dtype"])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        {"htk": True, "norm": None},
+        {"center": False, "power": 1.0, "top_db": None},
+        {"n_fft": 400, "hop_length": 160, "n_mels": 40, "fmin": 80.0, "fmax": 7000},
+        {"n_fft": 512, "hop_length": 300, "dtype": "float16", "htk": True},
+        {"sample_rate": 8000, "n_fft": 256, "hop_length": 128, "n_mels": 24, "window_s": 1.0},
+    ],
+)
+def test_logmel_port_gives_librosas_bits(change: dict) -> None:
+    """The audio stage's log-mel and MFCC (emoflow's port of librosa's stft, mel filter bank
+    and power_to_db, which spares predict librosa's 2 s import) equal librosa's bit for bit."""
+    from emoflow.features.audio import audio_spec, logmel_mfcc
+
+    config = validate_config({"dataset": {"name": "g", "adapter": "csv", "root": "."}})
+    spec = audio_spec({**config["audio"], **change}, "ffmpeg")
+    n = int(spec["window_s"] * spec["sample_rate"])
+    rng = np.random.default_rng(len(change))
+    segments = (rng.standard_normal((3, n)) * np.array([[1.0], [1e-3], [0.3]])).astype(np.float32)
+    segments[2, n // 3 :] = 0.0  # a window that ends in silence (the top_db floor bites)
+    logmel, mfcc = logmel_mfcc(segments, spec)
+    for i, segment in enumerate(segments):
+        want = _librosa_logmel_mfcc(segment, spec)
+        assert logmel[i].tobytes() == want[0].tobytes() and logmel[i].dtype == want[0].dtype
+        assert mfcc[i].tobytes() == want[1].tobytes()
+
+
+def test_window_views_are_the_cut_windows() -> None:
+    from emoflow.features.audio import cut_windows, window_views
+
+    samples = np.random.default_rng(1).standard_normal(16000 * 7 + 123)
+    for last in ("pad", "drop"):
+        views, starts, padded = window_views(samples, 16000, 3.0, 1.5, last)
+        cut = cut_windows(samples, 16000, 3.0, 1.5, last)
+        np.testing.assert_array_equal(np.stack(views), cut.segments)
+        np.testing.assert_array_equal(starts, cut.start_s)
+        assert views[0].dtype == np.float32 and padded == cut.padded is False
+    short, _, padded = window_views(samples[:1000], 16000, 3.0, 1.5, "pad")
+    assert padded and len(short) == 1 and short[0][1000:].max() == 0.0

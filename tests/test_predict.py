@@ -395,3 +395,11 @@ def test_model_of_an_older_feature_version_is_refused(
     _rewrite(old / "audio.pt", old / "audio.pt", feature_version=1)
     with pytest.raises(SpecMismatchError, match="version 1.*retrain"):
         run_predict([media["wav"]], old, tmp_path / "out", threads=1)
+
+
+def test_timeline_bands_are_runs_of_one_source() -> None:
+    from emoflow.deploy.plot import _runs
+
+    sources = ["both", "both", "audio_only", "both", "both", "both", "none"]
+    assert _runs(sources) == [(0, 2), (2, 3), (3, 6), (6, 7)]
+    assert _runs([]) == [] and _runs(["both"] * 600) == [(0, 600)]

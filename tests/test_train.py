@@ -164,9 +164,10 @@ def test_mixed_precision_keeps_the_prediction_format(
     """Under autocast (bfloat16 on the CPU here, as on a GPU) the model computes in low
     precision, but evaluation outputs and predictions.parquet stay float32."""
     from emoflow.training import evaluate as evaluate_mod
-    from emoflow.training.datasets import FaceClips, clip_targets
+    from emoflow.training.datasets import FaceClips
     from emoflow.training.evaluate import evaluate
     from emoflow.training.outputs import write_predictions
+    from emoflow.training.targets import clip_targets
 
     used = []
 

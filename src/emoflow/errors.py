@@ -22,6 +22,8 @@ FAILURE_KINDS: dict[str, str] = {
     "tool_crash": "an external tool crashed or produced no usable output",
     "tool_timeout": "an external tool ran past its time limit",
     "tool_missing": "an external tool or its model file is not available",
+    "unsupported": "the configured tool cannot do what the clip needs (e.g. the OpenFace backend "
+    "cannot follow one person of a two-person video)",
     "bad_label": "the label is missing or not one of the allowed labels",
     "label_dropped": "the corpus's label map drops the label (map: {label: null})",
     "outside_root": "the path resolves outside the dataset root",

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from emoflow.branches import BRANCH_STAGE, selected_branches
 from emoflow.config import Config
+from emoflow.labels.track_table import TRACKS_FILE
 from emoflow.paths import Layout
 from emoflow.storage.atomic import write_bytes, write_text
 from emoflow.storage.tables import parquet_bytes
@@ -281,6 +282,8 @@ def run_bundle(config: Config) -> Path:
         "fusion_weights": weights,
         "branches": files,
     }
+    if (layout.root / TRACKS_FILE).exists():  # time-continuous labels: predict maps to frames
+        info["frames"] = config["tracks"]["frames"]
     if is_study(config):
         manifest = pd.read_parquet(layout.manifest)
         info["corpora"] = {b: sorted(_allowed(config, manifest, b)) for b in branches}

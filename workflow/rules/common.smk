@@ -48,6 +48,9 @@ if workflow.is_main_process:
     for _stage in forget_uncomputed_shards(CFG, STAGES):
         logger.info(f"{_stage}: shards without a compute summary (an older layout): rebuilding")
 
+# time-continuous clips' label tracks (written by the scan; none for clip-level corpora)
+TRACKS = [str(LAYOUT.root / "tracks.parquet")] if (LAYOUT.root / "tracks.parquet").exists() else []
+
 FOLDS = fold_ids(CFG)
 # the folds each branch trains in, the branches each fold fuses (a study: a branch only where
 # its corpora train it and the test corpus has its modality; one corpus: every fold)
@@ -80,7 +83,9 @@ def train_params(wildcards):
     keys = ["train", "folds"] + ([wildcards.branch] if own else [])
     # the branch's augmentation, only when one is on: a run without keeps its old hash
     aug = branch_augment(CFG, wildcards.branch)
-    return params_hash(keys) if aug is None else stable_hash([params_hash(keys), aug])
+    base = params_hash(keys) if aug is None else stable_hash([params_hash(keys), aug])
+    # time-continuous runs: the window targets depend on tracks.min_annotated
+    return stable_hash([base, CFG["tracks"]["min_annotated"]]) if TRACKS else base
 
 
 def augment_inputs(wildcards):

@@ -31,7 +31,7 @@ rule bundle:
     params:
         cli=EMOFLOW,
         config=CONFIG_JSON,
-        bundle=params_hash(["bundle", "fusion"]),
+        bundle=params_hash(["bundle", "fusion", "tracks"]) if TRACKS else params_hash(["bundle", "fusion"]),
     log:
         LAYOUT.log("bundle.log"),
     conda:

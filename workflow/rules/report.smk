@@ -6,6 +6,7 @@ rule evaluate:
         ),
         histories=branch_fold_files("history.csv"),
         manifest=LAYOUT.manifest,
+        tracks=TRACKS,
         failures=LAYOUT.failures,
         protocol=LAYOUT.protocol,
     output:
@@ -30,7 +31,7 @@ rule evaluate:
     params:
         cli=EMOFLOW,
         config=CONFIG_JSON,
-        report=params_hash(["report"]),
+        report=params_hash(["report", "tracks"]) if TRACKS else params_hash(["report"]),
     benchmark:
         LAYOUT.root / "benchmarks" / "evaluate.tsv"
     log:

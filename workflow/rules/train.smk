@@ -2,6 +2,7 @@
 rule train:
     input:
         manifest=LAYOUT.manifest,
+        tracks=TRACKS,
         folds=LAYOUT.folds,
         shards=branch_shards,
         noise=augment_inputs,
@@ -32,6 +33,7 @@ rule train:
 rule train_inner:
     input:
         manifest=LAYOUT.manifest,
+        tracks=TRACKS,
         inner_folds=LAYOUT.inner_folds,
         shards=branch_shards,
         noise=augment_inputs,
@@ -62,6 +64,7 @@ rule train_inner:
 rule refit:
     input:
         manifest=LAYOUT.manifest,
+        tracks=TRACKS,
         folds=LAYOUT.folds,
         shards=branch_shards,
         noise=augment_inputs,

@@ -35,7 +35,7 @@ def _map_labels(scan: ScanResult, mapping: dict[str, str | None], corpus: str) -
             )
         else:
             clips.append(clip._replace(label=mapping[clip.label]))
-    return ScanResult(clips, scan.failures + dropped)
+    return ScanResult(clips, scan.failures + dropped, scan.tracks)
 
 
 def _check_classes(scan: ScanResult, classes: list[str] | None) -> ScanResult:
@@ -49,7 +49,7 @@ def _check_classes(scan: ScanResult, classes: list[str] | None) -> ScanResult:
             clips.append(clip)
         else:
             fails.append(problem)
-    return ScanResult(clips, fails)
+    return ScanResult(clips, fails, scan.tracks)
 
 
 def _namespace(scan: ScanResult, corpus: str) -> ScanResult:
@@ -58,11 +58,14 @@ def _namespace(scan: ScanResult, corpus: str) -> ScanResult:
         for c in scan.clips
     ]
     fails = [dataclasses.replace(f, clip_id=f"{corpus}/{f.clip_id}") for f in scan.failures]
-    return ScanResult(clips, fails)
+    tracks = {f"{corpus}/{c}": source for c, source in scan.tracks.items()}
+    return ScanResult(clips, fails, tracks)
 
 
 def _check_targets(scan: ScanResult, corpus: str, target: str) -> None:
     """A study's corpus must give the targets the run learns (for some clip)."""
+    if scan.tracks:  # per-frame labels: checked when the tracks are read
+        return
     has_label = any(c.label is not None for c in scan.clips)
     has_va = any(
         c.valence is not None and c.arousal is not None and not math.isnan(c.valence)
@@ -100,4 +103,4 @@ def scan_corpora(config: dict[str, Any]) -> ScanResult:
     fails = sorted(
         (f for r in results for f in r.failures), key=lambda f: (f.clip_id, f.kind, f.message)
     )
-    return ScanResult(clips, fails)
+    return ScanResult(clips, fails, {c: t for r in results for c, t in r.tracks.items()})

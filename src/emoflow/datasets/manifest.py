@@ -2,9 +2,14 @@
 
 Outputs under ``<results>/<name>/``:
 
-- ``manifest.parquet``: one row per accepted clip (columns :data:`MANIFEST_SCHEMA`);
-- ``shards/<k>.json``: the (clip_id, sha256, path) list of shard k — rewritten only when its
-  content changed, so Snakemake re-extracts only shards whose clips changed;
+- ``manifest.parquet``: one row per accepted clip (columns :data:`MANIFEST_SCHEMA`, plus
+  ``track`` (bool) when some clip has time-continuous labels);
+- ``shards/<k>.json``: the (clip_id, content key, path) list of shard k — rewritten only when
+  its content changed, so Snakemake re-extracts only shards whose clips changed (the content
+  key is the sha256, plus the side for one person of a two-person video:
+  :func:`emoflow.datasets.records.content_key`);
+- ``tracks.parquet``: the label tracks of time-continuous clips
+  (:mod:`emoflow.datasets.track_scan`);
 - ``scan_failures.parquet``: files the scan rejected (bad label, duplicate id, ...);
 - ``.scan_cache.parquet``: (path, bytes, mtime_ns, sha256), so an unchanged file (same size
   and mtime) is not hashed again. Internal; no rule depends on it.
@@ -26,7 +31,8 @@ import pyarrow.parquet as pq
 from emoflow.branches import selected_stages
 from emoflow.config import Config, results_dir
 from emoflow.datasets.corpora import scan_corpora
-from emoflow.datasets.records import ClipRecord
+from emoflow.datasets.records import ClipRecord, content_key
+from emoflow.datasets.track_scan import read_clip_tracks, track_sides, write_tracks
 from emoflow.errors import Failure
 from emoflow.storage.atomic import write_bytes, write_bytes_if_changed, write_text_if_changed
 from emoflow.storage.dated import backdate_if_built_from
@@ -151,6 +157,13 @@ def refresh(config: Config) -> ScanSummary:
     n_shards = config["shards"]
     kept = [clip for clip in scan.clips if clip.path in hashes]
     kept.sort(key=lambda c: c.clip_id)  # already sorted by the adapter: a linear check
+    digest_of = {p: v[2] for p, v in hashes.items()}
+    tracks, track_failures = read_clip_tracks(config, scan.tracks, kept, digest_of)
+    if track_failures:
+        failed = {f.clip_id for f in track_failures}
+        kept = [clip for clip in kept if clip.clip_id not in failed]
+    write_tracks(out, tracks)
+    sides = track_sides(scan.tracks)
     sizes, digests, shards = [], [], []
     members: list[list[tuple[str, str, str]]] = [[] for _ in range(n_shards)]
     for clip in kept:
@@ -159,7 +172,8 @@ def refresh(config: Config) -> ScanSummary:
         sizes.append(size)
         digests.append(digest)
         shards.append(shard)
-        members[shard].append((clip.clip_id, digest, clip.path))
+        members[shard].append((clip.clip_id, content_key(digest, sides.get(clip.clip_id)),
+                               clip.path))  # fmt: skip
     columns = {
         "clip_id": [c.clip_id for c in kept],
         "path": [c.path for c in kept],
@@ -172,7 +186,11 @@ def refresh(config: Config) -> ScanSummary:
         "split": [c.split for c in kept],
         "shard": shards,
     }
-    manifest = pa.Table.from_pydict(columns, schema=MANIFEST_SCHEMA)
+    schema = MANIFEST_SCHEMA
+    if tracks:  # clips with time-continuous labels (in tracks.parquet)
+        columns["track"] = [c.clip_id in tracks for c in kept]
+        schema = schema.append(pa.field("track", pa.bool_()))
+    manifest = pa.Table.from_pydict(columns, schema=schema)
     data = table_bytes(manifest)
     manifest_written = write_bytes_if_changed(out / "manifest.parquet", data)
     if manifest_written:  # back to what the folds were made from: nothing to redo
@@ -186,7 +204,8 @@ def refresh(config: Config) -> ScanSummary:
             built = [out / stage / f"{k}.h5" for stage in stages]
             computed = [out / "computed" / f"{stage}.json" for stage in stages]
             backdate_if_built_from(out / "shards" / f"{k}.json", text.encode(), built, computed)
-    failures = sorted(scan.failures + hash_failures, key=lambda f: (f.clip_id, f.kind, f.message))
+    failures = sorted(scan.failures + hash_failures + track_failures,
+                      key=lambda f: (f.clip_id, f.kind, f.message))  # fmt: skip
     write_parquet_if_changed(
         out / "scan_failures.parquet", [f.to_dict() for f in failures], FAILURE_SCHEMA
     )

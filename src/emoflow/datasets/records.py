@@ -10,6 +10,7 @@ from pathlib import PurePosixPath
 from typing import NamedTuple, TypeVar
 
 from emoflow.errors import Failure
+from emoflow.labels.tracks import TrackSource
 
 STAGE = "scan"
 
@@ -37,6 +38,7 @@ class ScanResult:
 
     clips: list[ClipRecord] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    tracks: dict[str, TrackSource] = field(default_factory=dict)  # clip_id -> its label track
 
 
 class Fields(NamedTuple):
@@ -128,3 +130,15 @@ def finish(
     clips.sort(key=lambda r: r.clip_id)
     found.sort(key=lambda f: (f.clip_id, f.kind, f.message))
     return ScanResult(clips=clips, failures=found)
+
+
+def content_key(sha256: str, side: str | None = None) -> str:
+    """A clip's content key (what its per-clip cache entries are keyed by): the sha256 of its
+    bytes, plus ``-left`` / ``-right`` when the clip is one person of a two-person video."""
+    return f"{sha256}-{side}" if side else sha256
+
+
+def split_key(key: str) -> tuple[str, str | None]:
+    """``(sha256, side or None)`` of a :func:`content_key`."""
+    sha, _, side = key.partition("-")
+    return sha, side or None

@@ -7,7 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from emoflow.config import validate_config
-from emoflow.datasets import afew, cremad, csvfile, enterface, omg, ravdess, savee, tess
+from emoflow.datasets import (
+    afew,
+    affwild2,
+    cremad,
+    csvfile,
+    enterface,
+    omg,
+    ravdess,
+    savee,
+    tess,
+    timeseries,
+)
 from emoflow.datasets.records import ScanResult
 from emoflow.errors import ConfigError
 
@@ -22,6 +33,8 @@ ADAPTERS: dict[str, Adapter] = {
     "afew": afew.scan,
     "omg": omg.scan,
     "csv": csvfile.scan,
+    "affwild2": affwild2.scan,
+    "timeseries": timeseries.scan,
 }
 
 

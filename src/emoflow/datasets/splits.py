@@ -11,6 +11,7 @@ SPLIT_NAMES = {
     "valid": "val",
     "validation": "val",
     "dev": "val",
+    "devel": "val",
     "test": "test",
     "testing": "test",
 }

@@ -9,7 +9,7 @@ audio windows and its face frames on the one time grid;
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,26 +26,36 @@ from emoflow.features.featurize import audio_features, egemaps_features, face_fe
 from emoflow.media.ffmpeg import MediaInfo
 from emoflow.training.frame_inputs import clip_frame_vectors
 from emoflow.training.normalisation import face_model_input, normalise_audio, normalise_vectors
-from emoflow.training.windows import face_windows
+from emoflow.training.windows import clip_faces
 
 BATCH_WINDOWS = 16  # windows per model call
 
 
+Inputs = Callable[[dict[str, Any], slice], Sequence[torch.Tensor]]
+"""A branch's model inputs of a batch of windows: ``(member's norm, rows) -> tensors``."""
+
+
 @torch.inference_mode()
-def window_outputs(model: Any, inputs: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A model's outputs (float32, CPU) for every window, ``BATCH_WINDOWS`` at a time."""
+def window_outputs(
+    model: Any, norm: dict[str, Any], inputs_of: Inputs, n: int
+) -> dict[str, torch.Tensor]:
+    """A model's outputs (float32, CPU) for the ``n`` windows, ``BATCH_WINDOWS`` at a time;
+    each batch's inputs are built (standardised) just before its call, so memory holds one
+    batch of model inputs however long the file."""
     parts: dict[str, list[torch.Tensor]] = {}
-    for lo in range(0, len(inputs[0]), BATCH_WINDOWS):
-        out = model(*(x[lo : lo + BATCH_WINDOWS] for x in inputs))
+    for lo in range(0, n, BATCH_WINDOWS):
+        out = model(*inputs_of(norm, slice(lo, min(lo + BATCH_WINDOWS, n))))
         for key, value in out.items():
             parts.setdefault(key, []).append(value.float())
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-def member_outputs(branch: Branch, inputs_of: Any) -> dict[str, torch.Tensor]:
-    """The branch's window outputs; an ensemble bundle averages its members' outputs, each
-    member fed with its own normalisation (``inputs_of(norm)`` gives a member's inputs)."""
-    outs = [window_outputs(model, inputs_of(bundle["norm"])) for bundle, model in branch.members]
+def member_outputs(branch: Branch, inputs_of: Inputs, n: int) -> dict[str, torch.Tensor]:
+    """The branch's outputs on its ``n`` windows; an ensemble bundle averages its members'
+    outputs, each member fed with its own normalisation (``inputs_of(norm, rows)``)."""
+    outs = [window_outputs(model, bundle["norm"], inputs_of, n) for bundle, model in branch.members]
+    if len(outs) == 1:
+        return outs[0]
     return {k: torch.stack([o[k] for o in outs]).mean(dim=0) for k in outs[0]}
 
 
@@ -78,11 +88,15 @@ def audio_windows(
         if exc.kind == "silent_audio":
             return exc
         raise
-    if name != "audio":
-        out = member_outputs(branch, lambda norm: [normalise_vectors(rec.vectors, norm)])
-    else:
-        out = member_outputs(branch, lambda norm: [normalise_audio(rec.logmel, norm)[:, None]])
-    return BranchWindows(rec.window_start_s, np.ones(len(rec.window_start_s), bool), out)
+    n = len(rec.window_start_s)
+
+    def inputs_of(norm: dict[str, Any], rows: slice) -> list[torch.Tensor]:
+        if name != "audio":
+            return [normalise_vectors(rec.vectors[rows], norm)]
+        return [normalise_audio(rec.logmel[rows], norm)[:, None]]
+
+    out = member_outputs(branch, inputs_of, n)
+    return BranchWindows(rec.window_start_s, np.ones(n, bool), out)
 
 
 def visual_windows(
@@ -115,19 +129,26 @@ def visual_windows(
         weights = predictor.encoders.get("face_cnn")
         encoder = load_encoder(spec["encoder"], weights, spec["weights_sha256"])
         columns = spec["fields"][norm["features"]]
-        x, mask = clip_frame_vectors(name, encode_faces(rec, encoder), int(spec["frames"]),
-                                     columns).windows()  # fmt: skip
+        windows = clip_frame_vectors(name, encode_faces(rec, encoder), int(spec["frames"]),
+                                     columns)  # fmt: skip
     elif name == "au":
-        x, mask = clip_frame_vectors(name, rec, int(spec["frames"])).windows()
-    else:
-        x, mask = face_windows(rec, int(spec["frames"]), int(norm["size"]), bool(norm["gray"]))
+        windows = clip_frame_vectors(name, rec, int(spec["frames"]))
+    else:  # each frame once at model size; a batch's windows are gathered when it runs
+        windows = clip_faces(rec, int(spec["frames"]), int(norm["size"]), bool(norm["gray"]))
         standardise = face_model_input
+    mask = windows.mask
     has = mask.any(dim=1).numpy()
     if not has.any():  # faces only outside every window (last_window: drop)
         return ClipError("no_face", "no face in any window")
-    kept = member_outputs(branch, lambda member: [standardise(x[has], member), mask[has]])
-    rows = torch.as_tensor(np.flatnonzero(has))
-    out = {k: v.new_zeros(len(has), v.shape[1]).index_copy_(0, rows, v) for k, v in kept.items()}
+    kept_rows = torch.as_tensor(np.flatnonzero(has))
+
+    def inputs_of(member: dict[str, Any], rows: slice) -> list[torch.Tensor]:
+        x, m = windows.windows(kept_rows[rows])
+        return [standardise(x, member), m]
+
+    kept = member_outputs(branch, inputs_of, len(kept_rows))
+    out = {k: v.new_zeros(len(has), v.shape[1]).index_copy_(0, kept_rows, v)
+           for k, v in kept.items()}  # fmt: skip
     return BranchWindows(rec.window_start_s, has, out, mask.float().mean(dim=1).numpy())
 
 

@@ -33,6 +33,18 @@ def _edges(start: np.ndarray, end: np.ndarray) -> np.ndarray:
     return np.append(start, end[-1])
 
 
+def _runs(sources: list[str]) -> list[tuple[int, int]]:
+    """``(first, end)`` window indices of each run of consecutive windows of one source: one
+    band per run, not one artist per window (a 15-minute file has 600 windows)."""
+    runs: list[tuple[int, int]] = []
+    for i, src in enumerate(sources):
+        if runs and sources[runs[-1][0]] == src:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    return runs
+
+
 def plot_timeline(
     timeline: Timeline, classes: list[str], target: str, path: Path, title: str
 ) -> None:
@@ -78,8 +90,8 @@ def plot_timeline(
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax = axes[ax_i]
     sources = timeline.sources
-    for i, src in enumerate(sources):
-        ax.axvspan(x[i], x[i + 1], 0, 1, color=source_colour(src), lw=0, alpha=0.35)
+    for lo, hi in _runs(sources):  # one band per run of windows of one source
+        ax.axvspan(x[lo], x[hi], 0, 1, color=source_colour(sources[lo]), lw=0, alpha=0.35)
     ff = np.asarray(timeline.face_fraction, dtype=float)
     if len(ff):
         ax.step(x, np.append(ff, ff[-1]), where="post", color="black", lw=1)

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from emoflow.branches import FACE_BRANCHES, is_fused
+from emoflow.deploy.frame_timeline import frames_csv
 from emoflow.deploy.plot import plot_timeline
 from emoflow.deploy.predictor import Predictor, load_predictor
 from emoflow.deploy.timeline import clip_prediction, predict_timeline, timeline_csv
@@ -33,7 +34,8 @@ from emoflow.storage.atomic import write_text
 def predict_file(
     video: str | Path, predictor: Predictor, out_dir: Path, info: MediaInfo | None = None
 ) -> dict[str, Any]:
-    """Predict one file; write ``<stem>.timeline.csv``, ``<stem>.json``, ``<stem>.png``."""
+    """Predict one file; write ``<stem>.timeline.csv``, ``<stem>.json``, ``<stem>.png`` (and
+    ``<stem>.frames.csv`` for a model of time-continuous labels)."""
     path = Path(video)
     info = info or probe(path)
     timeline, clip = predict_timeline(path, predictor, info)
@@ -44,6 +46,9 @@ def predict_file(
         out_dir / f"{stem}.timeline.csv",
         timeline_csv(timeline, predictor.classes, predictor.target),
     )
+    if predictor.frames:  # trained on time-continuous labels: a prediction per video frame
+        text = frames_csv(timeline, predictor.classes, predictor.target, info, predictor.frames)
+        write_text(out_dir / f"{stem}.frames.csv", text)
     write_text(out_dir / f"{stem}.json", json.dumps(doc, indent=1, sort_keys=True) + "\n")
     plot_timeline(timeline, predictor.classes, predictor.target, out_dir / f"{stem}.png", path.name)
     return doc

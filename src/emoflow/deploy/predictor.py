@@ -88,6 +88,7 @@ class Predictor:
     warnings: list[str] = field(default_factory=list)
     backend: Any = None  # the face backend, made on first need (see require_backend)
     encoders: dict[str, str | None] = field(default_factory=dict)  # branch -> encoder path
+    frames: str | None = None  # time-continuous labels: how windows map to frames (hold, linear)
 
     def encoder_folder(self, name: str) -> Path:
         """The local encoder folder of an encoder branch (ssl), checked against the weights
@@ -273,10 +274,11 @@ def load_predictor(model: str | Path) -> Predictor:
         requested, weights = info.get("fusion"), info.get("fusion_weights")
         mode = str(info.get("mode", "fold0"))
         encoders = dict(info.get("encoders") or {})
+        frames = info.get("frames")
     elif path.is_file():
         one = _load_branch(path)
         branches, requested, weights = {one.name: one}, None, None
-        mode, encoders = "single branch model", {}
+        mode, encoders, frames = "single branch model", {}, None
     else:
         raise EmoflowError(f"model not found: {given}")
     first = next(iter(branches.values())).bundle
@@ -298,4 +300,5 @@ def load_predictor(model: str | Path) -> Predictor:
         mode=mode,
         warnings=warnings,
         encoders=encoders,
+        frames=frames,
     )

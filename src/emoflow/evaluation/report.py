@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from emoflow.branches import ALL_BRANCHES
 from emoflow.errors import EmoflowError
+from emoflow.evaluation.frame_scoring import FRAMES, FrameContext, frame_context, per_class_frames
 from emoflow.evaluation.fused_rows import FusedRows, load_fused
 from emoflow.evaluation.metrics import confusion_matrix, known_classes, per_class_prf
 from emoflow.evaluation.scoring import (
@@ -92,12 +93,17 @@ class Report:
 
 
 def summarise(
-    rows: FusedRows, speaker_of: dict[str, str | None], n_boot: int, boot_seed: int, omg: bool
-) -> Report:
-    """Score the test predictions of every method on the common clips."""
+    rows: FusedRows, speaker_of: dict[str, str | None], n_boot: int, boot_seed: int,
+    omg: bool | str, frames: FrameContext | None = None,
+) -> Report:  # fmt: skip
+    """Score the test predictions of every method on the common clips (with ``frames``: the
+    time-continuous clips per annotated frame, :mod:`emoflow.evaluation.frame_scoring`)."""
     per_method, per_seed = method_predictions(rows)
     if not per_method:
         raise EmoflowError("no test predictions to score (every test clip failed or is unlabelled)")
+    if frames is not None:
+        per_method = {m: frames.stats(p, rows.classes) for m, p in per_method.items()}
+        per_seed = {m: [frames.stats(p, rows.classes) for p in v] for m, v in per_seed.items()}
     ev = evaluate_methods(per_method, per_seed, speaker_of, rows.target, n_boot, boot_seed, omg)
     runs = len(rows.problems)
     fusion = {m: fusion_cell(m, rows.problems, runs, rows.fits) for m in per_method}
@@ -106,6 +112,9 @@ def summarise(
         k = len(rows.classes)
         for method, p in per_method.items():
             common = restrict(p, ev.common)
+            if frames is not None:
+                per_class[method], confusion[method] = per_class_frames(common)
+                continue
             t, pred = known_classes(common.y, np.argmax(common.prob, axis=1))
             per_class[method] = per_class_prf(t, pred, k)
             confusion[method] = confusion_matrix(t, pred, k)
@@ -272,7 +281,7 @@ def _write_figures(out_dir: Path, rows: FusedRows, report: Report, history_paths
 
 def _study_tables(
     rows: FusedRows, speakers: dict[str, str | None], protocol: dict[str, Any], n_boot: int,
-    boot_seed: int, omg: bool,
+    boot_seed: int, omg: bool | str, frames: FrameContext | None,
 ) -> tuple[Report, str, str, str]:  # fmt: skip
     """A study's tables (see :mod:`emoflow.evaluation.study_report`): the report of the first
     (for the figures), the Markdown, the CSV and the LaTeX."""
@@ -280,7 +289,7 @@ def _study_tables(
 
     md, tex, csv_parts, first = [], [], [], None
     for name, corpus, part in sections(rows, protocol["folds"]):
-        report = summarise(part, speakers, n_boot, boot_seed, omg)
+        report = summarise(part, speakers, n_boot, boot_seed, omg, frames)
         first = first or report
         ev = report.evaluation
         display = [display_row(r, ev, part.target, omg, report.fusion[r.method]) for r in ev.rows]
@@ -341,16 +350,20 @@ def run_evaluate(
 
     rows = load_fused([Path(p) for p in fused_paths])
     speakers = _speakers(Path(manifest_path))
+    frames = frame_context(config, Path(manifest_path))
+    if frames is not None:
+        omg = FRAMES
     if "folds" in provenance.get("protocol", {}):  # a study: a table per protocol and corpus
         report, table_md, csv_out, tex = _study_tables(
-            rows, speakers, provenance["protocol"], n_boot, boot_seed, omg
+            rows, speakers, provenance["protocol"], n_boot, boot_seed, omg, frames
         )
         table_md = _corpus_counts(config, manifest_path, failures_path) + "\n" + table_md
     else:
-        report = summarise(rows, speakers, n_boot, boot_seed, omg)
+        report = summarise(rows, speakers, n_boot, boot_seed, omg, frames)
         ev = report.evaluation
         display = [display_row(r, ev, rows.target, omg, report.fusion[r.method]) for r in ev.rows]
         text = caption(ev, provenance.get("protocol", {}), n_boot, boot_seed)
+        text += f" {frames.describe()}" if frames is not None else ""
         table_md = text + "\n\n" + results_markdown(display, rows.target, omg)
         csv_out = results_csv(ev, rows.target, omg, report.fusion)
         tex = results_latex(display, rows.target, omg, text)

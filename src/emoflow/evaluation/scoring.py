@@ -15,11 +15,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from emoflow.branches import ALL_BRANCHES
 from emoflow.evaluation.bootstrap import cluster_bootstrap
+from emoflow.evaluation.frame_scoring import FRAMES, VIDEO_METRICS, FrameStats, score_frames
 from emoflow.evaluation.metrics import (
     accuracy,
     ccc,
@@ -49,6 +51,11 @@ class ClipPredictions:
     prob: np.ndarray
     va: np.ndarray
 
+    def take(self, idx: np.ndarray) -> ClipPredictions:
+        """The rows ``idx``, in that order."""
+        keys = [self.keys[i] for i in idx]
+        return ClipPredictions(keys, self.y[idx], self.va_true[idx], self.prob[idx], self.va[idx])
+
 
 @dataclass
 class MethodScores:
@@ -63,11 +70,13 @@ class MethodScores:
     delta: tuple[float, float, float] | None = None  # (difference, low, high)
 
 
-def metric_names(target: str, omg: bool = False) -> list[str]:
-    """The table's metrics for ``target`` in column order."""
+def metric_names(target: str, omg: bool | str = False) -> list[str]:
+    """The table's metrics for ``target`` in column order. ``omg``: the scheme, True for
+    OMG-Emotion's per-video aggregation, ``"frames"`` for time-continuous clips."""
     names = list(CAT_METRICS) if has_categorical(target) else []
     if has_dimensional(target):
-        names += list(DIM_METRICS) + (list(OMG_METRICS) if omg else [])
+        extra = list(VIDEO_METRICS) if omg == FRAMES else list(OMG_METRICS) if omg else []
+        names += list(DIM_METRICS) + extra
     return names
 
 
@@ -96,8 +105,13 @@ def average_seeds(
     return ClipPredictions(unique, y[first], va_true[first], mean(prob), mean(va))
 
 
-def score(p: ClipPredictions, rows: np.ndarray, target: str, speakers: np.ndarray | None) -> dict:
-    """Every metric of ``p`` restricted to ``rows`` (OMG per-video CCC when ``speakers``)."""
+def score(
+    p: ClipPredictions | FrameStats, rows: np.ndarray, target: str, speakers: np.ndarray | None
+) -> dict:
+    """Every metric of ``p`` restricted to ``rows`` (OMG per-video CCC when ``speakers``;
+    frame-level metrics for the :class:`FrameStats` of time-continuous clips)."""
+    if isinstance(p, FrameStats):
+        return score_frames(p, rows, has_categorical(target), has_dimensional(target))
     out: dict[str, float] = {}
     if has_categorical(target):
         t, pred = known_classes(p.y[rows], np.argmax(p.prob[rows], axis=1))
@@ -133,11 +147,11 @@ def per_video_ccc(p: ClipPredictions, rows: np.ndarray, videos: np.ndarray) -> d
     return out
 
 
-def restrict(p: ClipPredictions, keys: list[tuple[int, str]]) -> ClipPredictions:
-    """``p`` on ``keys`` (all of which ``p`` has), in that order."""
+def restrict(p: Any, keys: list[tuple[int, str]]) -> Any:
+    """``p`` (:class:`ClipPredictions` or :class:`FrameStats`) on ``keys`` (all of which ``p``
+    has), in that order."""
     pos = {k: i for i, k in enumerate(p.keys)}
-    idx = np.array([pos[k] for k in keys], dtype=np.int64)
-    return ClipPredictions(list(keys), p.y[idx], p.va_true[idx], p.prob[idx], p.va[idx])
+    return p.take(np.array([pos[k] for k in keys], dtype=np.int64))
 
 
 @dataclass
@@ -159,7 +173,7 @@ def evaluate_methods(
     target: str,
     n_boot: int = 1000,
     boot_seed: int = 0,
-    omg: bool = False,
+    omg: bool | str = False,
 ) -> Evaluation:
     """Score every method (``per_method`` in table order) on the common clips."""
     common = sorted(set.intersection(*(set(p.keys) for p in per_method.values())))
@@ -168,7 +182,9 @@ def evaluate_methods(
     clusters = np.array(
         [s if s else f"clip:{f}:{c}" for s, (f, c) in zip(spk, common, strict=True)]
     )
-    videos = np.array([s or c for s, (_, c) in zip(spk, common, strict=True)]) if omg else None
+    videos = None  # OMG-Emotion's per-video aggregation groups clips by video (speaker)
+    if omg is True:
+        videos = np.array([s or c for s, (_, c) in zip(spk, common, strict=True)])
     on_common = {m: restrict(p, common) for m, p in per_method.items()}
     every = np.arange(len(common))
     rows = [

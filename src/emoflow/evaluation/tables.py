@@ -30,6 +30,8 @@ HEADERS = {
     "omg_arousal_ccc": "Arousal CCC (OMG per video)",
     "omg_valence_ccc": "Valence CCC (OMG per video)",
     "mean_ccc": "mean CCC",
+    "video_arousal_ccc": "Arousal CCC (mean per video)",
+    "video_valence_ccc": "Valence CCC (mean per video)",
 }
 DIGITS = 3
 
@@ -53,7 +55,7 @@ def delta_header(target: str) -> str:
     return f"Δ {HEADERS[primary_metric(target)]} vs best branch"
 
 
-def display_columns(target: str, omg: bool) -> list[str]:
+def display_columns(target: str, omg: bool | str) -> list[str]:
     """Column keys of the Markdown/LaTeX table."""
     return ["model", "n", "missing", *metric_names(target, omg), "delta", "fusion"]
 
@@ -104,7 +106,7 @@ def fusion_cell(
 
 
 def display_row(
-    r: MethodScores, ev: Evaluation, target: str, omg: bool, fusion: str
+    r: MethodScores, ev: Evaluation, target: str, omg: bool | str, fusion: str
 ) -> dict[str, str]:
     """The cells of one table row."""
     row = {"model": METHOD_NAMES[r.method], "n": str(r.n), "missing": str(r.missing)}
@@ -120,7 +122,7 @@ def display_row(
     return row
 
 
-def results_markdown(rows: list[dict[str, str]], target: str, omg: bool) -> str:
+def results_markdown(rows: list[dict[str, str]], target: str, omg: bool | str) -> str:
     """The results table as GitHub Markdown."""
     cols = display_columns(target, omg)
     lines = [
@@ -152,7 +154,7 @@ def tex_escape(text: str) -> str:
     return escaped.replace("±", r"$\pm$").replace("Δ", r"$\Delta$")
 
 
-def results_latex(rows: list[dict[str, str]], target: str, omg: bool, caption: str) -> str:
+def results_latex(rows: list[dict[str, str]], target: str, omg: bool | str, caption: str) -> str:
     """The results table as a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``), with the
     protocol and interval description as a leading comment."""
     cols = display_columns(target, omg)
@@ -179,7 +181,7 @@ def csv_text(header: list[str], rows: list[list[str]]) -> str:
     return buf.getvalue()
 
 
-def results_csv(ev: Evaluation, target: str, omg: bool, fusion: dict[str, str]) -> str:
+def results_csv(ev: Evaluation, target: str, omg: bool | str, fusion: dict[str, str]) -> str:
     """Machine-readable results: per metric the point estimate, its interval and the std over
     seeds; then the paired difference to the best branch and the fusion status."""
     metrics = metric_names(target, omg)

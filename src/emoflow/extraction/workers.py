@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import multiprocessing
 import os
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from emoflow.config import Config, cache_dir, results_dir
+from emoflow.datasets.records import split_key
 from emoflow.errors import ClipError, internal_error
 from emoflow.extraction.specs import cache_of
 from emoflow.features.audio import logmel_mfcc
@@ -51,7 +53,8 @@ def _per_clip(featurize: Any, items: Items, spec: dict, config: Config) -> list:
     out = []
     for clip_id, path, sha in items:
         try:
-            out.append(featurize(path, spec, config["media"], probes.info(path, sha)))
+            info = probes.info(path, split_key(sha)[0])
+            out.append(featurize(path, spec, config["media"], info))
         except ClipError as exc:
             out.append(exc)
         except Exception as exc:  # noqa: BLE001 - one clip must never stop the shard
@@ -59,14 +62,26 @@ def _per_clip(featurize: Any, items: Items, spec: dict, config: Config) -> list:
     return out
 
 
-def _faces_task(items: Items, spec: dict, config: Config) -> list[Any]:
+@functools.cache
+def _backend(faces_json: str) -> Any:
     from emoflow.faces.backends import make_backend
 
+    return make_backend(json.loads(faces_json))
+
+
+def face_backend(config: Config) -> Any:
+    """The configured face backend, made once per process (its models, once loaded, are the
+    process's: forked workers inherit what the parent loaded)."""
+    return _backend(json.dumps(config["faces"], sort_keys=True, default=str))
+
+
+def _faces_task(items: Items, spec: dict, config: Config) -> list[Any]:
     probes = ProbeCache(cache_dir(config), config["media"])
-    sha_of = {p: sha for _, p, sha in items}
+    sha_of = {p: split_key(sha)[0] for _, p, sha in items}
     clips = [(c, p) for c, p, _ in items]
-    return face_features(clips, spec, make_backend(config["faces"]), config["media"],
-                         lambda path: probes.info(path, sha_of[str(path)]))  # fmt: skip
+    sides = {c: side for c, _, sha in items if (side := split_key(sha)[1])}  # two-person videos
+    return face_features(clips, spec, face_backend(config), config["media"],
+                         lambda path: probes.info(path, sha_of[str(path)]), sides)  # fmt: skip
 
 
 def _face_cnn_task(items: Items, spec: dict, config: Config) -> list[Any]:
@@ -156,7 +171,8 @@ def default_workers(config: Config) -> int:
 
 def warm_up(stage: str, spec: dict[str, Any], config: Config) -> None:
     """Load what computing clips needs once, here: forked workers inherit it (only when some
-    clip is computed; a job whose clips are all cached loads neither librosa nor face models)."""
+    clip is computed; a job whose clips are all cached loads neither librosa nor face models).
+    The face models load in :func:`compute_clips` (:func:`load_face_models`)."""
     ffmpeg_version(config["media"]["ffprobe"])  # the probe cache's key: forked workers inherit it
     if stage == "audio":
         logmel_mfcc(np.zeros((1, int(spec["window_s"] * spec["sample_rate"])), np.float32), spec)
@@ -168,14 +184,49 @@ def warm_up(stage: str, spec: dict[str, Any], config: Config) -> None:
         from emoflow.features.ssl_speech import device_of, load, model_folder
 
         load(model_folder(config["ssl"]), device_of(config["ssl"]))
-    else:  # faces, face_cnn
-        from emoflow.faces.backends import make_backend
+    elif stage == "face_cnn":
+        from emoflow.features.face_cnn import load_encoder
 
-        getattr(make_backend(config["faces"]), "load", lambda: None)()
-        if stage == "face_cnn":
-            from emoflow.features.face_cnn import load_encoder
+        load_encoder(config["face_cnn"]["encoder"], config["face_cnn"]["weights"])
 
-            load_encoder(config["face_cnn"]["encoder"], config["face_cnn"]["weights"])
+
+def _probe_ahead(config: Config, todo: list[tuple[str, str, str]], stop: Any) -> None:
+    """Put the clips of ``todo`` (clip id, key, path) into the probe cache, in order, until
+    ``stop`` is set (a helper process; a clip it cannot probe is left to its task)."""
+    probes = ProbeCache(cache_dir(config), config["media"])
+    for _, key, path in todo:
+        if stop.is_set():
+            return
+        try:
+            probes.info(path, split_key(key)[0])
+        except Exception:  # noqa: BLE001,S112 - the clip's task meets and reports it
+            continue
+
+
+def load_face_models(
+    config: Config, stage: str, todo: list[tuple[str, str, str]]
+) -> multiprocessing.process.BaseProcess | None:
+    """Load the face backend's models in this process, once, before the workers fork (they
+    inherit them; the detector's serialization is kept in ``<cache>/models``). Loading takes
+    one core about a second: for the faces stage a helper process probes the first clips of
+    ``todo`` meanwhile (the workers then find them in the probe cache). Returns the helper,
+    told to stop (join it), or None."""
+    backend = face_backend(config)
+    load = getattr(backend, "load", None)
+    if load is None:  # OpenFace: nothing to load in this process
+        return None
+    helper = stop = None
+    if stage == "faces" and todo and not multiprocessing.current_process().daemon:
+        ctx = multiprocessing.get_context("fork")
+        stop = ctx.Event()
+        helper = ctx.Process(target=_probe_ahead, args=(config, todo, stop), daemon=True)
+        helper.start()
+    try:
+        load(cache=cache_dir(config) / "models")
+    finally:
+        if stop is not None:
+            stop.set()
+    return helper
 
 
 def task_batch(config: Config, stage: str, spec: dict[str, Any], clips: int, workers: int) -> int:
@@ -195,7 +246,12 @@ def compute_clips(
             "ssl": _ssl_task, "face_cnn": _face_cnn_task}[stage]  # fmt: skip
     batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
     tasks = [(task, [(c, p, s) for c, s, p in b], spec, config) for b in batches]
-    with executor_for(config, workers) as pool:
-        for b, results in zip(batches, ordered_map(pool, tasks, 2 * workers), strict=True):
-            for (clip_id, sha, _), res in zip(b, results, strict=True):
-                yield clip_id, sha, res
+    helper = load_face_models(config, stage, todo) if stage in ("faces", "face_cnn") else None
+    try:
+        with executor_for(config, workers) as pool:
+            for b, results in zip(batches, ordered_map(pool, tasks, 2 * workers), strict=True):
+                for (clip_id, sha, _), res in zip(b, results, strict=True):
+                    yield clip_id, sha, res
+    finally:
+        if helper is not None:
+            helper.join()

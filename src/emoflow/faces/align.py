@@ -1,4 +1,4 @@
-"""Similarity alignment of faces to OpenFace's template (pure numpy + scipy).
+"""Similarity alignment of faces to OpenFace's template (pure numpy).
 
 OpenFace's ``FaceAnalysis::AlignFace`` warps a frame so that the detected 68 landmarks match
 the x/y part of the PDM mean shape (``In-the-wild_aligned_PDM_68``) times ``sim_scale`` (0.7),
@@ -16,7 +16,6 @@ one-pixel shift for frontal faces.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 # fmt: off
 MEAN_SHAPE_3D = np.array([
@@ -145,12 +144,43 @@ def warp_affine(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     patch = np.pad(patch, pad)
     coords[0] += pad[0][0]
     coords[1] += pad[1][0]
-    for ch in range(image.shape[2]):
-        vals = ndimage.map_coordinates(
-            patch[:, :, ch], coords, output=np.float32, order=1, mode="constant", cval=0.0
-        )
-        out[:, :, ch] = np.clip(np.rint(vals), 0, 255).reshape(size, size).astype(np.uint8)
-    return out
+    vals = bilinear(patch, coords)
+    return np.clip(np.rint(vals), 0, 255).astype(np.uint8).reshape(size, size, image.shape[2])
+
+
+def bilinear(image: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """``image`` (H, W, C) sampled at ``coords`` (2, N) rows, cols: (N, C) float32.
+
+    Bilinear, and 0 where a coordinate falls outside [0, H - 1] x [0, W - 1]: the numbers of
+    ``scipy.ndimage.map_coordinates(channel, coords, output=np.float32, order=1,
+    mode="constant")`` bit for bit (its weights ``1 - f`` and ``1 - (1 - f)``, its products
+    ``(value * row weight) * column weight`` summed in the same order, in float64), all
+    channels at once and without importing scipy (0.4-0.5 s per process).
+    """
+    h, w, c = image.shape
+    rows, cols = coords[0], coords[1]
+    inside = (rows >= 0) & (rows <= h - 1) & (cols >= 0) & (cols <= w - 1)
+    r0, c0 = np.floor(rows), np.floor(cols)
+    wr0 = 1.0 - (rows - r0)
+    wc0 = 1.0 - (cols - c0)
+    wr1, wc1 = 1.0 - wr0, 1.0 - wc0
+    ri = np.clip(r0, 0, h - 1).astype(np.intp)
+    ci = np.clip(c0, 0, w - 1).astype(np.intp)
+    i00 = ri * w + ci
+    # the neighbour after the last row/column has weight 0: any pixel does (this one)
+    down = np.where(ri + 1 < h, w, 0)
+    right = (ci + 1 < w).astype(np.intp)
+    planes = np.ascontiguousarray(np.moveaxis(image, 2, 0)).reshape(c, -1)
+    out = np.multiply(np.take(planes, i00, axis=1), wr0)
+    out *= wc0
+    tmp = np.empty_like(out)
+    for idx, wa, wb in ((i00 + right, wr0, wc1), (i00 + down, wr1, wc0),
+                        (i00 + down + right, wr1, wc1)):  # fmt: skip
+        np.multiply(np.take(planes, idx, axis=1), wa, out=tmp)
+        tmp *= wb
+        out += tmp
+    out[:, ~inside] = 0.0
+    return out.T.astype(np.float32)
 
 
 def _block_mean(patch: np.ndarray, k: int) -> np.ndarray:

@@ -160,15 +160,32 @@ def continuation(prev: np.ndarray, found: Detections) -> int | None:
     return best if dist[best] <= prev[2] - prev[0] else None
 
 
+def on_side(found: Detections, side: str, width: int) -> np.ndarray:
+    """Indices of the faces of ``found`` whose centre lies in the ``left`` or ``right`` half of
+    a frame ``width`` pixels wide."""
+    x = _centres(found.boxes)[:, 0] if len(found) else np.zeros(0)
+    keep = x < width / 2 if side == "left" else x >= width / 2
+    return np.flatnonzero(keep)
+
+
 def choose(
-    found: Detections, select: str, shape: tuple[int, ...], prev: np.ndarray | None = None
-) -> int | None:
+    found: Detections, select: str, shape: tuple[int, ...], prev: np.ndarray | None = None,
+    side: str | None = None,
+) -> int | None:  # fmt: skip
     """Index of the face to align among ``found`` (None when there is none).
 
     ``largest``: the largest box; ``center``: the box whose centre is nearest the frame's centre
     (``shape`` is the frame's); ``track``: the box that continues ``prev``, the previous chosen
     box of the clip (:func:`continuation`), else the largest (the first frame, or a lost track).
+    ``side`` (``left`` / ``right``: the annotated person of a two-person video): only the faces
+    centred in that half of the frame are candidates, so a lost track never jumps to the other
+    person; None when that half has no face.
     """
+    if side is not None:
+        keep = on_side(found, side, int(shape[1]))
+        sub = Detections(found.boxes[keep], found.scores[keep])
+        best = choose(sub, select, shape, prev)
+        return None if best is None else int(keep[best])
     if not len(found):
         return None
     if select == "largest":

@@ -17,6 +17,7 @@ import numpy as np
 from emoflow.errors import ClipError, ToolMissingError
 from emoflow.faces.detect import SELECT, choose, detect_faces, detect_near
 from emoflow.faces.result import FaceResult, checked_frames
+from emoflow.storage.atomic import atomic_path
 from emoflow.storage.digest import sha256_file
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
@@ -57,17 +58,45 @@ class _Models:
     path: Path
 
 
-@functools.cache
-def _models() -> _Models:
-    """Load dlib's detector and predictor once per process."""
-    try:
-        import dlib
-    except ImportError as exc:  # pragma: no cover - dlib-bin is a dependency
-        raise ToolMissingError(
-            "the embedded face backend needs dlib (pip install dlib-bin)"
-        ) from exc
-    path = predictor_path()
-    return _Models(dlib.get_frontal_face_detector(), dlib.shape_predictor(str(path)), path)
+_LOADED: list[_Models] = []  # the process's models, once loaded (forked workers inherit them)
+
+
+def _models(cache: Path | None = None) -> _Models:
+    """dlib's detector and predictor, loaded once per process; ``cache``: the folder where the
+    detector's serialization is kept (:func:`frontal_detector`)."""
+    if not _LOADED:
+        try:
+            import dlib
+        except ImportError as exc:  # pragma: no cover - dlib-bin is a dependency
+            raise ToolMissingError(
+                "the embedded face backend needs dlib (pip install dlib-bin)"
+            ) from exc
+        path = predictor_path()
+        _LOADED.append(_Models(frontal_detector(cache), dlib.shape_predictor(str(path)), path))
+    return _LOADED[0]
+
+
+def frontal_detector(cache: Path | None = None) -> object:
+    """dlib's frontal face detector (HOG).
+
+    ``dlib.get_frontal_face_detector()`` decompresses the copy dlib carries (0.4-0.5 s a
+    process); its serialization, saved once in ``cache`` (named by dlib's version, written
+    atomically), loads in milliseconds and is the same detector. None: no cache.
+    """
+    import dlib
+
+    if cache is None:
+        return dlib.get_frontal_face_detector()
+    path = Path(cache) / f"dlib-{dlib.__version__}-frontal_face_detector.svm"
+    if path.is_file():
+        try:
+            return dlib.fhog_object_detector(str(path))
+        except RuntimeError:  # unreadable (should not happen: written atomically): rebuild
+            pass
+    detector = dlib.get_frontal_face_detector()
+    with atomic_path(path, ".svm") as tmp:
+        detector.save(str(tmp))
+    return detector
 
 
 @functools.cache
@@ -122,12 +151,13 @@ class EmbeddedBackend:
             raise ToolMissingError("the embedded face backend needs dlib (pip install dlib-bin)")
         predictor_path()  # fail early (ToolMissingError); the models load on first use
 
-    def load(self) -> None:
-        """Load dlib's models and the alignment code (scipy) now, once per process: forked
-        workers inherit them."""
+    def load(self, cache: Path | None = None) -> None:
+        """Load dlib's models and the alignment code now, once per process: forked workers
+        inherit them. ``cache``: a folder for the detector's serialization
+        (:func:`frontal_detector`)."""
         from emoflow.faces import align  # noqa: F401
 
-        _models()
+        _models(cache)
 
     def versions(self) -> dict[str, str]:
         """dlib version, predictor sha256 and the settings that change the crops."""
@@ -148,7 +178,9 @@ class EmbeddedBackend:
             "align": f"openface-mean-shape rigid similarity size={self.size} scale={self.scale}",
         }
 
-    def process_frames(self, frames: np.ndarray, prev_box: np.ndarray | None = None) -> FaceResult:
+    def process_frames(
+        self, frames: np.ndarray, prev_box: np.ndarray | None = None, side: str | None = None
+    ) -> FaceResult:
         """Faces of one clip's frames (K, H, W, 3) uint8 RGB.
 
         With ``select: track``, while the last whole-frame search found one face, the frames
@@ -156,7 +188,8 @@ class EmbeddedBackend:
         again every :data:`REDETECT` frames of the call and whenever it is not found there.
 
         ``prev_box``: the box chosen in the clip's frame before these (``select: track`` goes on
-        from it when frames come in chunks); None at the start of a clip.
+        from it when frames come in chunks); None at the start of a clip. ``side``: align only
+        the person on that side of the frame (:func:`emoflow.faces.detect.choose`).
         """
         k = len(frames)
         result = FaceResult.empty(k, self.size)
@@ -171,7 +204,7 @@ class EmbeddedBackend:
                 found = detect_faces(detector, frame, self.upsample)
                 alone = len(found) == 1
             result.n_faces[i] = len(found)
-            best = choose(found, self.select, frame.shape, prev_box)
+            best = choose(found, self.select, frame.shape, prev_box, side)
             if best is None:
                 continue
             box = found.boxes[best]
@@ -190,10 +223,12 @@ class EmbeddedBackend:
         clips: list[tuple[str, np.ndarray]],
         workdir: Path,
         prev_boxes: dict[str, np.ndarray] | None = None,
+        sides: dict[str, str] | None = None,
     ) -> dict[str, FaceResult | ClipError]:
         """Process clips; ``workdir`` is unused (the backend needs no scratch files).
 
-        ``prev_boxes``: per clip id, the box chosen before these frames (see process_frames).
+        ``prev_boxes``: per clip id, the box chosen before these frames; ``sides``: per clip id,
+        the side of the frame whose person is aligned (see process_frames).
         """
         out: dict[str, FaceResult | ClipError] = {}
         for clip_id, frames in clips:
@@ -202,7 +237,9 @@ class EmbeddedBackend:
                 out[clip_id] = frames
                 continue
             try:
-                out[clip_id] = self.process_frames(frames, (prev_boxes or {}).get(clip_id))
+                out[clip_id] = self.process_frames(
+                    frames, (prev_boxes or {}).get(clip_id), (sides or {}).get(clip_id)
+                )
             except RuntimeError as exc:  # dlib raises RuntimeError on internal failures
                 out[clip_id] = ClipError("tool_crash", f"dlib failed: {exc}")
         return out

@@ -33,7 +33,13 @@ from threadpoolctl import threadpool_limits
 
 from emoflow.errors import ClipError, internal_error
 from emoflow.faces.result import FaceResult
-from emoflow.features.audio import Windows, check_silence, cut_windows, logmel_mfcc
+from emoflow.features.audio import (
+    Windows,
+    check_silence,
+    cut_windows,
+    logmel_mfcc,
+    window_views,
+)
 from emoflow.media.ffmpeg import (
     MEDIA_DEFAULTS,
     FrameStream,
@@ -100,7 +106,9 @@ def audio_windows(
     return track_windows(samples, spec), len(samples) / int(spec["sample_rate"])
 
 
-def window_logmel(segments: np.ndarray, spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def window_logmel(
+    segments: np.ndarray | Sequence[np.ndarray], spec: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
     """Log-mel and MFCC of windows as the audio stage computes them (one BLAS thread)."""
     # One BLAS thread: float sums then do not depend on how many threads a process has.
     with threadpool_limits(limits=1):
@@ -113,16 +121,22 @@ def audio_features(
     media: dict[str, Any] | None = None,
     info: MediaInfo | None = None,
 ) -> AudioClipFeatures:
-    """A clip's audio windows: log-mel and MFCC per grid window (clip_id left empty)."""
-    windows, duration = audio_windows(path, spec, media, info)
-    logmel, mfcc = window_logmel(windows.segments, spec)
+    """A clip's audio windows: log-mel and MFCC per grid window (clip_id left empty).
+
+    The windows are views of the decoded track (no ``(W, n)`` copy: windows overlap, so that
+    copy held every sample twice), so memory is the track once plus its features."""
+    samples = audio_track(path, spec, media, info)
+    sr = int(spec["sample_rate"])
+    views, start_s, padded = window_views(samples, sr, spec["window_s"], spec["hop_s"],
+                                          spec["last_window"])  # fmt: skip
+    logmel, mfcc = window_logmel(views, spec)
     return AudioClipFeatures(
         clip_id="",
         logmel=logmel,
         mfcc=mfcc,
-        window_start_s=windows.start_s,
-        duration_s=duration,
-        padded=windows.padded,
+        window_start_s=start_s,
+        duration_s=len(samples) / sr,
+        padded=padded,
     )
 
 
@@ -178,11 +192,16 @@ def _face_record(
     """Spread the decoded frames' faces over the sample times (missing samples masked)."""
     have = pick >= 0
     idx = np.where(have, pick, 0)
+    # every sample time has its own decoded frame, in order (the usual case): no copy
+    identity = bool(have.all()) and np.array_equal(pick, np.arange(len(pick)))
 
     def take(values: np.ndarray | None, fill: float | int) -> np.ndarray | None:
         if values is None:
             return None
-        out = np.asarray(values)[idx].copy()
+        values = np.asarray(values)
+        if identity and len(values) == len(pick):
+            return values
+        out = values[idx]  # a new array
         out[~have] = fill
         return out
 
@@ -204,15 +223,6 @@ def _face_record(
         boxes=take(res.boxes, np.nan),
         gaze=take(res.gaze, np.nan),
     )
-
-
-def _concat(parts: list[FaceResult]) -> FaceResult:
-    def cat(name: str) -> np.ndarray | None:
-        values = [getattr(p, name) for p in parts]
-        return None if values[0] is None else np.concatenate(values)
-
-    fields = ("faces", "mask", "landmarks", "n_faces", "confidence", "au", "pose", "boxes", "gaze")
-    return FaceResult(**{n: cat(n) for n in fields})
 
 
 def open_frames(
@@ -237,12 +247,14 @@ def face_features(
     backend: Any,
     media: dict[str, Any] | None = None,
     probe_with: Callable[[str | Path], MediaInfo] | None = None,
+    sides: dict[str, str] | None = None,
 ) -> list[FaceClipFeatures | ClipError]:
     """Each clip's face frames on the grid, or its failure (one entry per clip, in order).
 
     A streaming backend aligns each chunk of decoded frames as it arrives; a batching one
     (OpenFace) gets the frames of all the clips in one call. ``probe_with`` gives a clip's
-    :class:`MediaInfo` from its path (default: ffprobe it).
+    :class:`MediaInfo` from its path (default: ffprobe it). ``sides``: per clip id, the side
+    (``left``/``right``) of a two-person video whose person is aligned (streaming backends only).
     """
     media = media_settings(media, spec)
     grid = TimeGrid.of(spec)
@@ -255,9 +267,14 @@ def face_features(
         for clip_id, path in clips:
             try:
                 info = probe_with(path) if probe_with else None
+                side = (sides or {}).get(clip_id)
+                if side and not streaming:
+                    raise ClipError("unsupported", f"the {backend.name} face backend cannot follow "
+                                    f"the {side} person of a two-person video; use the embedded "
+                                    "backend (faces.backend: embedded)")  # fmt: skip
                 stream, times, duration = open_frames(path, grid, max_side, media, info)
                 if streaming:
-                    out[clip_id] = _stream(backend, clip_id, stream, work)
+                    out[clip_id] = _stream(backend, clip_id, stream, work, side)
                 else:
                     batch.append((clip_id, np.concatenate(list(stream.chunks(CHUNK_FRAMES)))))
                 sampled[clip_id] = (stream.finish(), times, duration)
@@ -286,24 +303,69 @@ def _finish(
     return rec
 
 
-def _stream(backend: Any, clip_id: str, stream: FrameStream, work: str) -> FaceResult:
+def _stream(
+    backend: Any, clip_id: str, stream: FrameStream, work: str, side: str | None = None
+) -> FaceResult:
     """A streaming backend's result for a clip, chunk by chunk; each chunk goes on from the
-    face chosen last in the chunks before (``faces.select: track`` follows it)."""
-    parts: list[FaceResult] = []
+    face chosen last in the chunks before (``faces.select: track`` follows it). Each chunk's
+    arrays are copied into arrays sized for the clip's sample times, so the crops are held
+    once (not as a list of chunks and their concatenation)."""
+    total = _Collected(len(stream.times))
     last: np.ndarray | None = None
     for chunk in stream.chunks(CHUNK_FRAMES):
-        parts.append(_one(backend, clip_id, chunk, work, last))
-        boxes = parts[-1].boxes
-        found = np.flatnonzero(parts[-1].mask) if boxes is not None else []
+        res = _one(backend, clip_id, chunk, work, last, side)
+        total.add(res)
+        found = np.flatnonzero(res.mask) if res.boxes is not None else []
         if len(found):
-            last = np.asarray(boxes[found[-1]], np.float64)
-    return _concat(parts)
+            last = np.asarray(res.boxes[found[-1]], np.float64)
+    if total.n == 0:
+        stream.finish()  # raises: nothing was decoded (unreadable or too short)
+    return total.result()
+
+
+_RESULT_FIELDS = ("faces", "mask", "landmarks", "n_faces", "confidence", "au", "pose", "boxes",
+                  "gaze")  # fmt: skip
+
+
+class _Collected:
+    """The per-frame arrays of a clip's chunk results, filled in place (what concatenating
+    the chunks' :class:`FaceResult` gives)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(int(capacity), 1)
+        self.arrays: dict[str, np.ndarray | None] = {}
+        self.n = 0
+
+    def add(self, res: FaceResult) -> None:
+        """Append one chunk's result."""
+        k = len(res.mask)
+        for name in _RESULT_FIELDS:
+            value = getattr(res, name)
+            if name not in self.arrays:  # a field the first chunk lacks stays None
+                value = None if value is None else np.asarray(value)
+                shape = None if value is None else (max(self.capacity, k), *value.shape[1:])
+                self.arrays[name] = None if value is None else np.empty(shape, value.dtype)
+            arr = self.arrays[name]
+            if arr is None:
+                continue
+            if self.n + k > len(arr):  # more frames than sample times: grow (not expected)
+                arr = self.arrays[name] = np.concatenate([arr, np.empty_like(arr)])
+            arr[self.n : self.n + k] = value
+        self.n += k
+
+    def result(self) -> FaceResult:
+        """The whole clip's result (views of the filled rows)."""
+        got = {n: None if a is None else a[: self.n] for n, a in self.arrays.items()}
+        return FaceResult(**got)
 
 
 def _one(
-    backend: Any, clip_id: str, frames: np.ndarray, work: str, prev: np.ndarray | None = None
-) -> FaceResult:
-    kwargs = {} if prev is None else {"prev_boxes": {clip_id: prev}}
+    backend: Any, clip_id: str, frames: np.ndarray, work: str, prev: np.ndarray | None = None,
+    side: str | None = None,
+) -> FaceResult:  # fmt: skip
+    kwargs: dict[str, Any] = {} if prev is None else {"prev_boxes": {clip_id: prev}}
+    if side:
+        kwargs["sides"] = {clip_id: side}
     res = backend.process([(clip_id, frames)], Path(work), **kwargs).get(clip_id)
     if isinstance(res, ClipError):
         raise res

@@ -25,6 +25,7 @@ from emoflow.fusion.inputs import (
     subset,
 )
 from emoflow.fusion.methods import fit_problems, fuse_arrays, fusion_methods
+from emoflow.labels.units import lookup
 from emoflow.storage.atomic import write_text
 from emoflow.storage.tables import FUSED_SCHEMA, META_KEY, write_table
 
@@ -64,9 +65,9 @@ def _check_parts(a: Aligned, role: dict[str, str], fold: int) -> None:
     for clip, part in zip(a.clip_id, a.part, strict=True):
         if part not in ("train", "val", "test", "unlabelled"):
             raise EmoflowError(f"clip {clip!r}: unexpected part {part!r} in predictions")
-        if role.get(clip) != part:
+        if lookup(role, clip) != part:
             raise EmoflowError(
-                f"clip {clip!r}: predictions say {part!r}, folds say {role.get(clip)!r} "
+                f"clip {clip!r}: predictions say {part!r}, folds say {lookup(role, clip)!r} "
                 f"for fold {fold}"
             )
 
@@ -114,7 +115,7 @@ def _fit_record(fit: Aligned, how: str, role: dict[str, str], group: dict[str, s
     return {
         "on": how,
         "n_clips": len(used),
-        "n_speakers": len({group[c] for c in used}),
+        "n_speakers": len({lookup(group, c) for c in used}),
         "n_training_part": sum(r in ("train", "val") for r in role.values()),
     }
 
@@ -135,7 +136,7 @@ def fit_clips(
         return {m: val for m in methods}, {m: _fit_record(val, "val", role, group)
                                            for m in methods}  # fmt: skip
     oof = out_of_fold(inner, n_classes)
-    outside = sorted(c for c in oof.clip_id.tolist() if role.get(c) not in ("train", "val"))
+    outside = sorted(c for c in oof.clip_id.tolist() if lookup(role, c) not in ("train", "val"))
     if outside:
         raise EmoflowError(
             f"fold {fold}: inner-fold predictions of clips outside its training part "

@@ -23,6 +23,7 @@ import ffmpeg
 import numpy as np
 
 from emoflow.errors import ClipError, ToolMissingError
+from emoflow.media.pipe import read_output, tool_not_found
 
 DEFAULT_TIMEOUT_S = 600.0
 BUNDLED = "bundled"
@@ -94,10 +95,7 @@ def _run(args: list[str], timeout_s: float, what: str) -> subprocess.CompletedPr
     try:
         return subprocess.run(args, capture_output=True, timeout=timeout_s, check=False)
     except FileNotFoundError as exc:
-        raise ToolMissingError(
-            f"{args[0]!r} not found: install Debian's ffmpeg package (apt-get install ffmpeg) "
-            "or set media.ffmpeg / media.ffprobe in the config"
-        ) from exc
+        raise tool_not_found(args) from exc
     except subprocess.TimeoutExpired as exc:
         raise ClipError("tool_timeout", f"{what} ran past its {timeout_s:g} s time limit") from exc
 
@@ -207,10 +205,12 @@ def decode_audio(
         "pipe:1", format="f32le", acodec="pcm_f32le", ac=1, ar=sample_rate, vn=None, sn=None
     )
     args = stream.global_args("-nostdin", "-v", "error").compile(cmd=tool_path(ffmpeg_bin))
-    proc = _run(args, timeout_s, "ffmpeg audio decode")
-    if proc.returncode != 0:
-        raise ClipError("unreadable", f"ffmpeg cannot decode the audio: {_first_line(proc.stderr)}")
-    samples = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
+    declared = info.audio_duration_s or info.duration_s or 0.0
+    size = 4 * (int(declared * sample_rate) + sample_rate)  # one second over: rarely regrown
+    data, n, returncode, stderr = read_output(args, timeout_s, "ffmpeg audio decode", size)
+    if returncode != 0:
+        raise ClipError("unreadable", f"ffmpeg cannot decode the audio: {_first_line(stderr)}")
+    samples = np.frombuffer(data, dtype=np.float32, count=n // 4)  # writable: no copy
     if samples.size == 0:
         raise ClipError("too_short", "the audio stream decodes to no samples")
     if not np.isfinite(samples).all():

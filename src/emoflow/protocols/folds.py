@@ -71,6 +71,9 @@ def usable_target(manifest: pd.DataFrame, target: str) -> pd.Series:
         has_va = manifest[va_cols].notna().all(axis=1)
     else:
         has_va = pd.Series(False, index=manifest.index)
+    if "track" in manifest.columns:  # time-continuous labels: targets per window
+        has_label = has_label | manifest["track"].fillna(False).astype(bool)
+        has_va = has_va | manifest["track"].fillna(False).astype(bool)
     if target == "categorical":
         return has_label
     if target == "dimensional":
@@ -254,8 +257,7 @@ def make_split(
     folds["speaker"] = folds["speaker"].astype(object).where(folds["speaker"].notna(), None)
     folds = folds.sort_values(["fold", "clip_id"], kind="mergesort").reset_index(drop=True)
     check_leakage(folds)
-    labels = manifest.set_index(manifest["clip_id"].astype(str))["label"]
-    check_parts(folds, protocol, labels if target != "dimensional" else None)
+    check_parts(folds, protocol, part_labels(manifest, target))
     info = {
         "name": protocol,
         "k": int(folds["fold"].nunique()),
@@ -318,6 +320,14 @@ def inner_folds(
     table = table.reset_index(drop=True)
     check_leakage(table.assign(fold=table["fold"] * 1000 + table["inner"]))
     return table
+
+
+def part_labels(manifest: pd.DataFrame, target: str) -> pd.Series | None:
+    """The clip labels whose classes :func:`check_parts` checks per test part: None for a
+    dimensional target, or when the clips' labels are per frame (``track``)."""
+    if target == "dimensional" or ("track" in manifest.columns and manifest["track"].any()):
+        return None
+    return manifest.set_index(manifest["clip_id"].astype(str))["label"]
 
 
 def check_parts(folds: pd.DataFrame, protocol: str, labels: pd.Series | None) -> None:

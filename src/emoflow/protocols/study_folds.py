@@ -34,6 +34,7 @@ from emoflow.protocols.folds import (
     clip_groups,
     fold_frame,
     make_split,
+    part_labels,
     resolve_protocol,
 )
 from emoflow.protocols.validation import val_by_corpus
@@ -145,8 +146,7 @@ def study_split(manifest: pd.DataFrame, config: dict[str, Any]) -> Split:
     folds["speaker"] = folds["speaker"].astype(object).where(folds["speaker"].notna(), None)
     folds = folds.sort_values(["fold", "clip_id"], kind="mergesort").reset_index(drop=True)
     check_leakage(folds)
-    labels = manifest.set_index(manifest["clip_id"].astype(str))["label"]
-    check_parts(folds, "study", labels if target != "dimensional" else None)
+    check_parts(folds, "study", part_labels(manifest, target))
     info = {
         "name": "study",
         "k": int(folds["fold"].nunique()),

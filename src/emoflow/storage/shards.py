@@ -256,6 +256,12 @@ class ShardReader:
         }  # fmt: skip
         return FaceClipFeatures(window_frame0=h5["window_frame0"][a : a + n], **frames, **common)
 
+    def window_starts(self, clip_id: str) -> np.ndarray:
+        """The start times (s) of a clip's windows, without reading its features."""
+        i = self._index[clip_id]
+        a, n = int(self._window0[i]), int(self._nwin[i])
+        return self._h5["window_start_s"][a : a + n]
+
     def close(self) -> None:
         """Close the HDF5 file."""
         self._h5.close()
@@ -317,6 +323,10 @@ class ShardSet:
     def get(self, clip_id: str, fields: Collection[str] | None = None) -> ClipFeatures:
         """The arrays of one clip, from whichever shard holds it (see :meth:`ShardReader.get`)."""
         return self._open()[self._owner[clip_id]].get(clip_id, fields)
+
+    def window_starts(self, clip_id: str) -> np.ndarray:
+        """The start times (s) of a clip's windows (see :meth:`ShardReader.window_starts`)."""
+        return self._open()[self._owner[clip_id]].window_starts(clip_id)
 
     def close(self) -> None:
         """Close every open file."""

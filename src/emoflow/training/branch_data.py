@@ -3,7 +3,6 @@ branch's datasets and normalisation (fitted on the training clips only)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,9 +10,10 @@ import pandas as pd
 
 from emoflow.models.arch import GRAY_FACES
 from emoflow.storage.shards import VECTOR_KINDS
-from emoflow.training.datasets import AudioClips, AudioWindows, FaceClips, FaceWindows, Targets
+from emoflow.training.datasets import AudioClips, AudioWindows, FaceClips, FaceWindows
 from emoflow.training.frame_inputs import fit_frame_norm
 from emoflow.training.normalisation import fit_audio_norm, fit_face_norm
+from emoflow.training.targets import Targets
 
 # the parts a run predicts (unlabelled: if any); train: the clips it learned from, whose
 # embeddings feature-level fusion is fitted on (emoflow.fusion.methods)
@@ -22,16 +22,6 @@ FRAME_VECTOR_BRANCHES = (
     "au",
     "face_cnn",
 )  # one vector per face frame (emoflow.training.frame_inputs)
-
-
-def targets_usable(targets: Targets, clip_id: str, target: str) -> bool:
-    """Whether a clip has the targets the run learns (a class, valence and arousal, or either)."""
-    y, v, a = targets[clip_id]
-    if target == "categorical":
-        return y >= 0
-    if target == "dimensional":
-        return not (math.isnan(v) or math.isnan(a))
-    return y >= 0 or not (math.isnan(v) or math.isnan(a))
 
 
 def fold_roles(
@@ -44,7 +34,7 @@ def fold_roles(
         ids = sorted(folds.loc[folds["role"] == role, "clip_id"].astype(str))
         roles[role] = [c for c in ids if c in shards and c in targets]
     parts = [p for p in EVAL_PARTS if p != "unlabelled" or roles[p]]
-    roles["train"] = [c for c in roles["train"] if targets_usable(targets, c, target)]
+    roles["train"] = [c for c in roles["train"] if targets.usable(c, target)]
     return roles, parts
 
 

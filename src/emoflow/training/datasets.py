@@ -12,7 +12,10 @@
   model's device, where :mod:`emoflow.training.normalisation` standardises them (the same
   functions ``predict`` calls), so a GPU gets 9× fewer face bytes than float RGB and the CPU
   workers only gather.
-- Targets of an item: ``y`` (class index, -1 unknown) and ``va`` (valence, arousal; NaN unknown).
+- Targets of an item: ``y`` (class index, -1 unknown) and ``va`` (valence, arousal; NaN unknown),
+  from :class:`emoflow.training.targets.Targets`. A time-continuous clip's windows have targets
+  of their own: training keeps the windows that have one, evaluation predicts each window as a
+  unit (``clip_ids`` then holds ``<clip>@w<window>``).
 
 Decoded clips are kept in a per-dataset memory cache up to ``cache_bytes`` (first come, never
 evicted; faces as one uint8 frame sequence per clip, windows gathered per item), which makes
@@ -21,37 +24,46 @@ later epochs cheap without ever loading more than the budget.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
 from emoflow.media.grid import TimeGrid
 from emoflow.training.frame_inputs import READ_FIELDS, clip_frame_vectors
+from emoflow.training.targets import Targets
 from emoflow.training.windows import ClipFaces, clip_faces
 
-Targets = dict[str, tuple[int, float, float]]
 DEFAULT_CACHE_BYTES = 512 * 2**20
 
 
-def clip_targets(manifest: pd.DataFrame, classes: Sequence[str]) -> Targets:
-    """Map clip_id -> (class index or -1, valence or NaN, arousal or NaN)."""
-    index = {c: i for i, c in enumerate(classes)}
-    out: Targets = {}
-    for row in manifest.itertuples(index=False):
-        label = getattr(row, "label", None)
-        y = index.get(str(label), -1) if isinstance(label, str) else -1
-        v = getattr(row, "valence", np.nan)
-        a = getattr(row, "arousal", np.nan)
-        out[str(row.clip_id)] = (
-            y,
-            float(v) if v is not None and pd.notna(v) else float("nan"),
-            float(a) if a is not None and pd.notna(a) else float("nan"),
-        )
-    return out
+def _target(targets: Targets, clip_id: str, w: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    y, v, a = targets.of(clip_id, w)
+    return torch.tensor(y), torch.tensor([v, a], dtype=torch.float32)
+
+
+def trained_windows(targets: Targets, clip_id: str, windows: Iterable[int]) -> list[int]:
+    """The windows of a clip that training learns from: all of them for a clip-level target;
+    for a time-continuous clip, those with a known target (enough annotated frames)."""
+    if not targets.windowed(clip_id):
+        return list(windows)
+    return [w for w in windows if targets.usable(clip_id, "both", w)]
+
+
+def eval_items(
+    targets: Targets, clip_ids: Iterable[str], windows_of: Any
+) -> list[tuple[str, int | None]]:
+    """Evaluation items: ``(clip, None)`` for a clip scored as a whole, ``(clip, w)`` for each
+    window ``windows_of(clip)`` of a time-continuous clip (predicted as its own unit)."""
+    items: list[tuple[str, int | None]] = []
+    for clip_id in clip_ids:
+        if targets.windowed(clip_id):
+            items += [(clip_id, int(w)) for w in windows_of(clip_id)]
+        else:
+            items.append((clip_id, None))
+    return items
 
 
 class _Cache:
@@ -89,9 +101,9 @@ class AudioWindows(Dataset):
         self.cache = _Cache(cache_bytes)
         self.index: list[tuple[str, int]] = []
         for clip_id in clip_ids:
-            logmel = self._logmel(clip_id)
-            self.index += [(clip_id, w) for w in range(len(logmel))]
-        self.labels = np.array([targets[c][0] for c, _ in self.index], dtype=np.int64)
+            n = len(shards.window_starts(clip_id))
+            self.index += [(clip_id, w) for w in trained_windows(targets, clip_id, range(n))]
+        self.labels = np.array([targets.of(c, w)[0] for c, w in self.index], dtype=np.int64)
 
     def _logmel(self, clip_id: str) -> np.ndarray:
         cached = self.cache.get(clip_id)
@@ -108,8 +120,7 @@ class AudioWindows(Dataset):
         rows = self._logmel(clip_id)
         # raw: normalised on the device; a log-mel window keeps a channel axis
         x = torch.from_numpy(rows[w : w + 1] if rows.ndim == 3 else rows[w])
-        y, v, a = self.targets[clip_id]
-        return x, torch.tensor(y), torch.tensor([v, a], dtype=torch.float32)
+        return (x, *_target(self.targets, clip_id, w))
 
 
 class AudioClips(Dataset):
@@ -126,22 +137,22 @@ class AudioClips(Dataset):
     ) -> None:
         self.shards = shards
         self.field = field
-        self.clip_ids = list(clip_ids)
         self.targets = targets
+        self.items = eval_items(targets, clip_ids, lambda c: range(len(shards.window_starts(c))))
+        self.clip_ids = [targets.unit(c, w) if w is not None else c for c, w in self.items]
         self.cache = _Cache(cache_bytes)
 
     def __len__(self) -> int:
-        return len(self.clip_ids)
+        return len(self.items)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        clip_id = self.clip_ids[i]
+        clip_id, w = self.items[i]
         x = self.cache.get(clip_id)
         if x is None:
             rows = np.asarray(getattr(self.shards.get(clip_id), self.field), np.float32)
             x = torch.as_tensor(rows)[:, None] if rows.ndim == 3 else torch.as_tensor(rows)
             self.cache.put(clip_id, x, x.numel() * 4)
-        y, v, a = self.targets[clip_id]
-        return x, torch.tensor(y), torch.tensor([v, a], dtype=torch.float32)
+        return (x if w is None else x[w : w + 1], *_target(self.targets, clip_id, w))
 
 
 def collate_clips(batch: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
@@ -179,10 +190,16 @@ class FaceWindows(Dataset):
         self.frames = int(TimeGrid.of(shards.spec).frames)
         self.cache = _Cache(cache_bytes)
         self.index: list[tuple[str, int]] = []
+        self.with_face: dict[str, list[int]] = {}
         for clip_id in clip_ids:
             has = self._clip(clip_id).mask.any(dim=1).numpy()
-            self.index += [(clip_id, int(w)) for w in np.flatnonzero(has)]
-        self.labels = np.array([targets[c][0] for c, _ in self.index], dtype=np.int64)
+            self.with_face[clip_id] = [int(w) for w in np.flatnonzero(has)]
+            self.index += [(clip_id, w) for w in self.trained(clip_id)]
+        self.labels = np.array([targets.of(c, w)[0] for c, w in self.index], dtype=np.int64)
+
+    def trained(self, clip_id: str) -> list[int]:
+        """The windows of a clip that training learns from (see :func:`trained_windows`)."""
+        return trained_windows(self.targets, clip_id, self.with_face[clip_id])
 
     def _clip(self, clip_id: str) -> ClipFaces:
         item = self.cache.get(clip_id)
@@ -201,8 +218,7 @@ class FaceWindows(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         clip_id, w = self.index[i]
         x, mask = self._clip(clip_id).windows(w)
-        y, v, a = self.targets[clip_id]
-        return x, mask, torch.tensor(y), torch.tensor([v, a], dtype=torch.float32)
+        return (x, mask, *_target(self.targets, clip_id, w))
 
 
 class FaceClips(FaceWindows):
@@ -210,17 +226,21 @@ class FaceClips(FaceWindows):
     mask (W, K), y, va)`` (evaluation: the caller pools the window outputs; batch with
     :func:`collate_clips`). Clips without such a window are left out of ``clip_ids``."""
 
+    def trained(self, clip_id: str) -> list[int]:
+        return self.with_face[clip_id]  # every window with a face is predicted
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.clip_ids = list(dict.fromkeys(c for c, _ in self.index))
-        self.labels = np.array([self.targets[c][0] for c in self.clip_ids], dtype=np.int64)
+        clips = list(dict.fromkeys(c for c, _ in self.index))
+        self.items = eval_items(self.targets, clips, lambda c: self.with_face[c])
+        self.clip_ids = [self.targets.unit(c, w) if w is not None else c for c, w in self.items]
+        self.labels = np.array([self.targets.of(c, w)[0] for c, w in self.items], dtype=np.int64)
 
     def __len__(self) -> int:
-        return len(self.clip_ids)
+        return len(self.items)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
-        clip_id = self.clip_ids[i]
+        clip_id, w = self.items[i]
         faces = self._clip(clip_id)
-        x, mask = faces.windows(faces.mask.any(dim=1))
-        y, v, a = self.targets[clip_id]
-        return x, mask, torch.tensor(y), torch.tensor([v, a], dtype=torch.float32)
+        x, mask = faces.windows(faces.mask.any(dim=1) if w is None else slice(w, w + 1))
+        return (x, mask, *_target(self.targets, clip_id, w))

@@ -50,6 +50,7 @@ from emoflow import __version__
 from emoflow.branches import BRANCH_STAGE
 from emoflow.config import stable_hash
 from emoflow.errors import EmoflowError
+from emoflow.labels.track_table import TRACKS_FILE, track_classes
 from emoflow.models.arch import build_branch_model, model_arch
 from emoflow.models.audio import load_torchvision_resnet18
 from emoflow.models.bundle import save_bundle
@@ -67,7 +68,6 @@ from emoflow.training.checkpoint import (
     to_cpu,
     torch_save_bytes,
 )
-from emoflow.training.datasets import clip_targets
 from emoflow.training.evaluate import clip_loss, evaluate, forward, val_metric
 from emoflow.training.loaders import epoch_seed, make_loader
 from emoflow.training.outputs import history_csv, write_predictions
@@ -78,6 +78,7 @@ from emoflow.training.runtime import (
     setup_runtime,
     stop_hook,
 )
+from emoflow.training.targets import track_targets
 
 
 def _log(message: str) -> None:
@@ -261,9 +262,12 @@ def run_training(
     folds = folds[folds["fold"] == fold]
     if folds.empty:
         raise EmoflowError(f"fold {fold} is not in the fold table")
-    classes = [] if target == "dimensional" else class_names(manifest, class_list(config))
-    targets = clip_targets(manifest, classes)
+    classes = [] if target == "dimensional" else (
+        class_names(manifest, class_list(config))
+        or track_classes(Path(manifest_path).parent / TRACKS_FILE)
+    )  # fmt: skip
     shards = open_shards([Path(p) for p in shard_paths], BRANCH_STAGE[branch])
+    targets = track_targets(config, manifest, Path(manifest_path).parent, shards, classes)
     roles, parts = fold_roles(folds, shards, targets, target)
     if not roles["train"]:
         raise EmoflowError(f"fold {fold}: no training clip has {branch} features")
