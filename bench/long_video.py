@@ -19,7 +19,6 @@ pass/fail.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -33,6 +32,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
+from predict import replace_label_rows  # noqa: E402
+
 RESULTS_CSV = REPO / "bench" / "results" / "long_video.csv"
 CLI = str(Path(sys.executable).parent / "emoflow")
 CLIP_NAME = "01-01-03-01-01-01-01.mp4"  # a RAVDESS name: one actor, one clip
@@ -124,18 +125,10 @@ def main() -> None:
         shown = f"{chunk:13.1f}" if chunk is not None else f"{'-':>13}"
         print(f"{m:7g} {stage:22} {rss:12.1f} {s:8.2f} {shown}")
     fields = ["label", "minutes", "stage", "peak_rss_mib", "seconds", "max_chunk_kib"]
-    kept = []
-    if RESULTS_CSV.exists():
-        with open(RESULTS_CSV, newline="") as fh:
-            kept = [r for r in csv.DictReader(fh) if r.get("label", args.label) != args.label]
     new = [dict(zip(fields, (args.label, f"{m:g}", stage, f"{rss:.1f}", f"{s:.2f}",
                              "" if chunk is None else f"{chunk:.1f}"), strict=True))
            for m, stage, rss, s, chunk in rows]  # fmt: skip
-    RESULTS_CSV.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS_CSV, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields)
-        w.writeheader()
-        w.writerows(kept + new)
+    replace_label_rows(RESULTS_CSV, fields, args.label, new)
 
 
 if __name__ == "__main__":

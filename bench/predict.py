@@ -102,15 +102,21 @@ def main() -> None:
 def write_rows(label: str, minutes: float, rows: list[tuple[str, float, float]]) -> None:
     """Replace the ``label`` rows of bench/results/predict.csv (other labels' rows stay)."""
     fields = ["label", "what", "seconds", "seconds_per_minute", "x_floor"]
-    kept = []
-    if RESULTS_CSV.exists():
-        with open(RESULTS_CSV, newline="") as fh:
-            kept = [r for r in csv.DictReader(fh) if r.get("label", label) != label]
     new = [{"label": label, "what": what, "seconds": f"{s:.3f}",
             "seconds_per_minute": f"{s / minutes:.3f}", "x_floor": f"{x:.3f}"}
            for what, s, x in rows]  # fmt: skip
-    RESULTS_CSV.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS_CSV, "w", newline="") as fh:
+    replace_label_rows(RESULTS_CSV, fields, label, new)
+
+
+def replace_label_rows(path: Path, fields: list[str], label: str, new: list[dict]) -> None:
+    """Rewrite the results CSV ``path`` with ``new`` in place of its rows of ``label`` (the
+    rows of other labels, e.g. a "before" run, are kept beside them)."""
+    kept = []
+    if path.exists():
+        with open(path, newline="") as fh:
+            kept = [r for r in csv.DictReader(fh) if r.get("label", label) != label]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         w.writerows(kept + new)
