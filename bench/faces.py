@@ -18,6 +18,11 @@ re-encoded at 1280 x 720 (the square picture centred, padded), with the same wor
   window), as the face stage decodes them, ``workers`` clips at a time; and ffmpeg alone (the
   probes made before, untimed: the floor of the ``clips probed`` row).
 
+With ``--no-track-rows``, also the embedded stage (and with the clips probed) without landmark
+tracking (:data:`emoflow.faces.embedded.TRACK_DEFAULT` off: a HOG search on every sampled
+frame, the policy before it), for a before/after table in one run; ``--only`` runs only the
+named videos (e.g. ``320x320,640x360 60s``).
+
 With ``--long``, the same rows (less the 1280 x 720 one) for long clips at 640 x 360:
 ``--long-clips`` (2) clips of 60 s and as many of 5 minutes, each a demo clip looped, scaled to
 360 px and padded; there OpenFace per clip reads every frame of the video and the face stage its
@@ -112,12 +117,17 @@ def config_file(work: Path, data: Path, name: str, faces: dict[str, Any]) -> Pat
     return path
 
 
-def run_face_stage(cfg: Path, workers: int, probed: bool = False) -> tuple[float, float, float]:
+def run_face_stage(
+    cfg: Path, workers: int, probed: bool = False, track: bool = True
+) -> tuple[float, float, float]:
     """One face shard job in a fresh process: (wall seconds, share of frames with a face,
     median height of the chosen face boxes in decoded-frame pixels). ``probed``: the clips'
-    probes are in the cache first (untimed), as when another stage met the clips before."""
+    probes are in the cache first (untimed), as when another stage met the clips before.
+    ``track``: False turns the embedded backend's landmark tracking off (the policy before it,
+    :data:`emoflow.faces.embedded.TRACK_DEFAULT`)."""
     code = (
         "import json, time, h5py;"
+        f"import emoflow.faces.embedded as E; E.TRACK_DEFAULT = E.TRACK_DEFAULT and {track};"
         "from emoflow.config import load_config, cache_dir, results_dir;"
         "from emoflow.extraction.shard_job import run_shard;"
         "from emoflow.media.probe_cache import ProbeCache;"
@@ -199,6 +209,8 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     w = args.workers
     corpora = make_corpora(work, args.clips, args.long_clips if args.long else 0)
     for video, data in corpora.items():
+        if args.only and video not in args.only.split(","):
+            continue
         n = len(list(data.rglob("*.mp4")))
         base = {"video": video, "clips": n, "workers": w, "video_s": round(video_seconds(data), 2)}
         floor = decode_floor(data, w)
@@ -223,6 +235,13 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
         runs.append(("face stage, embedded", dt, (share, px)))
         dt, share, px = run_face_stage(config_file(work, data, f"emb-p-{video}", {}), w, True)
         runs.append(("face stage, embedded, clips probed", dt, (share, px)))
+        if args.no_track_rows:
+            no = config_file(work, data, f"emb-nt-{video}", {})
+            dt, share, px = run_face_stage(no, w, track=False)
+            runs.append(("face stage, embedded, no landmark tracking", dt, (share, px)))
+            no = config_file(work, data, f"emb-nt-p-{video}", {})
+            dt, share, px = run_face_stage(no, w, True, track=False)
+            runs.append(("face stage, embedded, no landmark tracking, probed", dt, (share, px)))
         if video == "1280x720":
             hi = config_file(work, data, f"emb-hi-{video}", {"max_side": 1280})
             dt, share, px = run_face_stage(hi, w)
@@ -278,6 +297,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--long", action="store_true", help="add the 60 s and 5 min clips")
     ap.add_argument("--long-clips", type=int, default=2, help="long clips of each length")
+    ap.add_argument(
+        "--no-track-rows",
+        action="store_true",
+        help="add the embedded stage without landmark tracking (the policy before)",
+    )
+    ap.add_argument("--only", help="comma-separated videos to run (e.g. 320x320,640x360 60s)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="emoflow-bench-faces-") as tmp:
         rows = measure(args, Path(tmp))

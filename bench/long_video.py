@@ -63,26 +63,34 @@ def max_chunk_kib(path: Path) -> float:
     return largest / 1024
 
 
-def corpus_config(video: Path, root: Path) -> Path:
-    """A one-clip corpus of ``video`` with default settings; its scanned config JSON."""
+def corpus_config(video: Path, root: Path, openface: Path | None = None) -> Path:
+    """A one-clip corpus of ``video`` with default settings (the OpenFace backend with
+    ``openface``, its FeatureExtraction); its scanned config JSON."""
     from emoflow.config import validate_config
     from emoflow.datasets.manifest import refresh
 
     data = root / "data"
-    data.mkdir(parents=True)
-    os.link(video, data / CLIP_NAME)
+    data.mkdir(parents=True, exist_ok=True)
+    if not (data / CLIP_NAME).exists():
+        os.link(video, data / CLIP_NAME)
     raw = {"dataset": {"name": "long", "adapter": "ravdess", "root": str(data)},
            "results": str(root / "results"), "shards": 1,
            "execution": {"workers": 1}}  # fmt: skip
+    if openface is not None:
+        raw["faces"] = {"backend": "openface", "openface": {"bin": str(openface)}}
+        raw["results"] = str(root / "results-openface")
     cfg = validate_config(raw)
     refresh(cfg)
-    path = root / "config.json"
+    path = root / ("config-openface.json" if openface else "config.json")
     path.write_text(json.dumps(cfg, default=str))
     return path
 
 
-def measure(minutes: float, clips: list[Path], model: Path, tmp: Path) -> list[list]:
-    """The rows of one video length."""
+def measure(
+    minutes: float, clips: list[Path], model: Path, tmp: Path, openface: Path | None = None
+) -> list[list]:
+    """The rows of one video length (and the OpenFace backend's compute job with ``openface``,
+    its FeatureExtraction)."""
     from predict import long_clip
 
     root = tmp / f"m{minutes:g}"
@@ -102,6 +110,10 @@ def measure(minutes: float, clips: list[Path], model: Path, tmp: Path) -> list[l
     args = [CLI, "predict", str(video), "--model", str(model), "--out", str(root / "pred")]
     rss, s = run_measured(args)
     rows.append([minutes, "predict (demo model)", rss, s, None])
+    if openface is not None:  # FeatureExtraction's own memory is part of the peak
+        cfg = corpus_config(video, root / "corpus", openface)
+        rss, s = run_measured([CLI, "compute-faces", "--config", str(cfg), "--workers", "1"])
+        rows.append([minutes, "faces compute (openface)", rss, s, None])
     return rows
 
 
@@ -111,6 +123,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=REPO / "data/demo", help="demo clips")
     ap.add_argument("--minutes", type=float, nargs="+", default=[1.0, 5.0, 15.0])
     ap.add_argument("--label", default="current", help="the rows' label in the CSV")
+    ap.add_argument("--openface", type=Path, help="FeatureExtraction: add the OpenFace backend's "
+                    "compute job (see shared/notes/openface-build.md)")  # fmt: skip
     args = ap.parse_args()
     clips = sorted(args.data.resolve().rglob("*.mp4"))
     if not clips or not (args.model / "bundle.json").is_file():
@@ -118,12 +132,12 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="emoflow-bench-long-") as tmp:
         for minutes in args.minutes:
-            rows += measure(minutes, clips, args.model.resolve(), Path(tmp))
+            rows += measure(minutes, clips, args.model.resolve(), Path(tmp), args.openface)
     head = ("minutes", "stage", "peak RSS MiB", "seconds", "max chunk KiB")
-    print("\n{:>7} {:22} {:>12} {:>8} {:>13}".format(*head))
+    print("\n{:>7} {:26} {:>12} {:>8} {:>13}".format(*head))
     for m, stage, rss, s, chunk in rows:
         shown = f"{chunk:13.1f}" if chunk is not None else f"{'-':>13}"
-        print(f"{m:7g} {stage:22} {rss:12.1f} {s:8.2f} {shown}")
+        print(f"{m:7g} {stage:26} {rss:12.1f} {s:8.2f} {shown}")
     fields = ["label", "minutes", "stage", "peak_rss_mib", "seconds", "max_chunk_kib"]
     new = [dict(zip(fields, (args.label, f"{m:g}", stage, f"{rss:.1f}", f"{s:.2f}",
                              "" if chunk is None else f"{chunk:.1f}"), strict=True))

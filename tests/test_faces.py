@@ -24,7 +24,7 @@ from emoflow.faces.align import (
     warp_affine,
 )
 from emoflow.faces.backends import make_backend
-from emoflow.faces.openface import classify_missing, signal_name
+from emoflow.faces.openface import classify_missing, signal_name, write_frames
 from emoflow.faces.openface_csv import AU_NAMES, parse_clip_output
 from emoflow.faces.result import FaceResult
 from tests.fake_openface import install as install_fake_openface
@@ -254,7 +254,7 @@ def test_parse_no_face_never_uses_failed_rows():
     assert not res.mask.any()
     assert np.isnan(res.pose).all()  # the CSV holds pose_Tx = -19616704.0: must not leak
     assert np.isnan(res.au).all() and np.isnan(res.gaze).all()
-    assert not res.landmarks.any() and not res.faces.any() and not res.confidence.any()
+    assert not res.landmarks.any() and not np.asarray(res.faces).any() and not res.confidence.any()
     assert np.isnan(res.boxes).all()
 
 
@@ -447,9 +447,10 @@ def test_openface_frames_are_lossless_bmp_in_frame_order(fake_bin, tmp_path):
     there as BMP, pixel for pixel, named so that frame 10 sorts after frame 9."""
     rng = np.random.default_rng(0)
     clip = rng.integers(0, 256, (12, 36, 52, 3), dtype=np.uint8)
-    openface(fake_bin)._write_frames(clip, tmp_path / "f")
+    written = write_frames([clip[:5], clip[5:]], tmp_path / "f")  # in 2 chunks
     files = sorted((tmp_path / "f").iterdir())
-    assert [p.name for p in files] == [f"frame_{i:04d}.bmp" for i in range(1, 13)]
+    assert written.k == 12
+    assert [p.name for p in files] == [f"frame_{i:06d}.bmp" for i in range(1, 13)]
     for frame, path in zip(clip, files, strict=True):
         with Image.open(path) as im:
             assert im.format == "BMP" and np.array_equal(np.asarray(im.convert("RGB")), frame)
@@ -469,3 +470,33 @@ def test_alignment_ignores_expression_landmarks():
     np.testing.assert_allclose(
         apply_transform(alignment_matrix(detected), detected), openface_template(), atol=1e-6
     )
+
+
+def test_openface_batch_memory_is_flat_with_clip_length(fake_bin, tmp_path):
+    """The OpenFace path at bounded memory: the sampled frames go to disk as they decode (not
+    joined: 230 KB each here, gigabytes for a long clip), the CSV is read a row at a time and
+    the crops are spooled. A clip three times as long peaks no higher."""
+    import tracemalloc
+
+    from emoflow.features.featurize import face_features
+    from emoflow.media.grid import TimeGrid
+    from emoflow.storage.row_spool import RowSpool
+    from tests.mediagen import make_clip
+
+    spec = {"grid": TimeGrid(16000, 3.0, 1.5, "pad", 16).describe(), "size": 112}
+    peaks = []
+    for seconds in (20.0, 60.0):
+        clip = make_clip(tmp_path / f"clip {seconds:g}.mp4", duration=seconds, fps=8, audio=False)
+        tracemalloc.start()
+        try:
+            start = tracemalloc.get_traced_memory()[0]
+            [rec] = face_features([("long", clip)], spec, openface(fake_bin), None)
+            peaks.append(tracemalloc.get_traced_memory()[1] - start)
+        finally:
+            tracemalloc.stop()
+        assert isinstance(rec.faces, RowSpool) and rec.mask.all()
+        assert len(rec.mask) == round(seconds * 16 / 3) - 1
+        assert np.asarray(rec.faces[::50]).any(axis=(1, 2, 3)).all()  # the replayed crops
+    frames = len(rec.mask) * 320 * 240 * 3  # 73 MB of sampled frames, 12 MB of crops
+    # one chunk of 32 decoded frames (7 MB) at most, whatever the length
+    assert peaks[1] < 1.15 * peaks[0] + 2**20 < frames / 3, (peaks, frames)

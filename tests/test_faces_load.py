@@ -16,7 +16,7 @@ from scipy import ndimage
 from emoflow.config import validate_config
 from emoflow.demo.actors import photo_rgb
 from emoflow.extraction import workers
-from emoflow.extraction.specs import stage_spec
+from emoflow.extraction.specs import cache_of, stage_spec
 from emoflow.faces import embedded
 from emoflow.faces.align import bilinear, warp_affine
 from emoflow.media.probe_cache import ProbeCache
@@ -146,7 +146,9 @@ def test_forked_workers_never_load_the_models_again(tmp_path: Path, monkeypatch)
     spec = stage_spec(cfg, "faces")
     got = list(workers.compute_clips(cfg, "faces", spec, todo, 2))
     assert [c for c, _, _ in got] == ["c0", "c1", "c2"]
-    assert all(res.mask.all() for _, _, res in got)
+    assert all(isinstance(res, int) and res > 0 for _, _, res in got)  # entry bytes
+    cache = cache_of(cfg, "faces", spec)
+    assert all(cache.get(sha).mask.all() for _, sha, _ in got)
     assert log.read_text().split() == [str(os.getpid())]
     assert (tmp_path / "c" / "models").is_dir()  # the detector's serialization is kept there
     assert workers.face_backend(cfg) is workers.face_backend(cfg)

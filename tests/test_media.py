@@ -119,6 +119,8 @@ def _truncated(tmp_path: Path, keep: float) -> Path:
 
 
 def test_truncated_file_fails_as_truncated_naming_both_durations(tmp_path: Path) -> None:
+    from emoflow.config import validate_config
+    from emoflow.extraction.specs import stage_spec
     from emoflow.features.featurize import audio_features, face_features
 
     cut = _truncated(tmp_path, 0.45)
@@ -127,8 +129,9 @@ def test_truncated_file_fails_as_truncated_naming_both_durations(tmp_path: Path)
     with pytest.raises(ClipError) as err:
         sample(cut)
     assert err.value.kind == "truncated" and "3.20 s" in err.value.message
-    spec = {"sample_rate": 16000, "window_s": 3.0, "hop_s": 1.5, "last_window": "pad"}
-    with pytest.raises(ClipError) as err:
+    spec = stage_spec(validate_config({"dataset": {"name": "t", "adapter": "csv", "root": "."}}),
+                      "audio")  # fmt: skip
+    with pytest.raises(ClipError) as err:  # found once the track has decoded
         audio_features(cut, spec)
     assert err.value.kind == "truncated" and "3.20 s" in err.value.message
     [res] = face_features([("cut", cut)], {"grid": GRID.describe()}, backend=None)

@@ -84,7 +84,7 @@ def run_compute(config: Config, stage: str, workers: int | None = None) -> dict[
         warm_up(stage, spec, config)
         bar = tqdm(total=len(todo), desc=stage, unit="clip", disable=not sys.stderr.isatty())
         for clip_id, sha, res in compute_clips(config, stage, spec, todo, workers):
-            encoded += cache.put(sha, res)
+            encoded += 0 if isinstance(res, ClipError) else res
             if isinstance(res, ClipError):
                 failures[sha] = {"clip_id": clip_id, "kind": res.kind, "message": res.message}
                 log.warning("%s: %s (%s)", clip_id, res.message, res.kind)

@@ -79,8 +79,8 @@ def run_shard(config: Config, stage: str, shard: int, workers: int | None = None
         bar = tqdm(total=len(todo), desc=f"{stage} shard {shard}", unit="clip",
                    disable=not sys.stderr.isatty())  # fmt: skip
         for clip_id, sha, res in compute_clips(config, stage, spec, todo, workers):
-            encoded += cache.put(sha, res)
-            found[clip_id] = res if isinstance(res, ClipError) else cache.lookup(sha) or res
+            encoded += 0 if isinstance(res, ClipError) else res
+            found[clip_id] = res if isinstance(res, ClipError) else cache.lookup(sha)
             bar.update(1)
         bar.close()
 

@@ -237,15 +237,34 @@ def task_batch(config: Config, stage: str, spec: dict[str, Any], clips: int, wor
     return max(1, min(config["faces"]["openface"]["batch"], -(-clips // max(1, workers))))
 
 
+_TASKS = {"audio": _audio_task, "egemaps": _egemaps_task, "faces": _faces_task,
+          "ssl": _ssl_task, "face_cnn": _face_cnn_task}  # fmt: skip
+
+
+def _cached_task(stage: str, items: Items, spec: dict, config: Config) -> list[int | ClipError]:
+    """Compute ``items`` and put each result into the stage's per-clip cache, here in the
+    worker: features never travel between processes (a long video's crops are hundreds of
+    megabytes, written from their spool). Per clip: the entry's bytes, or its ClipError."""
+    cache = cache_of(config, stage, spec)
+    out: list[int | ClipError] = []
+    for (clip_id, _, sha), res in zip(items, _TASKS[stage](items, spec, config), strict=True):
+        try:
+            written = cache.put(sha, res)
+        except Exception as exc:  # noqa: BLE001 - one clip must never stop the others
+            res = internal_error(exc, clip_id)
+            written = cache.put(sha, res)
+        out.append(res if isinstance(res, ClipError) else written)
+    return out
+
+
 def compute_clips(
     config: Config, stage: str, spec: dict, todo: list[tuple[str, str, str]], workers: int
-) -> Iterator[tuple[str, str, Any]]:
-    """(clip id, sha256, record or ClipError) of each clip of ``todo``, in order."""
+) -> Iterator[tuple[str, str, int | ClipError]]:
+    """Compute each clip of ``todo`` into the per-clip cache: (clip id, sha256, bytes of its
+    entry or its ClipError), in order."""
     batch = task_batch(config, stage, spec, len(todo), workers)
-    task = {"audio": _audio_task, "egemaps": _egemaps_task, "faces": _faces_task,
-            "ssl": _ssl_task, "face_cnn": _face_cnn_task}[stage]  # fmt: skip
     batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
-    tasks = [(task, [(c, p, s) for c, s, p in b], spec, config) for b in batches]
+    tasks = [(_cached_task, stage, [(c, p, s) for c, s, p in b], spec, config) for b in batches]
     helper = load_face_models(config, stage, todo) if stage in ("faces", "face_cnn") else None
     try:
         with executor_for(config, workers) as pool:

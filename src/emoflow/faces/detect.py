@@ -12,7 +12,9 @@ needed:
   frames with a face never pay for the second pass.
 
 With ``faces.select: track`` a frame after one with a face is first searched only around that
-face (:func:`detect_near`); the whole frame is searched when nothing is found there.
+face (:func:`detect_near`); the whole frame is searched when nothing is found there. (The
+embedded backend first tries no search at all: landmarks fitted from the previous frame's,
+checked; :meth:`emoflow.faces.embedded.EmbeddedBackend.process_frames`.)
 
 Landmarks are fitted and faces aligned on the full-resolution frame, in its pixel coordinates
 (:mod:`emoflow.faces.embedded`). :func:`choose` picks the face to align (``faces.select``).

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,6 +139,33 @@ def run_logged(cmd: list[str], cwd: Path, timeout: float, log: Path) -> RunOutco
     return RunOutcome(None if timed_out else proc.returncode, timed_out, log, text)
 
 
+@dataclass(frozen=True)
+class FrameFolder:
+    """A clip's sampled frames written as BMPs (:func:`write_frames`)."""
+
+    folder: Path  # its name names OpenFace's outputs: unique among a call's clips
+    k: int  # frames
+
+
+def frame_folder(index: int, clip_id: str) -> str:
+    """The frame folder name of a call's ``index``-th clip (unique, plain ASCII)."""
+    return f"clip{index:05d}-{hashlib.sha256(clip_id.encode('utf-8')).hexdigest()[:12]}"
+
+
+def write_frames(chunks: Iterable[np.ndarray], folder: Path) -> FrameFolder:
+    """A clip's frames, chunk by chunk as they decode, as ``frame_000001.bmp`` ... (names
+    sort in frame order) in ``folder``: memory is one chunk, whatever the clip's length.
+    BMP is lossless like PNG, so OpenFace's results are the same, and 14-20x cheaper to
+    write than PNG level 1 (no compression; ``bench/openface_frames.py``)."""
+    folder.mkdir(parents=True)
+    k = 0
+    for chunk in chunks:
+        for frame in chunk:
+            k += 1
+            Image.fromarray(frame).save(folder / f"frame_{k:06d}.bmp")
+    return FrameFolder(folder, k)
+
+
 @dataclass
 class _Clip:
     clip_id: str
@@ -244,33 +272,27 @@ class OpenFaceBackend:
         shutil.rmtree(out_dir, ignore_errors=True)
         return results
 
-    def _write_frames(self, frames: np.ndarray, folder: Path) -> None:
-        """The clip's frames as ``frame_0001.bmp`` ... (names sort in frame order): BMP is
-        lossless like PNG, so OpenFace's results are the same, and 14-20x cheaper to write
-        than PNG level 1 (no compression; ``bench/openface_frames.py``)."""
-        folder.mkdir(parents=True)
-        width = max(4, len(str(len(frames))))
-        for i, frame in enumerate(frames, start=1):
-            Image.fromarray(frame).save(folder / f"frame_{i:0{width}d}.bmp")
-
     def process(
-        self, clips: list[tuple[str, np.ndarray]], workdir: Path
+        self, clips: list[tuple[str, np.ndarray | FrameFolder]], workdir: Path
     ) -> dict[str, FaceResult | ClipError]:
-        """Run FeatureExtraction on the clips, ``batch`` clips per call; one result per clip."""
+        """Run FeatureExtraction on the clips (their frames, or the folder
+        :func:`write_frames` wrote them to), ``batch`` clips per call; one result per clip."""
         workdir = Path(workdir).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
         root = Path(tempfile.mkdtemp(prefix="openface-", dir=workdir))
         out: dict[str, FaceResult | ClipError] = {}
         prepared: list[_Clip] = []
         for index, (clip_id, frames) in enumerate(clips):
-            frames = checked_frames(clip_id, frames)
-            if isinstance(frames, ClipError):
-                out[clip_id] = frames
+            if not isinstance(frames, FrameFolder):
+                frames = checked_frames(clip_id, frames)
+                if isinstance(frames, ClipError):
+                    out[clip_id] = frames
+                    continue
+                frames = write_frames([frames], root / "frames" / frame_folder(index, clip_id))
+            elif frames.k == 0:
+                out[clip_id] = ClipError("too_short", "no frames were sampled from the clip")
                 continue
-            digest = hashlib.sha256(clip_id.encode("utf-8")).hexdigest()[:12]
-            folder = root / "frames" / f"clip{index:05d}-{digest}"
-            self._write_frames(frames, folder)
-            prepared.append(_Clip(clip_id, len(frames), folder))
+            prepared.append(_Clip(clip_id, frames.k, frames.folder.resolve()))
         for start in range(0, len(prepared), self.batch):
             batch = prepared[start : start + self.batch]
             results = self._call(batch, root)

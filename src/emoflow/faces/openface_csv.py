@@ -8,6 +8,7 @@ zero landmarks) are never used.
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,14 +33,21 @@ LANDMARK_Y = [f"y_{i}" for i in range(68)]
 REQUIRED = ["frame", "confidence", "success", *POSE_COLUMNS, *LANDMARK_X, *LANDMARK_Y, *AU_NAMES]
 
 
-def read_table(path: Path) -> tuple[list[str], list[list[str]]]:
-    """Header (names stripped of the spaces after OpenFace's ", " separators) and rows."""
+def _rows(path: Path) -> Iterator[list[str]]:
+    """The CSV's non-empty rows, one at a time (a long clip's CSV is tens of megabytes)."""
     with open(path, newline="", encoding="utf-8", errors="replace") as fh:
-        rows = [row for row in csv.reader(fh, skipinitialspace=True) if row]
-    if not rows:
-        return [], []
-    header = [name.strip() for name in rows[0]]
-    return header, rows[1:]
+        yield from (row for row in csv.reader(fh, skipinitialspace=True) if row)
+
+
+def _header(rows: Iterator[list[str]]) -> list[str]:
+    """The first row's names, stripped of the spaces after OpenFace's ", " separators."""
+    return [name.strip() for name in next(rows, [])]
+
+
+def read_table(path: Path) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a whole CSV (:func:`parse_clip_output` reads one row at a time)."""
+    rows = _rows(path)
+    return _header(rows), list(rows)
 
 
 def aligned_name(frame: int) -> str:
@@ -66,7 +74,8 @@ def parse_clip_output(csv_path: Path, aligned_dir: Path, k: int, size: int) -> F
     image is missing) get mask False, zero landmarks/crop and NaN AU/pose/gaze. Gaze is read
     when the CSV has its columns (``-gaze``; NaN otherwise).
     """
-    header, rows = read_table(csv_path)
+    rows = _rows(csv_path)
+    header = _header(rows)
     missing = [c for c in REQUIRED if c not in header]
     if not header or missing:
         shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
@@ -75,11 +84,7 @@ def parse_clip_output(csv_path: Path, aligned_dir: Path, k: int, size: int) -> F
         )
     col = {name: i for i, name in enumerate(header)}
     has_gaze = all(c in col for c in GAZE_COLUMNS)
-    if len(rows) != k:
-        raise ClipError(
-            "tool_crash", f"OpenFace CSV {csv_path.name} has {len(rows)} rows for {k} frames"
-        )
-    result = FaceResult.empty(k, size, n_au=len(AU_NAMES))
+    result = FaceResult.empty(k, size, n_au=len(AU_NAMES), spool=True)
     seen: set[int] = set()
     for row in rows:
         if len(row) != len(header):
@@ -93,10 +98,7 @@ def parse_clip_output(csv_path: Path, aligned_dir: Path, k: int, size: int) -> F
         except ValueError as exc:
             raise ClipError("tool_crash", f"OpenFace CSV {csv_path.name}: {exc}") from exc
         if not 1 <= frame <= k or frame in seen:
-            raise ClipError(
-                "tool_crash",
-                f"OpenFace CSV {csv_path.name}: frame {frame} is out of 1..{k} or repeated",
-            )
+            raise ClipError("tool_crash", _row_count_error(csv_path, frame, k, len(seen)))
         seen.add(frame)
         if not success:
             continue
@@ -120,4 +122,15 @@ def parse_clip_output(csv_path: Path, aligned_dir: Path, k: int, size: int) -> F
         result.pose[i] = values[[col[c] for c in POSE_COLUMNS]]
         if has_gaze:
             result.gaze[i] = values[[col[c] for c in GAZE_COLUMNS]]
+    if len(seen) != k:
+        raise ClipError("tool_crash", f"OpenFace CSV {csv_path.name} has {len(seen)} rows for "
+                        f"{k} frames")  # fmt: skip
     return result
+
+
+def _row_count_error(csv_path: Path, frame: int, k: int, rows_before: int) -> str:
+    """The message for a frame number out of ``1..k`` or repeated: a CSV of more rows than
+    frames says so, as a CSV of fewer rows does."""
+    if rows_before >= k:
+        return f"OpenFace CSV {csv_path.name} has more than {k} rows for {k} frames"
+    return f"OpenFace CSV {csv_path.name}: frame {frame} is out of 1..{k} or repeated"

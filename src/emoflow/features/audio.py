@@ -36,30 +36,71 @@ def audio_spec(audio_cfg: dict[str, Any], ffmpeg_version: str) -> dict[str, Any]
     return spec
 
 
-def rms_dbfs(samples: np.ndarray) -> float:
-    """RMS level of ``samples`` (float, full scale 1.0) in dBFS; -inf for all zeros.
+class PowerSum:
+    """The sum of squares of a track fed in pieces of any size: float64 sums over blocks of
+    :attr:`BLOCK` samples counted from the track's start, added in order, so the total is the
+    same however the track arrives (and no float64 copy of the track is made)."""
 
-    Summed in float64 over blocks of a second at 16 kHz, never a float64 copy of the whole
-    track (twice the track's memory: 116 MB for 15 minutes)."""
-    block = 1 << 14
-    total = sum(float(np.sum(np.square(samples[i : i + block], dtype=np.float64)))
-                for i in range(0, len(samples), block))  # fmt: skip
-    power = total / len(samples) if len(samples) else 0.0
-    return 10.0 * np.log10(power) if power > 0 else float("-inf")
+    BLOCK = 1 << 14
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.n = 0
+        self._part = np.empty(0, np.float32)  # the samples of the block not yet complete
+
+    @staticmethod
+    def _block(samples: np.ndarray) -> float:
+        return float(np.sum(np.square(samples, dtype=np.float64)))
+
+    def add(self, samples: np.ndarray) -> None:
+        """Feed the next samples of the track."""
+        self.n += len(samples)
+        if len(self._part):
+            need = self.BLOCK - len(self._part)
+            self._part = np.concatenate([self._part, samples[:need]])
+            samples = samples[need:]
+            if len(self._part) < self.BLOCK:
+                return
+            self.total += self._block(self._part)
+        whole = len(samples) // self.BLOCK * self.BLOCK
+        for i in range(0, whole, self.BLOCK):
+            self.total += self._block(samples[i : i + self.BLOCK])
+        self._part = np.array(samples[whole:], np.float32)
+
+    def dbfs(self) -> float:
+        """The RMS level of the samples fed so far, in dBFS (-inf for none or all zeros)."""
+        total = self.total + (self._block(self._part) if len(self._part) else 0.0)
+        power = total / self.n if self.n else 0.0
+        return 10.0 * np.log10(power) if power > 0 else float("-inf")
+
+
+def rms_dbfs(samples: np.ndarray) -> float:
+    """RMS level of ``samples`` (float, full scale 1.0) in dBFS; -inf for all zeros
+    (:class:`PowerSum` of the whole track)."""
+    power = PowerSum()
+    power.add(samples)
+    return power.dbfs()
+
+
+def silence_error(level: float, threshold_dbfs: float | None) -> ClipError | None:
+    """The ``silent_audio`` ClipError when a track's RMS ``level`` is below the threshold."""
+    if threshold_dbfs is None or level >= threshold_dbfs:
+        return None
+    shown = "-inf" if np.isinf(level) else f"{level:.1f}"
+    return ClipError(
+        "silent_audio",
+        f"the audio track is digital silence (RMS {shown} dBFS, below audio.silence_dbfs "
+        f"{threshold_dbfs:g}): treated as a clip without audio",
+    )
 
 
 def check_silence(samples: np.ndarray, threshold_dbfs: float | None) -> None:
     """Raise ``ClipError("silent_audio")`` when the track's RMS level is below the threshold."""
     if threshold_dbfs is None:
         return
-    level = rms_dbfs(samples)
-    if level < threshold_dbfs:
-        shown = "-inf" if np.isinf(level) else f"{level:.1f}"
-        raise ClipError(
-            "silent_audio",
-            f"the audio track is digital silence (RMS {shown} dBFS, below audio.silence_dbfs "
-            f"{threshold_dbfs:g}): treated as a clip without audio",
-        )
+    error = silence_error(rms_dbfs(samples), threshold_dbfs)
+    if error is not None:
+        raise error
 
 
 @dataclass

@@ -142,10 +142,9 @@ def encode_faces(rec: FaceClipFeatures, encoder: FrameEncoder) -> FrameVectorCli
     width = max(stop for _, stop in FIELDS[encoder.name].values())
     vectors = np.zeros((len(mask), width), np.float32)
     rows = np.flatnonzero(mask)
-    faces = np.asarray(rec.faces)
-    for start in range(0, len(rows), BATCH_FRAMES):
+    for start in range(0, len(rows), BATCH_FRAMES):  # the crops may be spooled: read per batch
         part = rows[start : start + BATCH_FRAMES]
-        vectors[part] = encoder.encode(faces[part])
+        vectors[part] = encoder.encode(np.asarray(rec.faces[part]))
     return FrameVectorClipFeatures(
         clip_id=rec.clip_id or "",
         vectors=vectors,

@@ -3,16 +3,20 @@
 The extraction stages (:mod:`emoflow.extraction.shard_job`) and ``emoflow predict`` both call
 :func:`audio_features`, :func:`egemaps_features`, :func:`ssl_features` and
 :func:`face_features`; nothing else decodes or windows a clip (the three audio-based stages
-share :func:`audio_windows`).
+share :func:`_stream_windows`; training's noise augmentation cuts :func:`audio_track` with
+:func:`track_windows`, the same windows).
 
-- Audio: decoded once (mono, spec's rate), cut into the grid's windows, each window's log-mel
-  floored on its own (:func:`emoflow.features.audio.logmel_mfcc`), so a clip's features never depend
-  on what else is computed with it.
+- Audio: decoded once (mono, spec's rate), cut into the grid's windows as it decodes, each
+  window's log-mel floored on its own (:func:`emoflow.features.audio.logmel_mfcc`), so a clip's
+  features never depend on what else is computed with it.
 - Faces: sampled at the grid's fixed rate along the whole clip in one streaming ffmpeg pass; a
-  streaming backend (embedded) aligns each chunk of decoded frames as it arrives, so memory is
-  one chunk of full frames plus the 112 x 112 crops; a batching backend (OpenFace) gets all of a
-  batch's clips in one call. A sample time with no decoded frame is masked, never filled with a
-  copy of another frame.
+  streaming backend (embedded) aligns each chunk of decoded frames as it arrives; a batching
+  backend (OpenFace) gets a batch's clips in one call, their frames written to disk as they
+  decode. A sample time with no decoded frame is masked, never filled with a copy of another
+  frame.
+- Memory stays flat with a clip's length: log-mel windows and face crops go to a
+  :class:`~emoflow.storage.row_spool.RowSpool` (a temp file) as they are computed; the cache
+  entry and ``predict`` read them back a block at a time.
 - Both check truncation: a stream that decodes much shorter than the file declares fails as
   ``truncated`` (see :func:`emoflow.media.ffmpeg.check_truncation`).
 
@@ -32,29 +36,28 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from emoflow.errors import ClipError, internal_error
-from emoflow.faces.result import FaceResult
-from emoflow.features.audio import (
-    Windows,
-    check_silence,
-    cut_windows,
-    logmel_mfcc,
-    window_views,
-)
+from emoflow.faces.openface import frame_folder, write_frames
+from emoflow.faces.result import FaceResult, FaceResultBuilder
+from emoflow.features.audio import Windows, cut_windows, logmel_mfcc, rms_dbfs, silence_error
+from emoflow.features.track_windows import TrackWindows
 from emoflow.media.ffmpeg import (
     MEDIA_DEFAULTS,
     FrameStream,
     MediaInfo,
     SampledFrames,
+    audio_blocks,
     check_truncation,
     decode_audio,
     probe,
 )
 from emoflow.media.grid import TimeGrid
+from emoflow.storage.row_spool import RowSpool
 from emoflow.storage.shards import AudioClipFeatures, FaceClipFeatures, VectorClipFeatures
 
-FEATURE_VERSION = {"audio": 2, "faces": 4, "egemaps": 1, "ssl": 2, "face_cnn": 2}
+FEATURE_VERSION = {"audio": 2, "faces": 5, "egemaps": 1, "ssl": 2, "face_cnn": 2}
 """Per-stage version of the feature code (in the spec, the cache key and the shards). ssl and
-face_cnn 2: torch on the AVX2 kernels of :mod:`emoflow.numerics`."""
+face_cnn 2: torch on the AVX2 kernels of :mod:`emoflow.numerics`; faces 5: the embedded
+backend tracks landmarks from frame to frame."""
 CHUNK_FRAMES = 32  # decoded full frames held at once by a streaming face backend
 
 
@@ -76,15 +79,12 @@ def audio_track(
     info: MediaInfo | None = None,
 ) -> np.ndarray:
     """A clip's decoded track (mono, spec's rate; truncation and silence checked): what
-    :func:`audio_windows` cuts, and what training's noise augmentation mixes into."""
+    :func:`track_windows` cuts, and what training's noise augmentation mixes into."""
     media = media_settings(media, spec)
     info = _probe(path, media, info)
     sr = int(spec["sample_rate"])
     samples = decode_audio(path, sr, media["ffmpeg"], media["timeout_s"], info)
-    declared = info.audio_duration_s or info.duration_s
-    if declared:
-        check_truncation("audio", len(samples) / sr, declared, media)
-    check_silence(samples, spec.get("silence_dbfs"))
+    _check_track(len(samples) / sr, rms_dbfs(samples), info, media, spec)
     return samples
 
 
@@ -92,18 +92,6 @@ def track_windows(samples: np.ndarray, spec: dict[str, Any]) -> Windows:
     """A decoded track cut into the grid's windows."""
     sr = int(spec["sample_rate"])
     return cut_windows(samples, sr, spec["window_s"], spec["hop_s"], spec["last_window"])
-
-
-def audio_windows(
-    path: str | Path,
-    spec: dict[str, Any],
-    media: dict[str, Any] | None = None,
-    info: MediaInfo | None = None,
-) -> tuple[Windows, float]:
-    """A clip's decoded track cut into the grid's windows, and its decoded duration: what the
-    audio and eGeMAPS stages both compute on (truncation and silence checked here)."""
-    samples = audio_track(path, spec, media, info)
-    return track_windows(samples, spec), len(samples) / int(spec["sample_rate"])
 
 
 def window_logmel(
@@ -121,37 +109,81 @@ def audio_features(
     media: dict[str, Any] | None = None,
     info: MediaInfo | None = None,
 ) -> AudioClipFeatures:
-    """A clip's audio windows: log-mel and MFCC per grid window (clip_id left empty).
+    """A clip's audio windows: log-mel and MFCC per grid window (clip_id left empty), each
+    window's put in a :class:`RowSpool` as it is computed (:func:`_stream_windows`)."""
+    spools: list[RowSpool] = []
 
-    The windows are views of the decoded track (no ``(W, n)`` copy: windows overlap, so that
-    copy held every sample twice), so memory is the track once plus its features."""
-    samples = audio_track(path, spec, media, info)
+    def compute(windows: list[np.ndarray]) -> None:
+        nonlocal spools
+        got = window_logmel(windows, spec)
+        spools = spools or [RowSpool(a.shape[1:], a.dtype) for a in got]
+        for spool, rows in zip(spools, got, strict=True):
+            spool.append(rows)
+
+    cut = _stream_windows(path, spec, media, info, 16, compute)
     sr = int(spec["sample_rate"])
-    views, start_s, padded = window_views(samples, sr, spec["window_s"], spec["hop_s"],
-                                          spec["last_window"])  # fmt: skip
-    logmel, mfcc = window_logmel(views, spec)
     return AudioClipFeatures(
         clip_id="",
-        logmel=logmel,
-        mfcc=mfcc,
-        window_start_s=start_s,
-        duration_s=len(samples) / sr,
-        padded=padded,
+        logmel=spools[0],
+        mfcc=spools[1],
+        window_start_s=cut.starts / sr,
+        duration_s=cut.n_samples / sr,
+        padded=cut.n_samples < cut.win,
     )
+
+
+def _stream_windows(
+    path: str | Path, spec: dict[str, Any], media: dict[str, Any] | None,
+    info: MediaInfo | None, group: int, compute: Callable[[list[np.ndarray]], None],
+) -> TrackWindows:  # fmt: skip
+    """Cut a clip's track into the grid's windows as it decodes (:class:`TrackWindows`) and
+    pass them to ``compute``, ``group`` at a time in order, so memory stays flat with the
+    clip's length; then check truncation and silence, as :func:`audio_track` does. Returns
+    the cut (its window starts and the track's length)."""
+    media = media_settings(media, spec)
+    info = _probe(path, media, info)
+    sr = int(spec["sample_rate"])
+    cut = TrackWindows(sr, spec["window_s"], spec["hop_s"], spec["last_window"])
+    pending: list[np.ndarray] = []
+    for window in cut.windows(audio_blocks(path, sr, media["ffmpeg"], media["timeout_s"], info)):
+        pending.append(window)  # a view of a buffer the cut never writes to again
+        if len(pending) == group:
+            compute(pending)
+            pending = []
+    if pending:
+        compute(pending)
+    _check_track(cut.n_samples / sr, cut.power.dbfs(), info, media, spec)
+    return cut
+
+
+def _check_track(
+    decoded_s: float, level_dbfs: float, info: MediaInfo, media: dict[str, Any], spec: dict
+) -> None:
+    """The truncation, then the silence check of a decoded track."""
+    declared = info.audio_duration_s or info.duration_s
+    if declared:
+        check_truncation("audio", decoded_s, declared, media)
+    error = silence_error(level_dbfs, spec.get("silence_dbfs"))
+    if error is not None:
+        raise error
 
 
 def _window_vectors(
     path: str | Path, spec: dict[str, Any], media: dict[str, Any] | None,
-    info: MediaInfo | None, vectors_of: Any,
+    info: MediaInfo | None, vectors_of: Any, group: int,
 ) -> VectorClipFeatures:  # fmt: skip
-    """The audio stage's windows of a clip, each turned into a vector by ``vectors_of``."""
-    windows, duration = audio_windows(path, spec, media, info)
+    """The audio stage's windows of a clip, ``group`` at a time turned into vectors by
+    ``vectors_of`` as the track decodes."""
+    parts: list[np.ndarray] = []
+    cut = _stream_windows(path, spec, media, info, group,
+                         lambda windows: parts.append(vectors_of(np.stack(windows))))  # fmt: skip
+    sr = int(spec["sample_rate"])
     return VectorClipFeatures(
         clip_id="",
-        vectors=vectors_of(windows.segments),
-        window_start_s=windows.start_s,
-        duration_s=duration,
-        padded=windows.padded,
+        vectors=np.concatenate(parts),
+        window_start_s=cut.starts / sr,
+        duration_s=cut.n_samples / sr,
+        padded=cut.n_samples < cut.win,
     )
 
 
@@ -168,8 +200,10 @@ def ssl_features(
     windows; ``folder`` holds the encoder the spec names)."""
     from emoflow.features.ssl_speech import embeddings
 
+    # whole encoder batches, as embeddings() cuts them: the same sums however the track comes
     return _window_vectors(path, spec, media, info,
-                           lambda segments: embeddings(segments, spec, folder, device))  # fmt: skip
+                           lambda segments: embeddings(segments, spec, folder, device),
+                           int(spec["batch_windows"]))  # fmt: skip
 
 
 def egemaps_features(
@@ -182,7 +216,7 @@ def egemaps_features(
     from emoflow.features.egemaps import functionals
 
     return _window_vectors(path, spec, media, info,
-                           lambda segments: functionals(segments, spec))  # fmt: skip
+                           lambda segments: functionals(segments, spec), 16)  # fmt: skip
 
 
 def _face_record(
@@ -195,12 +229,14 @@ def _face_record(
     # every sample time has its own decoded frame, in order (the usual case): no copy
     identity = bool(have.all()) and np.array_equal(pick, np.arange(len(pick)))
 
-    def take(values: np.ndarray | None, fill: float | int) -> np.ndarray | None:
+    def take(values: np.ndarray | RowSpool | None, fill: float | int) -> Any:
         if values is None:
             return None
-        values = np.asarray(values)
         if identity and len(values) == len(pick):
             return values
+        if isinstance(values, RowSpool):  # crops stay on disk: a view of the rows
+            return values.remap(np.where(have, idx, -1))
+        values = np.asarray(values)
         out = values[idx]  # a new array
         out[~have] = fill
         return out
@@ -262,9 +298,9 @@ def face_features(
     streaming = bool(getattr(backend, "streams", False))
     out: dict[str, FaceClipFeatures | FaceResult | ClipError] = {}
     sampled: dict[str, tuple[SampledFrames, np.ndarray, float]] = {}
-    batch: list[tuple[str, np.ndarray]] = []
+    batch: list[tuple[str, Any]] = []  # (clip id, its frames on disk)
     with tempfile.TemporaryDirectory(prefix="emoflow-faces-") as work:
-        for clip_id, path in clips:
+        for index, (clip_id, path) in enumerate(clips):
             try:
                 info = probe_with(path) if probe_with else None
                 side = (sides or {}).get(clip_id)
@@ -275,8 +311,10 @@ def face_features(
                 stream, times, duration = open_frames(path, grid, max_side, media, info)
                 if streaming:
                     out[clip_id] = _stream(backend, clip_id, stream, work, side)
-                else:
-                    batch.append((clip_id, np.concatenate(list(stream.chunks(CHUNK_FRAMES)))))
+                else:  # written to disk as they decode (a batch of long clips is gigabytes)
+                    folder = Path(work) / "frames" / frame_folder(index, clip_id)
+                    batch.append((clip_id, write_frames(stream.chunks(CHUNK_FRAMES),
+                                                                folder)))  # fmt: skip
                 sampled[clip_id] = (stream.finish(), times, duration)
             except ClipError as exc:
                 out[clip_id] = exc
@@ -310,7 +348,7 @@ def _stream(
     face chosen last in the chunks before (``faces.select: track`` follows it). Each chunk's
     arrays are copied into arrays sized for the clip's sample times, so the crops are held
     once (not as a list of chunks and their concatenation)."""
-    total = _Collected(len(stream.times))
+    total = FaceResultBuilder(len(stream.times))
     last: np.ndarray | None = None
     for chunk in stream.chunks(CHUNK_FRAMES):
         res = _one(backend, clip_id, chunk, work, last, side)
@@ -321,42 +359,6 @@ def _stream(
     if total.n == 0:
         stream.finish()  # raises: nothing was decoded (unreadable or too short)
     return total.result()
-
-
-_RESULT_FIELDS = ("faces", "mask", "landmarks", "n_faces", "confidence", "au", "pose", "boxes",
-                  "gaze")  # fmt: skip
-
-
-class _Collected:
-    """The per-frame arrays of a clip's chunk results, filled in place (what concatenating
-    the chunks' :class:`FaceResult` gives)."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = max(int(capacity), 1)
-        self.arrays: dict[str, np.ndarray | None] = {}
-        self.n = 0
-
-    def add(self, res: FaceResult) -> None:
-        """Append one chunk's result."""
-        k = len(res.mask)
-        for name in _RESULT_FIELDS:
-            value = getattr(res, name)
-            if name not in self.arrays:  # a field the first chunk lacks stays None
-                value = None if value is None else np.asarray(value)
-                shape = None if value is None else (max(self.capacity, k), *value.shape[1:])
-                self.arrays[name] = None if value is None else np.empty(shape, value.dtype)
-            arr = self.arrays[name]
-            if arr is None:
-                continue
-            if self.n + k > len(arr):  # more frames than sample times: grow (not expected)
-                arr = self.arrays[name] = np.concatenate([arr, np.empty_like(arr)])
-            arr[self.n : self.n + k] = value
-        self.n += k
-
-    def result(self) -> FaceResult:
-        """The whole clip's result (views of the filled rows)."""
-        got = {n: None if a is None else a[: self.n] for n, a in self.arrays.items()}
-        return FaceResult(**got)
 
 
 def _one(

@@ -13,7 +13,6 @@ import functools
 import json
 import re
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import ffmpeg
 import numpy as np
 
 from emoflow.errors import ClipError, ToolMissingError
-from emoflow.media.pipe import read_output, tool_not_found
+from emoflow.media.pipe import output_blocks, read_output, running, tool_not_found
 
 DEFAULT_TIMEOUT_S = 600.0
 BUNDLED = "bundled"
@@ -189,6 +188,29 @@ def _duration(stream: dict | None) -> float | None:
     return seconds if seconds > 0 else None
 
 
+def _audio_args(path: Path, sample_rate: int, ffmpeg_bin: str, info: MediaInfo) -> list[str]:
+    if not info.has_audio:
+        raise ClipError("no_audio", "the file has no audio stream")
+    stream = ffmpeg.input(_input(path)).output(
+        "pipe:1", format="f32le", acodec="pcm_f32le", ac=1, ar=sample_rate, vn=None, sn=None
+    )
+    return stream.global_args("-nostdin", "-v", "error").compile(cmd=tool_path(ffmpeg_bin))
+
+
+def _check_decode(returncode: int, stderr: bytes, n_samples: int) -> None:
+    """The audio decode's ClipError, if it failed or gave no sample."""
+    if returncode != 0:
+        raise ClipError("unreadable", f"ffmpeg cannot decode the audio: {_first_line(stderr)}")
+    if n_samples == 0:
+        raise ClipError("too_short", "the audio stream decodes to no samples")
+
+
+def _finite(samples: np.ndarray) -> np.ndarray:
+    if not np.isfinite(samples).all():
+        samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
+    return samples
+
+
 def decode_audio(
     path: str | Path,
     sample_rate: int = 16000,
@@ -199,23 +221,33 @@ def decode_audio(
     """Decode the first audio stream to mono float32 at ``sample_rate`` (ffmpeg resamples)."""
     path = Path(path)
     info = info or probe(path, timeout_s=timeout_s)
-    if not info.has_audio:
-        raise ClipError("no_audio", "the file has no audio stream")
-    stream = ffmpeg.input(_input(path)).output(
-        "pipe:1", format="f32le", acodec="pcm_f32le", ac=1, ar=sample_rate, vn=None, sn=None
-    )
-    args = stream.global_args("-nostdin", "-v", "error").compile(cmd=tool_path(ffmpeg_bin))
+    args = _audio_args(path, sample_rate, ffmpeg_bin, info)
     declared = info.audio_duration_s or info.duration_s or 0.0
     size = 4 * (int(declared * sample_rate) + sample_rate)  # one second over: rarely regrown
     data, n, returncode, stderr = read_output(args, timeout_s, "ffmpeg audio decode", size)
-    if returncode != 0:
-        raise ClipError("unreadable", f"ffmpeg cannot decode the audio: {_first_line(stderr)}")
-    samples = np.frombuffer(data, dtype=np.float32, count=n // 4)  # writable: no copy
-    if samples.size == 0:
-        raise ClipError("too_short", "the audio stream decodes to no samples")
-    if not np.isfinite(samples).all():
-        samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
-    return samples
+    _check_decode(returncode, stderr, n // 4)
+    return _finite(np.frombuffer(data, dtype=np.float32, count=n // 4))  # writable: no copy
+
+
+def audio_blocks(
+    path: str | Path,
+    sample_rate: int,
+    ffmpeg_bin: str,
+    timeout_s: float,
+    info: MediaInfo,
+    block: int = 1 << 16,
+) -> Iterator[np.ndarray]:
+    """:func:`decode_audio`'s samples, ``block`` at a time as ffmpeg decodes them (memory: one
+    block); the decode's errors come after the last block."""
+    total = 0
+    with running(_audio_args(Path(path), sample_rate, ffmpeg_bin, info), timeout_s,
+                 "ffmpeg audio decode") as run:  # fmt: skip
+        for data in output_blocks(run, 4 * block):
+            samples = np.frombuffer(data, dtype=np.float32, count=len(data) // 4)
+            total += samples.size
+            if samples.size:
+                yield _finite(samples)
+    _check_decode(int(run.returncode or 0), run.stderr, total)
 
 
 def frame_size(info: MediaInfo, max_side: int) -> tuple[int, int]:
@@ -288,42 +320,16 @@ class FrameStream:
     def chunks(self, size: int = 32) -> Iterator[np.ndarray]:
         """Decoded frames, ``size`` at a time (memory: one chunk of full frames)."""
         frame_bytes = self.width * self.height * 3
-        err: list[bytes] = []
-        try:
-            proc = subprocess.Popen(
-                self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )  # fmt: skip
-        except FileNotFoundError as exc:
-            raise ToolMissingError(f"{self.args[0]!r} not found: install ffmpeg") from exc
-        drain = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
-        drain.start()
-        timer = threading.Timer(float(self.media["timeout_s"]), proc.kill)
-        timer.start()
-        try:
-            assert proc.stdout is not None
-            while True:
-                data = proc.stdout.read(frame_bytes * size)
+        timeout = float(self.media["timeout_s"])
+        with running(self.args, timeout, "ffmpeg frame sampling") as run:
+            for data in output_blocks(run, frame_bytes * size):
                 n = len(data) // frame_bytes
                 if n:
                     self.n_decoded += n
                     yield np.frombuffer(data[: n * frame_bytes], np.uint8).reshape(
                         n, self.height, self.width, 3
                     )
-                if len(data) < frame_bytes * size:
-                    break
-        finally:
-            proc.stdout.close()
-            self.returncode = proc.wait()
-            timer_fired = not timer.is_alive() and self.returncode < 0
-            timer.cancel()
-            drain.join()
-            self.stderr = b"".join(err)
-        if timer_fired:
-            raise ClipError(
-                "tool_timeout",
-                f"ffmpeg frame sampling ran past its {self.media['timeout_s']:g} s time limit",
-            )
+        self.returncode, self.stderr = run.returncode, run.stderr
 
     def finish(self) -> SampledFrames:
         """Map sample times to decoded frames; ClipError when nothing (or too little) decoded."""

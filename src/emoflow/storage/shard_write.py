@@ -29,6 +29,7 @@ import numpy as np
 
 from emoflow import __version__
 from emoflow.storage.atomic import atomic_path
+from emoflow.storage.row_spool import RowSpool, row_blocks
 from emoflow.storage.shards import (
     FORMAT,
     FORMAT_VERSION,
@@ -117,12 +118,15 @@ def _clip_table(h5: h5py.File, kind: str, entries: list[_Entry]) -> None:
             h5.create_dataset(_INDEX[group], data=index, shape=(len(index),))
 
 
-def _record_arrays(kind: str, rec: ClipFeatures) -> dict[str, np.ndarray]:
+def _record_arrays(kind: str, rec: ClipFeatures) -> dict[str, np.ndarray | RowSpool]:
+    """The record's datasets (spooled rows as they are: they are written a block at a time)."""
     out = {}
     for names in GROUPS[kind].values():
         for name in names:
             value = getattr(rec, name)
-            if value is not None:
+            if isinstance(value, RowSpool):
+                out[name] = value
+            elif value is not None:
                 out[name] = np.asarray(value, _CAST.get(name))
     return out
 
@@ -144,8 +148,12 @@ def write_entry(
         _root_attrs(h5, kind, spec, versions)
         for name, arr in arrays.items():
             ds = _create(h5, kind, name, arr.shape, arr.dtype)
-            if arr.size:
-                ds[...] = arr
+            if not isinstance(arr, RowSpool):
+                if arr.size:
+                    ds[...] = arr
+                continue
+            for lo, rows in row_blocks(arr):
+                ds[lo : lo + len(rows)] = rows
         _clip_table(h5, kind, [entry])
     return os.path.getsize(path)
 

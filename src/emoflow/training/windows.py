@@ -12,25 +12,27 @@ import torch
 from PIL import Image
 
 from emoflow.media.grid import window_frame_index
+from emoflow.storage.row_spool import row_blocks
 
 
-def preprocess_faces(faces: np.ndarray, size: int, gray: bool = True) -> torch.Tensor:
-    """``(K, S, S, 3)`` uint8 crops -> ``(K, C, size, size)`` uint8.
+def preprocess_faces(faces: Any, size: int, gray: bool = True) -> torch.Tensor:
+    """``(K, S, S, 3)`` uint8 crops (an array, or spooled rows read a block at a time) ->
+    ``(K, C, size, size)`` uint8.
 
     Grayscale (C = 1, ITU-R 601 luma) by default; resized with area averaging (PIL's box
     filter). Integer image operations throughout: no float copies of whole clips, which made
     the process's memory grow with every clip read (glibc kept the freed float buffers).
     """
-    frames = np.asarray(faces)
     channels = 1 if gray else 3
-    out = np.empty((len(frames), size, size, channels), dtype=np.uint8)
-    for i, frame in enumerate(frames):
-        image = Image.fromarray(np.ascontiguousarray(frame))
-        if gray:
-            image = image.convert("L")
-        if image.size != (size, size):
-            image = image.resize((size, size), Image.Resampling.BOX)
-        out[i] = np.asarray(image).reshape(size, size, channels)
+    out = np.empty((len(faces), size, size, channels), dtype=np.uint8)
+    for lo, block in row_blocks(faces):
+        for i, frame in enumerate(block, start=lo):
+            image = Image.fromarray(np.ascontiguousarray(frame))
+            if gray:
+                image = image.convert("L")
+            if image.size != (size, size):
+                image = image.resize((size, size), Image.Resampling.BOX)
+            out[i] = np.asarray(image).reshape(size, size, channels)
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
@@ -66,7 +68,7 @@ def clip_faces(rec: Any, frames: int, size: int, gray: bool) -> ClipFaces:
     """A clip's face windows as the visual model takes them (before :func:`face_model_input`).
     Training, evaluation and predict all use this."""
     return frame_windows(
-        preprocess_faces(np.asarray(rec.faces), size, gray),
+        preprocess_faces(rec.faces, size, gray),
         np.asarray(rec.mask, dtype=bool),
         rec.window_frame0,
         frames,
