@@ -88,7 +88,7 @@ def test_audio_features_hold_one_window_at_a_time(long_clip: Path, config: dict)
     track = int(MINUTES * 60 * 16000) * 4
     rec, peak = peak_bytes(lambda: featurize.audio_features(long_clip, spec))
     assert len(rec.window_start_s) == 119  # 3 s windows every 1.5 s over 180 s
-    # a decoded block, a window and its spectrogram: not the track (11 MB), not the features
+    # a decoded block, 4 windows and their spectrograms: not the track (11 MB), not the features
     # (before: the track once and the features; before that, 4 copies of the track)
     assert peak < 4 * 2**20 < track / 2, (peak / 2**20, track / 2**20)
     assert isinstance(rec.logmel, RowSpool) and rec.logmel.nbytes > 2**20
