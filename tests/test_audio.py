@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from emoflow.config import validate_config
-from emoflow.errors import ClipError
-from emoflow.features.audio import audio_spec, check_silence, cut_windows, logmel_mfcc, rms_dbfs
+from emoflow.features.audio import audio_spec, cut_windows, logmel_mfcc, rms_dbfs, silence_error
 
 CFG = validate_config({"dataset": {"name": "x", "adapter": "ravdess", "root": "."}})
 SPEC = audio_spec(CFG["audio"], "ffmpeg version test")
@@ -67,10 +66,10 @@ def test_silence_threshold() -> None:
     assert rms_dbfs(sine) == pytest.approx(-3.01, abs=0.01)
     assert rms_dbfs(3e-5 * sine) == pytest.approx(-93.5, abs=0.1)
     assert rms_dbfs(np.zeros(100, np.float32)) == float("-inf")
-    check_silence(0.01 * sine, -60.0)  # -43 dBFS: quiet speech level, kept
-    with pytest.raises(ClipError, match=r"RMS -93.5 dBFS, below audio.silence_dbfs -60") as exc:
-        check_silence(3e-5 * sine, -60.0)
-    assert exc.value.kind == "silent_audio"
-    with pytest.raises(ClipError, match="RMS -inf dBFS"):
-        check_silence(np.zeros(100, np.float32), -60.0)
-    check_silence(np.zeros(100, np.float32), None)  # null: never silent
+    assert silence_error(rms_dbfs(0.01 * sine), -60.0) is None  # -43 dBFS: quiet speech, kept
+    error = silence_error(rms_dbfs(3e-5 * sine), -60.0)
+    assert error is not None and error.kind == "silent_audio"
+    assert "RMS -93.5 dBFS, below audio.silence_dbfs -60" in error.message
+    error = silence_error(rms_dbfs(np.zeros(100, np.float32)), -60.0)
+    assert error is not None and "RMS -inf dBFS" in error.message
+    assert silence_error(float("-inf"), None) is None  # null: never silent

@@ -94,15 +94,6 @@ def silence_error(level: float, threshold_dbfs: float | None) -> ClipError | Non
     )
 
 
-def check_silence(samples: np.ndarray, threshold_dbfs: float | None) -> None:
-    """Raise ``ClipError("silent_audio")`` when the track's RMS level is below the threshold."""
-    if threshold_dbfs is None:
-        return
-    error = silence_error(rms_dbfs(samples), threshold_dbfs)
-    if error is not None:
-        raise error
-
-
 @dataclass
 class Windows:
     """Audio cut into equal windows."""
