@@ -361,3 +361,23 @@ def test_omg_challenge_aggregation(tmp_path: Path) -> None:
 def _cols(path: Path, *names: str) -> list[list]:
     d = pq.read_table(path).to_pydict()
     return [d[n] for n in names]
+
+
+def test_manifest_digest_names_the_clips_not_where_they_lie(tmp_path: Path) -> None:
+    """The same corpus checked out at another path has the same provenance hash; a changed
+    clip (its content hash) or label changes it."""
+    from emoflow.evaluation.provenance import manifest_digest
+
+    def manifest(name: str, root: str, sha: str = "aa", label: str = "happy") -> Path:
+        path = tmp_path / name
+        paths = [f"{root}/c1.mp4", f"{root}/c2.mp4"]
+        columns = {"clip_id": ["c1", "c2"], "path": paths, "sha256": [sha, "bb"],
+                   "label": [label, "sad"]}  # fmt: skip
+        pq.write_table(pa.table(columns), path)
+        return path
+
+    here = manifest("a.parquet", "/home/me/data")
+    assert manifest_digest(here) == manifest_digest(manifest("b.parquet", "/scratch/x/data"))
+    assert manifest_digest(here) != manifest_digest(manifest("c.parquet", "/home/me/data", "ab"))
+    assert manifest_digest(here) != manifest_digest(manifest("d.parquet", "/a", label="sad"))
+    assert len(manifest_digest(here)) == 64

@@ -23,6 +23,17 @@ from emoflow.storage.digest import sha256_file
 from emoflow.training.augment_config import augment_record
 
 
+def manifest_digest(path: Any) -> str:
+    """sha256 of the clip manifest's rows without their ``path`` column: the clips (ids,
+    content hashes, labels, speakers, splits, shards), not where the corpus lies, so the same
+    corpus checked out elsewhere gives the same hash."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    rows = table.drop_columns([n for n in ("path",) if n in table.column_names]).to_pydict()
+    return stable_hash(rows, length=64)
+
+
 def face_cnn_provenance(cfg: dict[str, Any]) -> dict[str, Any]:
     """The face_cnn encoder's licence, settings and weights hash (no absolute path)."""
     fer = cfg["encoder"] == "fer"
@@ -66,7 +77,7 @@ def provenance(config: Config) -> dict[str, Any]:
         "config_hash": stable_hash(config),
         "branches": list(branches),
         "encoders": encoders,
-        "manifest_sha256": sha256_file(layout.manifest),
+        "manifest_sha256": manifest_digest(layout.manifest),
         "emoflow": __version__,
         "torch": torch.__version__,
         "librosa": librosa.__version__,
