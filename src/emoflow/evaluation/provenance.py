@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 import librosa
@@ -23,15 +24,13 @@ from emoflow.storage.digest import sha256_file
 from emoflow.training.augment_config import augment_record
 
 
-def manifest_digest(path: Any) -> str:
+def manifest_digest(path: Path) -> str:
     """sha256 of the clip manifest's rows without their ``path`` column: the clips (ids,
     content hashes, labels, speakers, splits, shards), not where the corpus lies, so the same
     corpus checked out elsewhere gives the same hash."""
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
-    rows = table.drop_columns([n for n in ("path",) if n in table.column_names]).to_pydict()
-    return stable_hash(rows, length=64)
+    return stable_hash(pq.read_table(path).drop_columns(["path"]).to_pydict(), length=64)
 
 
 def face_cnn_provenance(cfg: dict[str, Any]) -> dict[str, Any]:
