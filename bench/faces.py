@@ -30,7 +30,8 @@ grid's 16 frames per 3 s window.
 
 The face stage's runs each have their own cache folder (nothing cached), except the embedded
 backend's detector serialization (``<cache>/models``, made untimed first: a project makes it in its
-first face job, :func:`emoflow.faces.embedded.frontal_detector`).
+first face job, :func:`emoflow.faces.embedded.frontal_detector`) and the tools' versions and the
+landmark model's sha256 (``<cache>/files``, :mod:`emoflow.storage.file_memo`, likewise).
 
 Prints a table of clips/s, milliseconds per second of video, time relative to the floor and speed
 relative to OpenFace per clip, and the share of sampled frames with a face; writes
@@ -138,6 +139,10 @@ def run_face_stage(
         f" if {probed}];"
         "from emoflow.faces.embedded import frontal_detector;"
         "c['faces']['backend'] == 'embedded' and frontal_detector(cache_dir(c) / 'models');"
+        "from emoflow.extraction.specs import stage_cache;"
+        "from emoflow.media.ffmpeg import ffmpeg_version;"
+        "stage_cache(c, 'faces'); ffmpeg_version(c['media']['ffprobe']);"
+        "ffmpeg_version.cache_clear(); E._predictor_sha256.cache_clear();"
         "t = time.perf_counter();"
         f"run_shard(c, 'faces', 0, {workers}); dt = time.perf_counter() - t;"
         "h5 = h5py.File(results_dir(c) / 'faces' / '0.h5', 'r');"

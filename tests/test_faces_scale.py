@@ -241,9 +241,9 @@ def test_tracking_searches_near_the_face_and_finds_what_the_whole_frame_gives(
     monkeypatch.setattr(embedded, "detect_faces",
                         lambda *a: whole_searches.append(1) or real(*a))  # fmt: skip
     tracked = backend("track").process_frames(frames)
-    # the first frame, the jump (8), the frame without the face and the one after (10, 11),
-    # and frame 16 (every REDETECT frames); the others only around the face
-    assert len(whole_searches) == 5
+    # the first frame, the jump (8), the frame without the face and the one after (10, 11)
+    # (the next periodic one would be frame 32: TRACK_REDETECT); the others only around it
+    assert len(whole_searches) == 4
     monkeypatch.setattr(embedded, "detect_faces", real)
     whole = backend("largest").process_frames(frames)
     assert tracked.mask.tolist() == whole.mask.tolist() == [s >= 0 for s in shifts]

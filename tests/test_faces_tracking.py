@@ -11,7 +11,8 @@ import pytest
 
 from emoflow.demo.actors import photo_rgb
 from emoflow.faces import embedded
-from emoflow.faces.embedded import REDETECT, EmbeddedBackend, track_box
+from emoflow.faces.embedded import TRACK_REDETECT, EmbeddedBackend, track_box
+from emoflow.features.featurize import CHUNK_FRAMES
 from tests.test_faces_scale import two_faces
 
 H, W = 360, 480
@@ -79,12 +80,12 @@ def test_the_tracked_box_is_the_box_hog_gives(photo):
 
 def test_a_moving_face_is_tracked_like_the_hog_path_finds_it(photo, searches):
     """A face moving and bobbing: found in every frame, with no HOG search but the whole-frame
-    ones (the first frame and every REDETECT), and the landmarks and crops of the HOG path."""
+    ones (the first frame and every TRACK_REDETECT), and the landmarks and crops of the HOG path."""
     n = 20
     places = [(60 + 7 * i, 60 + int(round(8 * np.sin(i / 2)))) for i in range(n)]
     frames = scene(photo, places)
     tracked = run(frames, True)
-    assert searches == {"whole": len(range(0, n, REDETECT)), "near": 0}
+    assert searches == {"whole": len(range(0, n, TRACK_REDETECT)), "near": 0}
     hog = run(frames, False)
     assert tracked.mask.all() and hog.mask.all()
     assert tracked.n_faces.tolist() == hog.n_faces.tolist() == [1] * n
@@ -152,15 +153,16 @@ def test_the_annotated_side_is_kept(photo):
 
 def test_chunks_change_nothing_and_versions_name_the_policy(photo):
     """The track starts again at each call's whole-frame search: frames given in the
-    featurizer's chunks (multiples of REDETECT) give the same result; the spec names the
+    featurizer's chunks (a multiple of TRACK_REDETECT) give the same result; the spec names the
     policy."""
     places = [(60 + 4 * i, 60 + (i % 5)) for i in range(40)]
     frames = scene(photo, places)
     whole = run(frames, True)
     backend = EmbeddedBackend(track_landmarks=True)
     parts, prev = [], None
-    for at in range(0, 40, 2 * REDETECT):
-        res = backend.process_frames(frames[at : at + 2 * REDETECT], prev)
+    assert CHUNK_FRAMES % TRACK_REDETECT == 0
+    for at in range(0, 40, CHUNK_FRAMES):
+        res = backend.process_frames(frames[at : at + CHUNK_FRAMES], prev)
         parts.append(res)
         prev = res.boxes[np.flatnonzero(res.mask)[-1]].astype(np.float64)
     for field in ("mask", "boxes", "landmarks", "faces", "n_faces", "confidence"):

@@ -12,6 +12,7 @@ from emoflow.features.featurize import FEATURE_VERSION
 from emoflow.media.ffmpeg import ffmpeg_version
 from emoflow.media.grid import GRID_KEYS
 from emoflow.storage.clip_cache import ClipCache
+from emoflow.storage.file_memo import keep_in
 from emoflow.storage.shards import FORMAT_VERSION, storage_spec
 
 STAGES = ("audio", "faces", "egemaps", "ssl", "face_cnn")
@@ -86,9 +87,12 @@ def stage_spec(config: Config, stage: str) -> dict[str, Any]:
 
 
 def stage_cache(config: Config, stage: str) -> tuple[dict[str, Any], ClipCache]:
-    """A stage's full spec and its per-clip cache (keyed by the spec's hash)."""
+    """A stage's full spec and its per-clip cache (keyed by the spec's hash). The tools'
+    versions and models' hashes in the spec are kept in the cache too, by file identity
+    (:mod:`emoflow.storage.file_memo`)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}")
+    keep_in(cache_dir(config) / "files")
     spec = stage_spec(config, stage)
     return spec, cache_of(config, stage, spec)
 

@@ -10,20 +10,25 @@ import functools
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from emoflow.errors import ClipError, ToolMissingError
+from emoflow.faces.align import align_face, alignment_matrix, warp_affine
 from emoflow.faces.detect import SELECT, choose, detect_faces, detect_near, iou
 from emoflow.faces.result import FaceResult, checked_frames
 from emoflow.storage.atomic import atomic_path
 from emoflow.storage.digest import sha256_file
+from emoflow.storage.file_memo import file_value
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 REDETECT = 16
 """With ``select: track`` the whole frame is searched at least every this many frames of a
 call (a divisor of the featurizer's chunk, so chunking changes nothing)."""
+TRACK_REDETECT = 32
+""":data:`REDETECT` while landmarks are tracked (the featurizer's chunk: once per chunk). A
+tracked fit is checked in every frame (:meth:`EmbeddedBackend._tracked`), so the whole-frame
+search is only there to notice a second face coming in."""
 TRACK_BOX = (0.586, -1.171, 157.33)
 """Landmark tracking (``select: track``): the box dlib's HOG detector gives a face, from the
 similarity that aligns its landmarks (:func:`track_box`): centre x, y and side in the units of
@@ -60,21 +65,6 @@ def predictor_path() -> Path:
     if not path.is_file():
         raise ToolMissingError(f"dlib landmark model not found: {path}")
     return path
-
-
-def alignment_matrix(*args: Any, **kwargs: Any) -> Any:
-    """:func:`emoflow.faces.align.alignment_matrix`, imported on first use (:func:`align_face`)."""
-    from emoflow.faces import align
-
-    return align.alignment_matrix(*args, **kwargs)
-
-
-def align_face(*args: Any, **kwargs: Any) -> Any:
-    """:func:`emoflow.faces.align.align_face`, imported on first use (it needs scipy, which a
-    shard job whose clips are all cached never loads)."""
-    from emoflow.faces import align
-
-    return align.align_face(*args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -127,7 +117,8 @@ def frontal_detector(cache: Path | None = None) -> object:
 
 @functools.cache
 def _predictor_sha256() -> str:
-    return sha256_file(predictor_path())
+    path = predictor_path()
+    return file_value(path, "sha256", lambda: sha256_file(path))
 
 
 def landmarks_for(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -222,11 +213,8 @@ class EmbeddedBackend:
         predictor_path()  # fail early (ToolMissingError); the models load on first use
 
     def load(self, cache: Path | None = None) -> None:
-        """Load dlib's models and the alignment code now, once per process: forked workers
-        inherit them. ``cache``: a folder for the detector's serialization
-        (:func:`frontal_detector`)."""
-        from emoflow.faces import align  # noqa: F401
-
+        """Load dlib's models now, once per process: forked workers inherit them. ``cache``: a
+        folder for the detector's serialization (:func:`frontal_detector`)."""
         _models(cache)
 
     def versions(self) -> dict[str, str]:
@@ -243,12 +231,12 @@ class EmbeddedBackend:
             "detector": f"hog upsample={self.upsample} side={detect.DETECT_SIDE} "
             f"small={detect.SMALL_SIDE} retry<=x{detect.MAX_SCALE:g},{detect.MAX_DETECT_PIXELS}px"
             f" track-region margin={detect.TRACK_MARGIN:g} face={detect.TRACK_FACE_PX}px"
-            f" redetect={REDETECT}"
             + (
-                f" landmark-track box={','.join(f'{v:g}' for v in TRACK_BOX)} iou>={TRACK_IOU:g}"
+                f" redetect={TRACK_REDETECT} landmark-track"
+                f" box={','.join(f'{v:g}' for v in TRACK_BOX)} iou>={TRACK_IOU:g}"
                 f" ncc>={TRACK_NCC:g} out<={TRACK_OUT:g}"
                 if self.track_landmarks and self.select == "track"
-                else ""
+                else f" redetect={REDETECT}"
             ),
             "select": self.select,
             "align": f"openface-mean-shape rigid similarity size={self.size} scale={self.scale}",
@@ -261,7 +249,8 @@ class EmbeddedBackend:
 
         With ``select: track``, while the last whole-frame search found one face, the frames
         are searched only around it (:func:`emoflow.faces.detect.detect_near`), the whole frame
-        again every :data:`REDETECT` frames of the call and whenever it is not found there.
+        again every :data:`REDETECT` frames of the call (:data:`TRACK_REDETECT` with
+        ``track_landmarks``) and whenever it is not found there.
         With ``track_landmarks``, a frame after one with that face is not searched at all: the
         landmarks are fitted in the box the previous frame's landmarks give (:func:`track_box`)
         and kept when they pass :meth:`_tracked`'s checks, else the frame is searched as above.
@@ -278,16 +267,17 @@ class EmbeddedBackend:
         alone = False  # the last whole-frame search found exactly one face
         track: _Track | None = None  # the previous frame's face, for landmark tracking
         tracking = self.track_landmarks and self.select == "track"
+        redetect = TRACK_REDETECT if tracking else REDETECT
         for i, frame in enumerate(frames):
             frame = np.ascontiguousarray(frame)
-            if tracking and alone and i % REDETECT and track is not None:
+            if tracking and alone and i % redetect and track is not None:
                 track = self._tracked(frame, track, side)
                 if track is not None:
                     self._store(result, i, 1, track.score, track.box, track.pts, track.crop)
                     prev_box = result.boxes[i].astype(np.float64)
                     continue
             found = None
-            if self.select == "track" and alone and i % REDETECT and prev_box is not None:
+            if self.select == "track" and alone and i % redetect and prev_box is not None:
                 found = detect_near(detector, frame, prev_box, self.upsample)
             if found is None or not len(found):
                 found = detect_faces(detector, frame, self.upsample)
@@ -330,7 +320,7 @@ class EmbeddedBackend:
             return None
         if side is not None and ((box[0] + box[2]) / 2 < w / 2) != (side == "left"):
             return None
-        crop, _ = align_face(frame, pts, self.size, self.scale)  # the crop of that matrix
+        crop = warp_affine(frame, matrix, self.size)  # the crop of that matrix
         thumb = _thumb(crop)
         if float((thumb * track.thumb).sum()) < TRACK_NCC:
             return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import numpy as np
 
 from emoflow.errors import ClipError, ToolMissingError
 from emoflow.media.pipe import output_blocks, read_output, running, tool_not_found
+from emoflow.storage.file_memo import file_value
 
 DEFAULT_TIMEOUT_S = 600.0
 BUNDLED = "bundled"
@@ -101,9 +103,16 @@ def _run(args: list[str], timeout_s: float, what: str) -> subprocess.CompletedPr
 
 @functools.cache
 def ffmpeg_version(ffmpeg_bin: str = BUNDLED) -> str:
-    """The first line of ``ffmpeg -version`` (part of the audio and face parameter hashes)."""
-    proc = _run([tool_path(ffmpeg_bin), "-hide_banner", "-version"], 30, "ffmpeg -version")
-    return proc.stdout.decode("utf-8", "replace").splitlines()[0].strip()
+    """The first line of ``ffmpeg -version`` (part of the audio and face parameter hashes),
+    kept by the binary's identity (:func:`emoflow.storage.file_memo.file_value`)."""
+    tool = tool_path(ffmpeg_bin)
+
+    def version() -> str:
+        proc = _run([tool, "-hide_banner", "-version"], 30, "ffmpeg -version")
+        return proc.stdout.decode("utf-8", "replace").splitlines()[0].strip()
+
+    found = shutil.which(tool)
+    return version() if found is None else file_value(found, "-version", version)
 
 
 def _check_file(path: Path) -> None:
