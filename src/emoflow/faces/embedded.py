@@ -6,7 +6,6 @@ is trained on iBUG 300-W, whose licence allows non-commercial use only.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,7 @@ from emoflow.faces.align import align_face, alignment_matrix, warp_affine
 from emoflow.faces.detect import SELECT, choose, detect_faces, detect_near, iou
 from emoflow.faces.result import FaceResult, checked_frames
 from emoflow.storage.atomic import atomic_path
-from emoflow.storage.digest import sha256_file
-from emoflow.storage.file_memo import file_value
+from emoflow.storage.file_memo import file_sha256
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 REDETECT = 16
@@ -113,12 +111,6 @@ def frontal_detector(cache: Path | None = None) -> object:
     with atomic_path(path, ".svm") as tmp:
         detector.save(str(tmp))
     return detector
-
-
-@functools.cache
-def _predictor_sha256() -> str:
-    path = predictor_path()
-    return file_value(path, "sha256", lambda: sha256_file(path))
 
 
 def landmarks_for(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -227,7 +219,7 @@ class EmbeddedBackend:
             "backend": self.name,
             "dlib": str(dlib.__version__),
             "predictor": PREDICTOR_FILE,
-            "predictor_sha256": _predictor_sha256(),
+            "predictor_sha256": file_sha256(predictor_path()),
             "detector": f"hog upsample={self.upsample} side={detect.DETECT_SIDE} "
             f"small={detect.SMALL_SIDE} retry<=x{detect.MAX_SCALE:g},{detect.MAX_DETECT_PIXELS}px"
             f" track-region margin={detect.TRACK_MARGIN:g} face={detect.TRACK_FACE_PX}px"

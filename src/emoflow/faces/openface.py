@@ -25,7 +25,7 @@ from PIL import Image
 from emoflow.errors import ClipError, ToolMissingError
 from emoflow.faces.openface_csv import AU_NAMES, parse_clip_output
 from emoflow.faces.result import FaceResult, checked_frames
-from emoflow.storage.digest import sha256_file
+from emoflow.storage.file_memo import file_sha256
 
 #: Output flags: 2-D landmarks, pose, AUs, gaze, aligned faces without masking.
 BASE_FLAGS = ["-2Dfp", "-pose", "-aus", "-gaze", "-simalign", "-nomask"]
@@ -200,7 +200,6 @@ class OpenFaceBackend:
         self.au_static = bool(au_static)
         self.timeout_s = float(timeout_s)
         self.batch = max(1, int(batch))
-        self._sha256: str | None = None
         self._calls = 0
 
     @property
@@ -215,11 +214,9 @@ class OpenFaceBackend:
 
     def versions(self) -> dict[str, str]:
         """Binary sha256, model, flags and crop size (FeatureExtraction prints no version)."""
-        if self._sha256 is None:
-            self._sha256 = sha256_file(self.binary)
         return {
             "backend": self.name,
-            "openface_sha256": self._sha256,
+            "openface_sha256": file_sha256(self.binary),
             "openface_version": "unknown (FeatureExtraction has no version flag)",
             "model": self.model,
             "flags": " ".join(self.flags),

@@ -41,6 +41,7 @@ from emoflow.models.fer_xception import (
     load_fer_xception,
 )
 from emoflow.storage.digest import sha256_file
+from emoflow.storage.file_memo import file_sha256
 from emoflow.storage.shards import FaceClipFeatures, FrameVectorClipFeatures
 
 ENCODERS = ("fer", "resnet18")
@@ -81,7 +82,7 @@ def face_cnn_spec(cfg: dict[str, Any]) -> dict[str, Any]:
     return {
         "encoder": encoder,
         "input": INPUTS[encoder],
-        "weights_sha256": sha256_file(weights_path(encoder, cfg.get("weights"))),
+        "weights_sha256": file_sha256(weights_path(encoder, cfg.get("weights"))),
         "fields": {name: list(cols) for name, cols in FIELDS[encoder].items()},
     }
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import numpy as np
 
 from emoflow.config import stable_hash
 from emoflow.errors import ConfigError, SpecMismatchError
-from emoflow.storage.digest import sha256_file
+from emoflow.storage.file_memo import file_sha256
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -49,18 +48,10 @@ def weight_files(folder: Path) -> list[Path]:
     return single[:1] or sorted(folder.glob("model-*.safetensors"))
 
 
-@functools.cache
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_file(path)  # size and mtime: a changed file is hashed again
-
-
 def weights_sha256(folder: Path) -> dict[str, str]:
-    """``{file name: sha256}`` of the folder's weights (hashed once per process and file)."""
-    out = {}
-    for f in weight_files(folder):
-        st = os.stat(f)  # resolves hub-cache symlinks to their blobs
-        out[f.name] = _sha256(str(f.resolve()), st.st_size, st.st_mtime_ns)
-    return out
+    """``{file name: sha256}`` of the folder's weights (:func:`file_sha256`: hub-cache symlinks
+    resolved to their blobs, each hashed once while it stays the same)."""
+    return {f.name: file_sha256(f) for f in weight_files(folder)}
 
 
 def ssl_spec(ssl_cfg: dict[str, Any], audio_cfg: dict[str, Any], ffmpeg: str) -> dict:

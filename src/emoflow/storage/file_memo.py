@@ -9,6 +9,7 @@ computed again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from emoflow.storage.atomic import write_text
+from emoflow.storage.digest import sha256_file
 
 _FOLDER: list[Path] = []
 
@@ -48,3 +50,21 @@ def file_value(path: str | os.PathLike[str], what: str, compute: Callable[[], st
     except OSError:  # a read-only cache: the value still holds
         pass
     return value
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a model's or tool's file (a stage's spec names it): kept by :func:`file_value`
+    and hashed at most once per process while the file stays the same."""
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    return _sha256_of(real, st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@functools.cache
+def _sha256_of(real: str, *identity: int) -> str:
+    return file_value(real, "sha256", lambda: sha256_file(real))
+
+
+def forget() -> None:
+    """Drop this process's hashes (:func:`file_sha256`); the kept files stay."""
+    _sha256_of.cache_clear()
