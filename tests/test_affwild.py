@@ -1,4 +1,4 @@
-"""Time-continuous labels end to end: an Aff-Wild2-shaped corpus of generated minute-long
+"""Time-continuous labels end to end: an Aff-Wild2-shaped corpus of generated half-minute
 videos (official layout, -5 / -1 unannotated frames, a two-person video with _left / _right
 annotations, an unannotated ABAW test video) through the real workflow, then the same videos
 as a ``timeseries`` corpus of End2You-style label files."""
@@ -34,8 +34,8 @@ SETTINGS = {
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("affwild2")
-    return make_affwild_corpus(root / "data", durations=(60.0, 62.0, 64.0), two_person_s=60.0,
-                               test_videos=1)  # fmt: skip
+    return make_affwild_corpus(root / "data", durations=(30.0, 31.0, 32.0), two_person_s=30.0,
+                               test_videos=1, workers=2)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

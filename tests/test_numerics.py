@@ -88,9 +88,10 @@ def test_every_emoflow_process_pins_the_cpu_kernels() -> None:
 
 @pytest.mark.slow
 def test_cores_1_and_cores_2_give_byte_identical_tables(demo32: Path, tmp_path: Path) -> None:
-    """24 demo clips (6 actors), both branches, fold 0 of 3, fusion fitted on 2 inner folds
-    (the default fit): the whole workflow with ``--cores 1`` and with ``--cores 2`` (Snakemake
-    then gives the train jobs 1 or 2 threads and OMP_NUM_THREADS to match)."""
+    """24 demo clips (6 actors; 8 face frames per window, 32 mel bands), both branches, fold 0
+    of 3, fusion fitted on 2 inner folds (the default fit): the whole workflow with
+    ``--cores 1`` and with ``--cores 2`` (Snakemake then gives the train jobs 1 or 2 threads
+    and OMP_NUM_THREADS to match)."""
     corpus = tmp_path / "data"
     linked_clips(demo32, corpus, 24)
     reports = {}
@@ -99,7 +100,8 @@ def test_cores_1_and_cores_2_give_byte_identical_tables(demo32: Path, tmp_path: 
         base.mkdir()
         cfg = write_config(base / "cfg.yaml", corpus, base / "results", shards=1,
                            folds={"k": 3, "only": [0]}, bundle={"mode": "fold0"},
-                           fusion={"fit_on": "inner", "inner_folds": 2})  # fmt: skip
+                           fusion={"fit_on": "inner", "inner_folds": 2},
+                           faces={"frames": 8}, audio={"n_mels": 32})  # fmt: skip
         snakemake(cfg, cores=cores)
         reports[cores] = base / "results" / "t"
     one, two = reports[1], reports[2]
