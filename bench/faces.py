@@ -14,10 +14,13 @@ re-encoded at 1280 x 720 (the square picture centred, padded), with the same wor
   probes already cached (``clips probed``: as in a workflow where another stage,
   audio say, met the clips first; :mod:`emoflow.media.probe_cache`); at 1280 x 720 also with
   ``faces.max_side: 1280`` (full-resolution alignment);
-- the decode floor: ffprobe + ffmpeg decoding the frames at the grid's sample times (16 per 3 s
-  window), as the face stage decodes them, ``workers`` clips at a time; and ffmpeg alone (the
-  probes made before, untimed: the floor of the ``clips probed`` row).
+- the decode floor: the probe (``media.ffprobe``, in-process by default:
+  :mod:`emoflow.media.libav_probe`) + ffmpeg decoding the frames at the grid's sample times (16
+  per 3 s window), as the face stage decodes them, ``workers`` clips at a time; and ffmpeg alone
+  (the probes made before, untimed: the floor of the ``clips probed`` row).
 
+With ``--ffprobe BIN`` (e.g. ``ffprobe``, Debian's), also the floor and the embedded stage
+probing with that binary (the default before the in-process probe), for a before/after table.
 With ``--no-track-rows``, also the embedded stage (and with the clips probed) without landmark
 tracking (:data:`emoflow.faces.embedded.TRACK_DEFAULT` off: a HOG search on every sampled
 frame, the policy before it), for a before/after table in one run; ``--only`` runs only the
@@ -96,14 +99,16 @@ def make_corpora(work: Path, clips: int, long_clips: int = 0) -> dict[str, Path]
 
 
 def video_seconds(data: Path) -> float:
-    """Seconds of video of the clips under ``data`` (ffprobe's durations)."""
+    """Seconds of video of the clips under ``data`` (the probe's durations)."""
     from emoflow.media.ffmpeg import probe
 
     return sum(probe(p).video_duration_s or probe(p).duration_s or 0.0
                for p in sorted(data.rglob("*.mp4")))  # fmt: skip
 
 
-def config_file(work: Path, data: Path, name: str, faces: dict[str, Any]) -> Path:
+def config_file(
+    work: Path, data: Path, name: str, faces: dict[str, Any], media: dict[str, Any] | None = None
+) -> Path:
     """A config for one run (its own results and cache folders: nothing is cached)."""
     name = name.replace(" ", "-")
     cfg = {
@@ -112,6 +117,7 @@ def config_file(work: Path, data: Path, name: str, faces: dict[str, Any]) -> Pat
         "shards": 1,
         "cache": {"dir": str(work / f"cache-{name}")},
         "faces": faces,
+        "media": media or {},
     }
     path = work / f"{name}.json"
     path.write_text(json.dumps(cfg))
@@ -140,8 +146,8 @@ def run_face_stage(
         "from emoflow.faces.embedded import frontal_detector;"
         "c['faces']['backend'] == 'embedded' and frontal_detector(cache_dir(c) / 'models');"
         "from emoflow.extraction.specs import stage_cache;"
-        "from emoflow.media.ffmpeg import ffmpeg_version;"
-        "stage_cache(c, 'faces'); ffmpeg_version(c['media']['ffprobe']);"
+        "from emoflow.media.ffmpeg import ffmpeg_version, probe_version;"
+        "stage_cache(c, 'faces'); probe_version(c['media']['ffprobe']);"
         "from emoflow.storage.file_memo import forget;"
         "ffmpeg_version.cache_clear(); forget();"
         "t = time.perf_counter();"
@@ -159,14 +165,14 @@ def run_face_stage(
     return dt, share, px
 
 
-def _decode_one(path: str, info: Any = None) -> int:
-    """Probe a clip (unless ``info`` is its probe) and decode its frames at the face grid's
-    sample times (default config)."""
+def _decode_one(path: str, info: Any = None, ffprobe: str = "bundled") -> int:
+    """Probe a clip with ``ffprobe`` (unless ``info`` is its probe) and decode its frames at the
+    face grid's sample times (default config)."""
     from emoflow.media.ffmpeg import FrameStream, probe
     from emoflow.media.grid import TimeGrid
 
     grid = TimeGrid(16000, 3.0, 1.5, "pad", 16)
-    info = info or probe(path)
+    info = info or probe(path, ffprobe)
     duration = info.video_duration_s or info.duration_s or 0.04
     stream = FrameStream(path, grid.frame_times(duration, info.fps), grid.rate, info)
     n = sum(len(chunk) for chunk in stream.chunks())
@@ -174,16 +180,17 @@ def _decode_one(path: str, info: Any = None) -> int:
     return n
 
 
-def decode_floor(data: Path, workers: int, probed: bool = False) -> float:
-    """Wall seconds to probe and decode every clip's sampled frames, ``workers`` at a time
-    (``probed``: decode only, the probes made before, untimed)."""
+def decode_floor(data: Path, workers: int, probed: bool = False, ffprobe: str = "bundled") -> float:
+    """Wall seconds to probe (with ``ffprobe``, :mod:`emoflow.media.ffmpeg`'s ``probe``) and
+    decode every clip's sampled frames, ``workers`` at a time (``probed``: decode only, the
+    probes made before, untimed)."""
     from emoflow.media.ffmpeg import probe
 
     clips = [str(p) for p in sorted(data.rglob("*.mp4"))]
     infos = [probe(p) if probed else None for p in clips]
     t = time.perf_counter()
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(_decode_one, clips, infos))
+        list(pool.map(_decode_one, clips, infos, [ffprobe] * len(clips)))
     return time.perf_counter() - t
 
 
@@ -248,6 +255,12 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
             no = config_file(work, data, f"emb-nt-p-{video}", {})
             dt, share, px = run_face_stage(no, w, True, track=False)
             runs.append(("face stage, embedded, no landmark tracking, probed", dt, (share, px)))
+        if args.ffprobe:
+            floor_ffprobe = decode_floor(data, w, ffprobe=args.ffprobe)
+            runs.insert(1, (f"ffmpeg decode floor, probed by {args.ffprobe}", floor_ffprobe, None))
+            cfg = config_file(work, data, f"emb-ffprobe-{video}", {}, {"ffprobe": args.ffprobe})
+            dt, share, px = run_face_stage(cfg, w)
+            runs.append((f"face stage, embedded, probed by {args.ffprobe}", dt, (share, px)))
         if video == "1280x720":
             hi = config_file(work, data, f"emb-hi-{video}", {"max_side": 1280})
             dt, share, px = run_face_stage(hi, w)
@@ -307,6 +320,11 @@ def main() -> None:
         "--no-track-rows",
         action="store_true",
         help="add the embedded stage without landmark tracking (the policy before)",
+    )
+    ap.add_argument(
+        "--ffprobe",
+        help="also the floor and the embedded stage probing with this ffprobe binary "
+        "(media.ffprobe; e.g. ffprobe, Debian's: the default before the in-process probe)",
     )
     ap.add_argument("--only", help="comma-separated videos to run (e.g. 320x320,640x360 60s)")
     args = ap.parse_args()

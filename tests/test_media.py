@@ -72,7 +72,7 @@ def test_still_image_video_samples_the_face(tmp_path: Path) -> None:
     ("make", "kind", "needle"),
     [
         (lambda p: p.write_bytes(b""), "unreadable", "empty"),
-        (lambda p: p.write_bytes(np.random.default_rng(0).bytes(50_000)), "unreadable", "ffprobe"),
+        (lambda p: p.write_bytes(np.random.default_rng(0).bytes(50_000)), "unreadable", "read the"),
     ],
 )
 def test_unreadable_files(tmp_path: Path, make, kind: str, needle: str) -> None:
@@ -150,7 +150,7 @@ def test_missing_ffmpeg_is_one_clear_message(tmp_path: Path) -> None:
 def test_timeout_is_classified(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "a.mp4", duration=1.0)
     with pytest.raises(ClipError) as err:
-        media.probe(clip, timeout_s=1e-6)
+        media.probe(clip, "ffprobe", timeout_s=1e-6)
     assert err.value.kind == "tool_timeout"
 
 

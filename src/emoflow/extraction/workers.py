@@ -23,7 +23,7 @@ from emoflow.errors import ClipError, internal_error
 from emoflow.extraction.specs import cache_of
 from emoflow.features.audio import logmel_mfcc
 from emoflow.features.featurize import audio_features, egemaps_features, face_features, ssl_features
-from emoflow.media.ffmpeg import ffmpeg_version
+from emoflow.media.ffmpeg import BUNDLED, probe_version
 from emoflow.media.probe_cache import ProbeCache
 
 log = logging.getLogger("emoflow.extract")
@@ -173,7 +173,9 @@ def warm_up(stage: str, spec: dict[str, Any], config: Config) -> None:
     """Load what computing clips needs once, here: forked workers inherit it (only when some
     clip is computed; a job whose clips are all cached loads neither librosa nor face models).
     The face models load in :func:`compute_clips` (:func:`load_face_models`)."""
-    ffmpeg_version(config["media"]["ffprobe"])  # the probe cache's key: forked workers inherit it
+    probe_version(config["media"]["ffprobe"])  # the probe cache's key: forked workers inherit it
+    if config["media"]["ffprobe"] == BUNDLED:
+        import av  # noqa: F401 - 0.1 s, once here rather than in every worker
     if stage == "audio":
         logmel_mfcc(np.zeros((1, int(spec["window_s"] * spec["sample_rate"])), np.float32), spec)
     elif stage == "egemaps":

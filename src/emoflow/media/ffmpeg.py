@@ -23,15 +23,16 @@ import ffmpeg
 import numpy as np
 
 from emoflow.errors import ClipError, ToolMissingError
+from emoflow.media.libav_probe import libav_version, probe_json
 from emoflow.media.pipe import output_blocks, read_output, running, tool_not_found
 from emoflow.storage.file_memo import file_value
 
 DEFAULT_TIMEOUT_S = 600.0
 BUNDLED = "bundled"
-"""``media.ffmpeg: bundled``: the static ffmpeg of the imageio-ffmpeg package (a dependency)."""
+"""``media.ffmpeg: bundled``: imageio-ffmpeg's static ffmpeg; ``media.ffprobe``: av's libav."""
 MEDIA_DEFAULTS: dict[str, Any] = {
     "ffmpeg": BUNDLED,
-    "ffprobe": "ffprobe",
+    "ffprobe": BUNDLED,
     "timeout_s": DEFAULT_TIMEOUT_S,
     "truncation_tolerance_s": 0.5,
     "truncation_tolerance": 0.1,
@@ -40,7 +41,7 @@ MEDIA_DEFAULTS: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class MediaInfo:
-    """What ffprobe says about a file (None where it does not say)."""
+    """What the probe says about a file (None where it does not say)."""
 
     duration_s: float | None
     has_audio: bool
@@ -138,15 +139,13 @@ def _rotation(stream: dict) -> int:
     return int(tag) % 360 if tag else 0
 
 
-def probe(path: str | Path, ffprobe: str = "ffprobe", timeout_s: float = 60.0) -> MediaInfo:
-    """Probe streams, duration, fps and rotation; ClipError("unreadable") if ffprobe fails."""
+def probe(path: str | Path, ffprobe: str = BUNDLED, timeout_s: float = 60.0) -> MediaInfo:
+    """Probe streams, duration, fps and rotation; ClipError("unreadable") if the file cannot be
+    read. ``ffprobe``: :data:`BUNDLED` (libavformat in this process,
+    :mod:`emoflow.media.libav_probe`), or the ffprobe binary to run (a name on PATH or a path)."""
     path = Path(path)
     _check_file(path)
-    args = [ffprobe, "-v", "error", "-print_format", "json", "-show_streams", "-show_format"]
-    proc = _run([*args, _input(path)], timeout_s, "ffprobe")
-    if proc.returncode != 0:
-        raise ClipError("unreadable", f"ffprobe cannot read the file: {_first_line(proc.stderr)}")
-    info = json.loads(proc.stdout or b"{}")
+    info = probe_json(path) if ffprobe == BUNDLED else _ffprobe_json(path, ffprobe, timeout_s)
     streams = info.get("streams", [])
     video = next((s for s in streams if s.get("codec_type") == "video"
                   and not s.get("disposition", {}).get("attached_pic")), None)  # fmt: skip
@@ -176,6 +175,20 @@ def probe(path: str | Path, ffprobe: str = "ffprobe", timeout_s: float = 60.0) -
         video_duration_s=_duration(video),
         audio_duration_s=_duration(audio),
     )
+
+
+def _ffprobe_json(path: Path, ffprobe: str, timeout_s: float) -> dict[str, Any]:
+    args = [ffprobe, "-v", "error", "-print_format", "json", "-show_streams", "-show_format"]
+    proc = _run([*args, _input(path)], timeout_s, "ffprobe")
+    if proc.returncode != 0:
+        raise ClipError("unreadable", f"ffprobe cannot read the file: {_first_line(proc.stderr)}")
+    return json.loads(proc.stdout or b"{}")
+
+
+def probe_version(ffprobe: str = BUNDLED) -> str:
+    """What probes, for the probe cache's key: PyAV's version for :data:`BUNDLED`, else the
+    ffprobe binary's version line."""
+    return libav_version() if ffprobe == BUNDLED else ffmpeg_version(ffprobe)
 
 
 def _duration(stream: dict | None) -> float | None:

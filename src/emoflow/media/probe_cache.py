@@ -1,12 +1,14 @@
-"""ffprobe's answer per clip, probed once for all the stages.
+"""The probe's answer per clip, probed once for all the stages.
 
-Every stage needs a clip's streams, duration, frame rate and rotation before it decodes; each
-``ffprobe`` call costs about 0.1 s, nearly all of it the dynamic loader linking Debian's ffmpeg
-libraries (measured in bench/faces.py and by ``perf``), as much as decoding a short clip. The
-answer depends only on the file's bytes and on ffprobe, so it is cached by (sha256 of the
-clip, ffprobe's version line): ``<cache dir>/probe/<version hash>/<sha[:2]>/<sha>.json``,
-written atomically. The first stage to meet a clip probes it; the others read the file.
-A failed probe is never cached (the stage records the failure; the next run tries again).
+Every stage needs a clip's streams, duration, frame rate and rotation before it decodes. The
+answer depends only on the file's bytes and on the probe, so it is cached by (sha256 of the
+clip, the probe's version: PyAV's for the in-process probe, else ffprobe's version line):
+``<cache dir>/probe/<version hash>/<sha[:2]>/<sha>.json``, written atomically. The first stage
+to meet a clip probes it; the others read the file. With ``media.ffprobe: ffprobe`` this saves
+a call of about 0.1 s per clip and stage, nearly all of it the dynamic loader linking Debian's
+ffmpeg libraries (measured in bench/faces.py and by ``perf``); the in-process probe (the
+default) costs about 5 ms. A failed probe is never cached (the stage records the failure; the
+next run tries again).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from emoflow.config import stable_hash
-from emoflow.media.ffmpeg import MEDIA_DEFAULTS, MediaInfo, ffmpeg_version, probe
+from emoflow.media.ffmpeg import MEDIA_DEFAULTS, MediaInfo, probe, probe_version
 from emoflow.storage.atomic import write_text
 
 FORMAT_VERSION = 1
@@ -29,7 +31,7 @@ class ProbeCache:
 
     def __init__(self, root: str | Path, media: dict[str, Any] | None = None) -> None:
         self.media = {**MEDIA_DEFAULTS, **(media or {})}
-        version = ffmpeg_version(self.media["ffprobe"])  # once per process (forks inherit it)
+        version = probe_version(self.media["ffprobe"])  # once per process (forks inherit it)
         key = stable_hash({"ffprobe": version, "format": FORMAT_VERSION})
         self.dir = Path(root) / "probe" / key
 
