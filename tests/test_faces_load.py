@@ -4,7 +4,6 @@ what ``scipy.ndimage.map_coordinates`` gave), the clips probed while the models 
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from emoflow.extraction import workers
 from emoflow.extraction.specs import cache_of, stage_spec
 from emoflow.faces import embedded
 from emoflow.faces.align import bilinear, warp_affine
-from emoflow.media.probe_cache import ProbeCache
 from tests.mediagen import face_png, talking_face_clip
 
 
@@ -109,20 +107,6 @@ def test_detector_kept_once_loads_fast_and_finds_the_same(tmp_path: Path) -> Non
     rebuilt = embedded.frontal_detector(tmp_path)
     assert [str(r) for r in rebuilt.run(photo, 0, 0.0)[0]] == [str(r) for r in want[0]]
     assert files[0].stat().st_size > 1000
-
-
-def test_probe_ahead_probes_in_order_until_told_to_stop(tmp_path: Path) -> None:
-    cfg = config(tmp_path)
-    clip = talking_face_clip(tmp_path / "a.mp4", face_png(tmp_path / "f.png"), 0.5)
-    todo = [("a", "1" * 64, str(clip)), ("b", "2" * 64, str(clip))]
-    stop = multiprocessing.get_context("fork").Event()
-    stop.set()
-    workers._probe_ahead(cfg, todo, stop)
-    probes = ProbeCache(tmp_path / "c", cfg["media"])
-    assert not probes.dir.exists()  # told to stop before the first clip
-    stop.clear()
-    workers._probe_ahead(cfg, [("bad", "3" * 64, str(tmp_path / "none.mp4")), *todo], stop)
-    assert sorted(p.name[:1] for p in probes.dir.rglob("*.json")) == ["1", "2"]
 
 
 def test_forked_workers_never_load_the_models_again(tmp_path: Path, monkeypatch) -> None:

@@ -23,7 +23,7 @@ from emoflow.errors import ClipError, internal_error
 from emoflow.extraction.specs import cache_of
 from emoflow.features.audio import logmel_mfcc
 from emoflow.features.featurize import audio_features, egemaps_features, face_features, ssl_features
-from emoflow.media.ffmpeg import BUNDLED, probe_version
+from emoflow.media.ffmpeg import probe_version
 from emoflow.media.probe_cache import ProbeCache
 
 log = logging.getLogger("emoflow.extract")
@@ -174,8 +174,6 @@ def warm_up(stage: str, spec: dict[str, Any], config: Config) -> None:
     clip is computed; a job whose clips are all cached loads neither librosa nor face models).
     The face models load in :func:`compute_clips` (:func:`load_face_models`)."""
     probe_version(config["media"]["ffprobe"])  # the probe cache's key: forked workers inherit it
-    if config["media"]["ffprobe"] == BUNDLED:
-        import av  # noqa: F401 - 0.1 s, once here rather than in every worker
     if stage == "audio":
         logmel_mfcc(np.zeros((1, int(spec["window_s"] * spec["sample_rate"])), np.float32), spec)
     elif stage == "egemaps":
@@ -192,43 +190,12 @@ def warm_up(stage: str, spec: dict[str, Any], config: Config) -> None:
         load_encoder(config["face_cnn"]["encoder"], config["face_cnn"]["weights"])
 
 
-def _probe_ahead(config: Config, todo: list[tuple[str, str, str]], stop: Any) -> None:
-    """Put the clips of ``todo`` (clip id, key, path) into the probe cache, in order, until
-    ``stop`` is set (a helper process; a clip it cannot probe is left to its task)."""
-    probes = ProbeCache(cache_dir(config), config["media"])
-    for _, key, path in todo:
-        if stop.is_set():
-            return
-        try:
-            probes.info(path, split_key(key)[0])
-        except Exception:  # noqa: BLE001,S112 - the clip's task meets and reports it
-            continue
-
-
-def load_face_models(
-    config: Config, stage: str, todo: list[tuple[str, str, str]]
-) -> multiprocessing.process.BaseProcess | None:
+def load_face_models(config: Config) -> None:
     """Load the face backend's models in this process, once, before the workers fork (they
-    inherit them; the detector's serialization is kept in ``<cache>/models``). Loading takes
-    one core about a second: for the faces stage a helper process probes the first clips of
-    ``todo`` meanwhile (the workers then find them in the probe cache). Returns the helper,
-    told to stop (join it), or None."""
-    backend = face_backend(config)
-    load = getattr(backend, "load", None)
-    if load is None:  # OpenFace: nothing to load in this process
-        return None
-    helper = stop = None
-    if stage == "faces" and todo and not multiprocessing.current_process().daemon:
-        ctx = multiprocessing.get_context("fork")
-        stop = ctx.Event()
-        helper = ctx.Process(target=_probe_ahead, args=(config, todo, stop), daemon=True)
-        helper.start()
-    try:
+    inherit them; the detector's serialization is kept in ``<cache>/models``)."""
+    load = getattr(face_backend(config), "load", None)
+    if load is not None:  # OpenFace: nothing to load in this process
         load(cache=cache_dir(config) / "models")
-    finally:
-        if stop is not None:
-            stop.set()
-    return helper
 
 
 def task_batch(config: Config, stage: str, spec: dict[str, Any], clips: int, workers: int) -> int:
@@ -267,12 +234,9 @@ def compute_clips(
     batch = task_batch(config, stage, spec, len(todo), workers)
     batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
     tasks = [(_cached_task, stage, [(c, p, s) for c, s, p in b], spec, config) for b in batches]
-    helper = load_face_models(config, stage, todo) if stage in ("faces", "face_cnn") else None
-    try:
-        with executor_for(config, workers) as pool:
-            for b, results in zip(batches, ordered_map(pool, tasks, 2 * workers), strict=True):
-                for (clip_id, sha, _), res in zip(b, results, strict=True):
-                    yield clip_id, sha, res
-    finally:
-        if helper is not None:
-            helper.join()
+    if stage in ("faces", "face_cnn"):
+        load_face_models(config)
+    with executor_for(config, workers) as pool:
+        for b, results in zip(batches, ordered_map(pool, tasks, 2 * workers), strict=True):
+            for (clip_id, sha, _), res in zip(b, results, strict=True):
+                yield clip_id, sha, res

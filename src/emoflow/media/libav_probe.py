@@ -13,7 +13,6 @@ depends on the ffprobe a machine happens to have.
 from __future__ import annotations
 
 import functools
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,9 @@ from emoflow.errors import ClipError, ToolMissingError
 @functools.cache
 def libav_version() -> str:
     """The probe's identity (part of the probe cache's key): PyAV's version, which fixes the
-    FFmpeg libraries its wheel carries."""
-    return f"PyAV {version('av')}"
+    FFmpeg libraries its wheel carries. Imports av (0.1 s): a process that probes asks for it
+    first, and workers forked after inherit the import."""
+    return f"PyAV {_av().__version__}"
 
 
 def _av() -> Any:
