@@ -24,7 +24,9 @@ probing with that binary (the default before the in-process probe), for a before
 With ``--no-track-rows``, also the embedded stage (and with the clips probed) without landmark
 tracking (:data:`emoflow.faces.embedded.TRACK_DEFAULT` off: a HOG search on every sampled
 frame, the policy before it), for a before/after table in one run; ``--only`` runs only the
-named videos (e.g. ``320x320,640x360 60s``).
+named videos (e.g. ``320x320,640x360 60s``). With ``--free-landmarks``, also the embedded stage
+with a landmarker that costs nothing: dlib's 68-point fits recorded in a first run (untimed) and
+looked up by frame and box, the model never loaded (a bound on what a cheaper landmarker gives).
 
 With ``--long``, the same rows (less the 1280 x 720 one) for long clips at 640 x 360:
 ``--long-clips`` (2) clips of 60 s and as many of 5 minutes, each a demo clip looped, scaled to
@@ -124,15 +126,45 @@ def config_file(
     return path
 
 
+FREE_LANDMARKS = """
+import atexit, hashlib, os, pickle, numpy as np, dlib
+import emoflow.faces.embedded as E
+def key(frame, box):
+    return hashlib.blake2b(np.ascontiguousarray(frame[::7, ::7]).tobytes()
+                           + np.asarray(box, np.float64).tobytes(), digest_size=16).digest()
+if {record}:
+    fit, fits = E.landmarks_for, {{}}
+    def landmarks_for(frame, box):
+        fits[key(frame, box)] = pts = fit(frame, box)
+        return pts
+    E.landmarks_for = landmarks_for
+    atexit.register(lambda: pickle.dump(fits, open({table!r}, "wb")))
+else:
+    fits = pickle.load(open({table!r}, "rb"))
+    def landmarks_for(frame, box):
+        pts = fits.get(key(frame, box))
+        if pts is None:  # not a fit of the recorded run: the bound would be wrong, stop
+            os._exit(3)
+        return pts.copy()
+    E.landmarks_for = landmarks_for
+    dlib.shape_predictor = lambda path: None
+"""
+"""``--free-landmarks``: code run before the face stage. ``record``: dlib's landmark fits are
+kept, by frame and box, in ``table``; else they are looked up there, and the 68-point model is
+not loaded: the stage as it would run with a landmarker that costs nothing (a fit that was not
+recorded ends the run)."""
+
+
 def run_face_stage(
-    cfg: Path, workers: int, probed: bool = False, track: bool = True
+    cfg: Path, workers: int, probed: bool = False, track: bool = True, prelude: str = ""
 ) -> tuple[float, float, float]:
     """One face shard job in a fresh process: (wall seconds, share of frames with a face,
     median height of the chosen face boxes in decoded-frame pixels). ``probed``: the clips'
     probes are in the cache first (untimed), as when another stage met the clips before.
     ``track``: False turns the embedded backend's landmark tracking off (the policy before it,
-    :data:`emoflow.faces.embedded.TRACK_DEFAULT`)."""
-    code = (
+    :data:`emoflow.faces.embedded.TRACK_DEFAULT`). ``prelude``: code run first
+    (:data:`FREE_LANDMARKS`)."""
+    code = prelude + (
         "import json, time, h5py;"
         f"import emoflow.faces.embedded as E; E.TRACK_DEFAULT = E.TRACK_DEFAULT and {track};"
         "from emoflow.config import load_config, cache_dir, results_dir;"
@@ -261,12 +293,27 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
             cfg = config_file(work, data, f"emb-ffprobe-{video}", {}, {"ffprobe": args.ffprobe})
             dt, share, px = run_face_stage(cfg, w)
             runs.append((f"face stage, embedded, probed by {args.ffprobe}", dt, (share, px)))
+        if args.free_landmarks:
+            runs.append(("face stage, embedded, free landmarker (bound)",
+                         *free_landmarks(work, data, video, w)))  # fmt: skip
         if video == "1280x720":
             hi = config_file(work, data, f"emb-hi-{video}", {"max_side": 1280})
             dt, share, px = run_face_stage(hi, w)
             runs.append(("face stage, embedded, max_side 1280", dt, (share, px)))
         rows += [_row(what, seconds, share, base, floor, of_s) for what, seconds, share in runs]
     return rows
+
+
+def free_landmarks(work: Path, data: Path, video: str, workers: int) -> tuple[float, tuple]:
+    """The embedded stage with a landmarker that costs nothing: dlib's fits recorded in a first
+    run (untimed, one worker), then looked up (:data:`FREE_LANDMARKS`)."""
+    table = work / f"fits-{video.replace(' ', '-')}.pickle"
+    record = FREE_LANDMARKS.format(record=True, table=str(table))
+    run_face_stage(config_file(work, data, f"emb-rec-{video}", {}), 1, prelude=record)
+    lookup = FREE_LANDMARKS.format(record=False, table=str(table))
+    dt, share, px = run_face_stage(config_file(work, data, f"emb-free-{video}", {}), workers,
+                                   prelude=lookup)  # fmt: skip
+    return dt, (share, px)
 
 
 def _row(
@@ -293,16 +340,16 @@ def _row(
 def print_table(rows: list[dict[str, Any]]) -> None:
     """The table: clips/s, ms per second of video, time / floor, speed vs OpenFace per clip,
     frames with a face."""
-    print(f"{'what':44} {'video':>12} {'clips':>5} {'wrk':>3} {'seconds':>8} {'clips/s':>8} "
+    print(f"{'what':46} {'video':>12} {'clips':>5} {'wrk':>3} {'seconds':>8} {'clips/s':>8} "
           f"{'ms/vid s':>8} {'x floor':>8} {'x OpenFace':>10} {'face frames':>11} "
           f"{'face px':>7}")  # fmt: skip
     for r in rows:
         if "clips_per_s" not in r:
-            print(f"{r['what']:44} {r['video']:>12} {r['clips']:>5} {r['workers']:>3} "
+            print(f"{r['what']:46} {r['video']:>12} {r['clips']:>5} {r['workers']:>3} "
                   f"{r['seconds']}")  # fmt: skip
             continue
         share = f"{100 * r['face_frames']:.1f} %" if "face_frames" in r else ""
-        print(f"{r['what']:44} {r['video']:>12} {r['clips']:>5} {r['workers']:>3} "
+        print(f"{r['what']:46} {r['video']:>12} {r['clips']:>5} {r['workers']:>3} "
               f"{r['seconds']:>8.2f} {r['clips_per_s']:>8.2f} {r['ms_per_video_s']:>8.1f} "
               f"{r['x_floor']:>8.2f} {r['x_openface']!s:>10} {share:>11} "
               f"{r.get('face_px', '')!s:>7}")  # fmt: skip
@@ -325,6 +372,12 @@ def main() -> None:
         "--ffprobe",
         help="also the floor and the embedded stage probing with this ffprobe binary "
         "(media.ffprobe; e.g. ffprobe, Debian's: the default before the in-process probe)",
+    )
+    ap.add_argument(
+        "--free-landmarks",
+        action="store_true",
+        help="add the embedded stage with dlib's landmark fits looked up from a recorded run "
+        "(no fit, no model load): a bound on what a cheaper landmarker could give",
     )
     ap.add_argument("--only", help="comma-separated videos to run (e.g. 320x320,640x360 60s)")
     args = ap.parse_args()

@@ -50,7 +50,7 @@ def test_loader_benchmark_runs() -> None:
 
 
 def test_face_benchmark_runs_without_openface() -> None:
-    out = run("bench/faces.py", "--clips", "2", "--workers", "1")
+    out = run("bench/faces.py", "--clips", "2", "--workers", "1", "--free-landmarks")
     assert "OpenFace rows not run" in out
     rows = list(csv.DictReader((REPO / "bench/results/faces.csv").open()))
     by = {(r["what"], r["video"]): r for r in rows}
@@ -65,6 +65,9 @@ def test_face_benchmark_runs_without_openface() -> None:
         probed = by[("face stage, embedded, clips probed", video)]
         assert float(probed["face_frames"]) == float(emb["face_frames"])
         assert float(by[("ffmpeg decode floor, clips probed", video)]["clips_per_s"]) > 0
+        # every landmark fit was found in the recorded run: the same faces, boxes and crops
+        free = by[("face stage, embedded, free landmarker (bound)", video)]
+        assert (free["face_frames"], free["face_px"]) == (emb["face_frames"], emb["face_px"])
     small = by[("face stage, embedded", "176x144")]  # the same faces at about 45 px
     assert float(small["face_frames"]) > 0.9 and float(small["face_px"]) < 70
     assert ("OpenFace per clip (whole video)", "176x144") not in by
