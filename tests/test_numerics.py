@@ -86,6 +86,33 @@ def test_every_emoflow_process_pins_the_cpu_kernels() -> None:
     assert validate_config(raw)["train"]["threads"] == 2
 
 
+NUMPY_LOOPS = """
+%s
+import hashlib, numpy as np
+from emoflow.numerics import numpy_simd
+x = np.linspace(0.01, 40.0, 100003)
+out = [np.log10(x.astype(np.float32)), np.power(x.astype(np.float32), 0.3), np.exp(-x), np.log(x)]
+print(numpy_simd(), hashlib.sha256(b"".join(a.tobytes() for a in out)).hexdigest())
+"""
+
+
+def test_numpy_runs_its_avx2_loops_in_every_emoflow_process() -> None:
+    """numpy's AVX-512 loops round log10 and power of float32, exp and log of float64 otherwise
+    than its AVX2 ones (on this project's AVX-512 machine): an emoflow process, whatever the host
+    asks for, computes them as a process limited to numpy's AVX2 loops does."""
+
+    def run(first: str, env: dict[str, str]) -> list[str]:
+        out = subprocess.run([sys.executable, "-c", NUMPY_LOOPS % first],
+                             env={**os.environ, **env}, capture_output=True, text=True,
+                             check=True).stdout  # fmt: skip
+        return out.split()
+
+    pinned = run("import emoflow", {"NPY_DISABLE_CPU_FEATURES": ""})  # the host asks for all
+    avx2 = run("import numpy", {"NPY_DISABLE_CPU_FEATURES": PINNED_ENV["NPY_DISABLE_CPU_FEATURES"]})
+    assert pinned[0] == "X86_V3"
+    assert pinned == avx2
+
+
 @pytest.mark.slow
 def test_cores_1_and_cores_2_give_byte_identical_tables(demo32: Path, tmp_path: Path) -> None:
     """24 demo clips (6 actors; 8 face frames per window, 32 mel bands), both branches, fold 0
@@ -123,4 +150,5 @@ def test_cores_1_and_cores_2_give_byte_identical_tables(demo32: Path, tmp_path: 
     assert provenance.pop("config_hash") != other.pop("config_hash")  # its results path
     assert provenance == other
     assert provenance["train_threads"] == 2
-    assert provenance["cpu_numerics"] == {"mode": "pinned AVX2", "torch_cpu_capability": "AVX2"}
+    assert provenance["cpu_numerics"] == {"mode": "pinned AVX2", "torch_cpu_capability": "AVX2",
+                                          "numpy_simd": "X86_V3"}  # fmt: skip
